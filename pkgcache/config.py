@@ -1,0 +1,169 @@
+"""Settings: one frozen dataclass, read from package-cache.conf (TOML).
+
+The config file holds every setting; command-line flags (see ``cli.py``)
+override it. Validation happens here, once, so the rest of the program can
+trust a ``Settings`` it is given. Every problem is a ``ConfigError`` whose
+message names the file and the key, fit to be printed as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon needs to know, validated.
+
+    Durations are seconds, sizes are bytes. A ``max_file_size`` of 0 means
+    no limit.
+    """
+
+    sources: tuple[str, ...] = ()
+    cache: str = "/tmp/package-cache"
+    host: str = "localhost"
+    port: int = 4000
+    verbose: int = 0
+    syslog: bool = False
+    connect_timeout: float = 10.0
+    stall_timeout: float = 60.0
+    upstream_connections: int = 250
+    max_file_size: int = 0
+    client_buffer: int = 4 * MIB
+    ca_file: str = ""
+    user_agent: str = field(default="")
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied and validated."""
+        return validate(dataclasses.replace(self, **changes))
+
+
+#: Config-file keys and the Python types they accept.
+_KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "sources": (list,),
+    "cache": (str,),
+    "host": (str,),
+    "port": (int,),
+    "verbose": (int,),
+    "syslog": (bool,),
+    "connect_timeout": (int, float),
+    "stall_timeout": (int, float),
+    "upstream_connections": (int,),
+    "max_file_size": (int, str),
+    "client_buffer": (int, str),
+    "ca_file": (str,),
+    "user_agent": (str,),
+}
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": MIB, "G": 1024 * MIB, "T": MIB * MIB}
+
+
+def parse_size(value: int | str) -> int:
+    """Parse ``4194304``, ``"4MiB"``, ``"4M"`` or ``"4 MB"`` (all binary units)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a size such as 4194304 or '4MiB'")
+    unit = (match.group(2) or "").upper()[:1]
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def normalize_source(url: str) -> str:
+    """Check that ``url`` is an http(s) URL and strip its trailing ``/``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{url!r} must not have a query or fragment")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"{url!r} has a bad port") from None
+    return url.rstrip("/")
+
+
+def load_file(path: str) -> dict[str, Any]:
+    """Read a config file into a dict of raw values, checking keys and types."""
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    for key, value in data.items():
+        if key not in _KEY_TYPES:
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+        types = _KEY_TYPES[key]
+        if isinstance(value, bool) and bool not in types:
+            types = ()
+        if not isinstance(value, types):
+            expected = " or ".join(t.__name__ for t in _KEY_TYPES[key])
+            raise ConfigError(
+                f"{path}: {key} must be {expected}, not {type(value).__name__}"
+            )
+    if "sources" in data and not all(isinstance(s, str) for s in data["sources"]):
+        raise ConfigError(f"{path}: sources must be a list of URL strings")
+    return data
+
+
+def build(values: dict[str, Any], where: str = "settings") -> Settings:
+    """Make validated ``Settings`` from raw values (file merged with flags).
+
+    ``where`` names the origin of the values in error messages.
+    """
+    values = dict(values)
+    try:
+        for key in ("max_file_size", "client_buffer"):
+            if key in values:
+                values[key] = _checked(key, parse_size, values[key])
+        if "sources" in values:
+            values["sources"] = tuple(
+                _checked(f"sources[{i}]", normalize_source, url)
+                for i, url in enumerate(values["sources"])
+            )
+        return validate(Settings(**values))
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def validate(settings: Settings) -> Settings:
+    """Check ranges and relations that single values cannot show."""
+    if not settings.sources:
+        raise ConfigError("no source: give at least one --source URL")
+    if not 0 <= settings.port <= 65535:
+        raise ConfigError(f"port {settings.port} is not between 0 and 65535")
+    if not settings.cache:
+        raise ConfigError("cache must be a folder path")
+    for key in ("connect_timeout", "stall_timeout"):
+        if getattr(settings, key) <= 0:
+            raise ConfigError(f"{key} must be more than 0 seconds")
+    if settings.upstream_connections < 1:
+        raise ConfigError("upstream_connections must be at least 1")
+    if settings.client_buffer < 64 * 1024:
+        raise ConfigError("client_buffer must be at least 64KiB")
+    if settings.verbose < 0:
+        raise ConfigError("verbose must not be negative")
+    return settings
+
+
+def _checked(key: str, parse: Any, value: Any) -> Any:
+    try:
+        return parse(value)
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}") from None

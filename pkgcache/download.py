@@ -1,0 +1,205 @@
+"""One upstream download of one path, shared by every client that asks.
+
+A ``Download`` goes CONNECTING (sources tried in order) -> STREAMING (a 200
+is accepted and the partial file is open) -> DONE (published) or FAILED
+(partial removed). ``Downloads`` is the registry: at most one Download per
+path. Everything runs on the IOLoop thread, so "look up, then join or
+start" needs no lock.
+
+Each body chunk is written to the partial file and handed to the clients
+that are caught up ("live" client streams, see ``follow.py``), then
+followers are woken. The download never waits for a client and never
+stops because one left.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from collections.abc import Callable
+from typing import Protocol
+
+from tornado.ioloop import IOLoop
+from tornado.locks import Condition, Event
+
+from pkgcache.paths import CacheKey
+from pkgcache.store import CacheStore, StoreError
+from pkgcache.upstream import FetchResult, Outcome, ResponseHead, Upstream
+
+log = logging.getLogger("pkgcache.download")
+
+
+class State(enum.Enum):
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class LiveReader(Protocol):
+    """A client stream that the download feeds directly (see follow.py)."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def wake(self) -> None: ...
+
+
+class Download:
+    """One upstream fetch of one path, its partial file and its readers."""
+
+    def __init__(
+        self,
+        key: CacheKey,
+        store: CacheStore,
+        upstream: Upstream,
+        on_end: Callable[[Download], None],
+    ) -> None:
+        self.key = key
+        self.state = State.CONNECTING
+        self.head: ResponseHead | None = None
+        self.result: FetchResult | None = None
+        self.partial_path: str | None = None
+        #: Bytes received from upstream, and bytes of them in the partial file.
+        self.received = 0
+        self.written = 0
+        #: True once a write to the partial file failed: the file is then
+        #: never published and followers cannot read past ``written``.
+        self.storage_failed = False
+        self.live: set[LiveReader] = set()
+        self.progress = Condition()
+        self._head_known = Event()
+        self._store = store
+        self._upstream = upstream
+        self._on_end = on_end
+        self._fd: int | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.state in (State.DONE, State.FAILED)
+
+    @property
+    def complete(self) -> bool:
+        """True when every byte of the file was received and checked."""
+        return self.state is State.DONE
+
+    def start(self) -> None:
+        IOLoop.current().add_callback(self._run)
+
+    async def wait_for_head(self) -> None:
+        """Return once the response head is known or the download ended."""
+        await self._head_known.wait()
+
+    async def _run(self) -> None:
+        try:
+            result = await self._upstream.fetch(
+                self.key, "GET", self._begin, self._write
+            )
+        except Exception as error:
+            log.exception("download of %s crashed", self.key)
+            result = FetchResult(Outcome.FAILED, f"internal error: {error}")
+        self._end(result)
+
+    def _begin(self, head: ResponseHead) -> bool:
+        """Accept a 200: open the partial file and let clients see the head."""
+        limit = self._upstream.settings.max_file_size
+        if limit and (head.content_length or 0) > limit:
+            log.warning("%s is larger than max_file_size; refused", self.key)
+            return False
+        try:
+            self.partial_path, self._fd = self._store.new_partial()
+        except OSError as error:
+            log.error("cannot create a partial file for %s: %s", self.key, error)
+            return False
+        self.head = head
+        self.state = State.STREAMING
+        self._head_known.set()
+        return True
+
+    def _write(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if not self.storage_failed:
+            self._store_chunk(chunk)
+        for reader in tuple(self.live):
+            reader.feed(chunk)
+        self.progress.notify_all()
+
+    def _store_chunk(self, chunk: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(chunk)
+        try:
+            while view:
+                done = os.write(self._fd, view)
+                view = view[done:]
+                self.written += done
+        except OSError as error:
+            self.storage_failed = True
+            log.error(
+                "cannot write %s to the cache (%s): clients still fed directly "
+                "get the file, it will not be cached",
+                self.key,
+                error.strerror,
+            )
+
+    def _end(self, result: FetchResult) -> None:
+        """Publish or discard, leave the registry, wake everyone: one step."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        expected = self.head.content_length if self.head else None
+        if result.outcome is Outcome.COMPLETE and expected not in (None, self.received):
+            result = FetchResult(
+                Outcome.BROKEN,
+                f"got {self.received} of {expected} bytes",
+                result.source,
+                result.head,
+            )
+        self.result = result
+        self.state = State.DONE if result.outcome is Outcome.COMPLETE else State.FAILED
+        if self.partial_path is not None:
+            self._publish_or_discard()
+        if self.state is State.FAILED and self.head is not None:
+            log.error("download of %s failed: %s", self.key, result.detail)
+        self._on_end(self)
+        self._head_known.set()
+        self.progress.notify_all()
+        for reader in tuple(self.live):
+            reader.wake()
+
+    def _publish_or_discard(self) -> None:
+        assert self.partial_path is not None
+        if self.state is State.DONE and not self.storage_failed:
+            try:
+                mtime = self.head.last_modified if self.head else None
+                self._store.publish(self.partial_path, self.key, mtime)
+                return
+            except StoreError as error:
+                log.error("cannot store %s: %s", self.key, error)
+        self._store.discard(self.partial_path)
+
+
+class Downloads:
+    """The registry of downloads in flight, one per path."""
+
+    def __init__(self, store: CacheStore, upstream: Upstream) -> None:
+        self.store = store
+        self.upstream = upstream
+        self._active: dict[CacheKey, Download] = {}
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def get(self, key: CacheKey) -> Download | None:
+        return self._active.get(key)
+
+    def start(self, key: CacheKey) -> Download:
+        """Register and start a download; the caller checked there is none."""
+        assert key not in self._active
+        download = Download(key, self.store, self.upstream, self._forget)
+        self._active[key] = download
+        download.start()
+        return download
+
+    def _forget(self, download: Download) -> None:
+        if self._active.get(download.key) is download:
+            del self._active[download.key]

@@ -1,0 +1,137 @@
+"""Send a download that may still be growing to one client.
+
+A ``ClientStream`` reads the partial file from its own offset (following)
+until it has caught up with the download, then asks to be fed each new
+chunk directly by the download's streaming callback (live). A live client
+whose unsent bytes pass ``client_buffer`` is dropped back to following, so
+a slow client costs a bounded amount of memory and never slows the
+download. Each stream keeps at most one ``flush()`` in flight.
+"""
+
+from __future__ import annotations
+
+import os
+from asyncio import Future
+
+from tornado.iostream import StreamClosedError
+from tornado.locks import Event
+from tornado.web import RequestHandler
+
+from pkgcache.download import Download, State
+
+#: Read size from the partial file when following.
+READ_SIZE = 1024 * 1024
+
+
+class ClientStream:
+    """One client's view of one download.
+
+    Create it in the same IOLoop step as the registry look-up that found the
+    download STREAMING, so the partial file is still at its path.
+    """
+
+    def __init__(self, handler: RequestHandler, download: Download, bound: int):
+        assert download.partial_path is not None
+        self.handler = handler
+        self.download = download
+        self.bound = bound
+        #: Bytes handed to the handler so far: the client's position.
+        self.offset = 0
+        self.closed = False
+        self._fd = os.open(download.partial_path, os.O_RDONLY)
+        self._buffered = 0
+        self._in_flight = 0
+        self._flushing: Future[None] | None = None
+        self._wakeup = Event()
+
+    async def run(self) -> bool:
+        """Send the whole file; True if it ended cleanly and completely."""
+        try:
+            return await self._run()
+        finally:
+            self.download.live.discard(self)
+            os.close(self._fd)
+
+    def client_left(self) -> None:
+        """The client closed its connection: stop sending, keep downloading."""
+        self.closed = True
+        self.download.live.discard(self)
+        self.wake()
+
+    async def _run(self) -> bool:
+        download = self.download
+        while not self.closed:
+            if self in download.live:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                if download.ended:
+                    download.live.discard(self)
+                continue
+            await self._drain()
+            if self.closed:
+                break
+            if self.offset < download.written:
+                self._send(self._read(download.written - self.offset))
+                continue
+            if download.ended:
+                await self._drain()
+                return (
+                    not self.closed
+                    and download.state is State.DONE
+                    and self.offset == download.received
+                )
+            if self.offset == download.received:
+                download.live.add(self)
+                continue
+            if download.storage_failed:
+                return False
+            await download.progress.wait()
+        return False
+
+    def feed(self, chunk: bytes) -> None:
+        """Called by the download with each new chunk while we are live."""
+        self.offset += len(chunk)
+        self._send(chunk)
+        if self._buffered + self._in_flight > self.bound:
+            self.download.live.discard(self)
+            self.wake()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def _read(self, available: int) -> bytes:
+        data = os.pread(self._fd, min(READ_SIZE, available), self.offset)
+        if not data:
+            raise OSError(f"partial file of {self.download.key} ended early")
+        self.offset += len(data)
+        return data
+
+    def _send(self, data: bytes) -> None:
+        self.handler.write(data)
+        self._buffered += len(data)
+        if self._flushing is None:
+            self._start_flush()
+
+    def _start_flush(self) -> None:
+        self._in_flight, self._buffered = self._buffered, 0
+        self._flushing = self.handler.flush()
+        self._flushing.add_done_callback(self._flushed)
+
+    def _flushed(self, future: Future[None]) -> None:
+        self._flushing = None
+        self._in_flight = 0
+        try:
+            future.result()
+        except StreamClosedError:
+            self.client_left()
+            return
+        if self._buffered:
+            self._start_flush()
+        else:
+            self.wake()
+
+    async def _drain(self) -> None:
+        """Wait until everything handed to the handler reached the kernel."""
+        while self._flushing is not None and not self.closed:
+            await self._wakeup.wait()
+            self._wakeup.clear()

@@ -1,0 +1,120 @@
+"""Turn a request target into a cache key; every confinement rule lives here.
+
+This module is pure: no I/O, the same input always gives the same answer or
+the same refusal. Everything that maps a URL to a place on disk or to an
+upstream URL goes through :func:`cache_key`, so a path that passes here can
+be joined onto the cache root without escaping it (symlinks on disk are the
+store's and the hit handler's concern).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+
+#: Longest single path segment we accept: NAME_MAX on Linux file systems.
+MAX_SEGMENT_BYTES = 255
+#: Longest whole path we accept, well under PATH_MAX once joined to a root.
+MAX_PATH_BYTES = 2048
+
+#: Characters left unescaped when a cache key is sent upstream. Sub-delims
+#: such as ``+`` appear in real distfile names (``gtk+-3.24.tar.xz``) and
+#: mirrors expect them as written.
+_UPSTREAM_SAFE = "/!$&'()*+,;=:@~-._"
+
+
+class PathRefused(Exception):
+    """The request target can never name a cached file.
+
+    ``status`` is the HTTP status to answer (400 for malformed or hostile
+    paths, 404 for paths that are valid HTTP but never files, such as
+    directories and hidden names).
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """A validated file path: decoded segments, none empty, none hidden."""
+
+    segments: tuple[str, ...]
+
+    @property
+    def relative(self) -> str:
+        """The path below the cache root, with ``/`` separators."""
+        return "/".join(self.segments)
+
+    @property
+    def url_path(self) -> str:
+        """The path to append to a source URL, percent-encoded again."""
+        return "/" + urllib.parse.quote(self.relative, safe=_UPSTREAM_SAFE)
+
+    def __str__(self) -> str:
+        return "/" + self.relative
+
+
+def target_path(target: str) -> str:
+    """Return the still-encoded path of a request target.
+
+    Origin-form (``/a/b?x``) and absolute-form (``http://mirror/a/b``, what a
+    client with ``http_proxy`` set sends) both give ``/a/b``: the host named
+    in an absolute-form target is ignored, only configured sources are asked.
+    """
+    if not target.startswith("/"):
+        parts = urllib.parse.urlsplit(target)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise PathRefused(400, "request target is neither a path nor a URL")
+        target = parts.path or "/"
+    return target.split("?", 1)[0].split("#", 1)[0]
+
+
+def cache_key(target: str) -> CacheKey:
+    """Validate a request target and return its cache key.
+
+    Refused (``PathRefused``): percent-encoded ``/`` or ``\\``, NUL and other
+    control characters, backslashes, bytes that are not UTF-8, ``.`` and
+    ``..`` segments (400); a path ending in ``/`` or naming only the root,
+    and any segment starting with ``.`` (404: directories and hidden names,
+    which include the store's private folders, are never served). Empty
+    segments (``a//b``) are collapsed.
+    """
+    raw = target_path(target)
+    if len(raw) > MAX_PATH_BYTES * 3:
+        raise PathRefused(414, "path too long")
+    segments: list[str] = []
+    total = 0
+    for raw_segment in raw.split("/"):
+        if not raw_segment:
+            continue
+        segment = _decode_segment(raw_segment)
+        if segment in (".", ".."):
+            raise PathRefused(400, "dot segment in path")
+        if segment.startswith("."):
+            raise PathRefused(404, "hidden names are not served")
+        size = len(segment.encode())
+        if size > MAX_SEGMENT_BYTES:
+            raise PathRefused(414, "path segment too long")
+        total += size + 1
+        segments.append(segment)
+    if total > MAX_PATH_BYTES:
+        raise PathRefused(414, "path too long")
+    if not segments or raw.endswith("/"):
+        raise PathRefused(404, "directories are not served")
+    return CacheKey(tuple(segments))
+
+
+def _decode_segment(raw_segment: str) -> str:
+    """Percent-decode one segment, refusing anything that is not a plain name."""
+    try:
+        segment = urllib.parse.unquote_to_bytes(raw_segment).decode("utf-8")
+    except UnicodeDecodeError:
+        raise PathRefused(400, "path is not UTF-8") from None
+    if "/" in segment or "\\" in segment:
+        raise PathRefused(400, "encoded separator or backslash in path")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in segment):
+        raise PathRefused(400, "control character in path")
+    return segment

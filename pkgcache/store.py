@@ -1,0 +1,149 @@
+"""The cache on disk: final files, partial files, publishing, access times.
+
+Layout: the cache root mirrors URL paths (``/distfiles/foo.tar.xz`` is
+``ROOT/distfiles/foo.tar.xz``), so the root can double as Portage's DISTDIR.
+Downloads in progress live in ``ROOT/.partial/``, on the same file system so
+that publishing is one ``os.replace``. Request paths never reach it: every
+name starting with ``.`` is refused by ``paths.py``. Only this module knows
+that folder and the publish step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import tempfile
+import time
+
+from pkgcache.paths import CacheKey
+
+log = logging.getLogger("pkgcache.store")
+
+PARTIAL_FOLDER = ".partial"
+#: Refresh a hit's access time at most this often (like relatime).
+ATIME_INTERVAL = 3600
+
+
+class StoreError(Exception):
+    """The cache folder cannot be used, or a file cannot be put in place."""
+
+
+class PathConflict(StoreError):
+    """The key collides with the cache's own layout (a file where a folder
+    must be, or the other way round)."""
+
+
+class CacheStore:
+    """One cache folder. Methods do blocking file-system calls, all small."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+        self.partial_dir = os.path.join(self.root, PARTIAL_FOLDER)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        #: Published files are readable as the umask allows (mkstemp's 0600
+        #: would hide them from a web server or NFS export of the cache).
+        self.file_mode = 0o666 & ~umask
+
+    def prepare(self) -> int:
+        """Create the folders, check they are writable, sweep old partials.
+
+        Returns how many left-over partial files were removed. Raises
+        ``StoreError`` with a readable message when the folder is unusable.
+        """
+        try:
+            os.makedirs(self.partial_dir, exist_ok=True)
+            probe_fd, probe = tempfile.mkstemp(dir=self.partial_dir)
+            os.close(probe_fd)
+            os.unlink(probe)
+        except OSError as error:
+            raise StoreError(
+                f"cache folder {self.root} is not usable: {error.strerror}"
+            ) from None
+        removed = 0
+        for entry in os.scandir(self.partial_dir):
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except OSError as error:
+                log.warning("cannot remove left-over %s: %s", entry.path, error)
+        return removed
+
+    def final_path(self, key: CacheKey) -> str:
+        """Where the complete file for ``key`` lives."""
+        return os.path.join(self.root, key.relative)
+
+    def lookup(self, key: CacheKey) -> os.stat_result | None:
+        """Stat the cached file, or None when it is not cached yet.
+
+        Raises ``PathConflict`` when the path is a folder or lies under a
+        file, since no download could ever be stored there.
+        """
+        try:
+            result = os.stat(self.final_path(key))
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            raise PathConflict(f"{key} lies under a cached file") from None
+        if not stat.S_ISREG(result.st_mode):
+            raise PathConflict(f"{key} is not a regular file in the cache")
+        return result
+
+    def new_partial(self) -> tuple[str, int]:
+        """Create a private partial file; returns its path and a write fd."""
+        fd, path = tempfile.mkstemp(dir=self.partial_dir, prefix="dl-")
+        os.fchmod(fd, self.file_mode)
+        return path, fd
+
+    def discard(self, partial_path: str) -> None:
+        """Remove a partial file; readers holding it open keep their view."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial_path)
+
+    def publish(self, partial_path: str, key: CacheKey, mtime: float | None) -> str:
+        """Move a complete partial file to its final path, atomically.
+
+        ``mtime`` (the upstream's Last-Modified) becomes the file's mtime;
+        the access time is set to now, so culling by access time sees a
+        fresh file. Raises ``PathConflict`` or ``StoreError``; the partial
+        file is left for the caller to discard.
+        """
+        final = self.final_path(key)
+        parent = os.path.dirname(final)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise PathConflict(f"a parent of {key} is a cached file") from None
+        except OSError as error:
+            raise StoreError(f"cannot create folder for {key}: {error}") from None
+        if not self._inside_root(parent):
+            raise PathConflict(f"folder of {key} leads out of the cache")
+        now = time.time()
+        try:
+            os.utime(partial_path, (now, now if mtime is None else mtime))
+            os.replace(partial_path, final)
+        except IsADirectoryError:
+            raise PathConflict(f"{key} is a folder in the cache") from None
+        except OSError as error:
+            raise StoreError(f"cannot store {key}: {error}") from None
+        return final
+
+    def touch(self, path: str, result: os.stat_result) -> None:
+        """Record an access on a hit, at most once per ``ATIME_INTERVAL``.
+
+        Many systems mount with noatime, and culling relies on access times,
+        so hits set them explicitly; the mtime (upstream date) is kept.
+        """
+        now = time.time()
+        if now - result.st_atime < ATIME_INTERVAL:
+            return
+        try:
+            os.utime(path, ns=(time.time_ns(), result.st_mtime_ns))
+        except OSError as error:
+            log.debug("cannot update access time of %s: %s", path, error)
+
+    def _inside_root(self, folder: str) -> bool:
+        real = os.path.realpath(folder)
+        return real == self.root or real.startswith(self.root + os.sep)

@@ -1,0 +1,321 @@
+"""Ask the configured sources for one path, in order, through libcurl.
+
+``Upstream.fetch`` tries each source until one answers 200, hands that
+response's head to ``on_head`` and its body chunks to ``on_chunk``, and
+reports how it ended. It knows the traps of tornado's curl client (see
+TORNADO-NOTES.md): body chunks can reach us before the header lines that
+precede them, the whole-transfer timeout must be off, the streamed body size
+limit must be raised, and redirects show every header block.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import logging
+import os
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pycurl
+from tornado.curl_httpclient import CurlAsyncHTTPClient, CurlError
+from tornado.httpclient import HTTPRequest
+from tornado.httputil import HTTPHeaders
+
+from pkgcache import __version__
+from pkgcache.config import Settings
+from pkgcache.paths import CacheKey
+
+log = logging.getLogger("pkgcache.upstream")
+
+#: libcurl errnos (see curl's libcurl-errors): 28 timeout or low-speed
+#: abort, 42 aborted by our progress callback.
+CURLE_OPERATION_TIMEDOUT = 28
+CURLE_ABORTED_BY_CALLBACK = 42
+
+#: Larger reads mean fewer Python callbacks per megabyte on a fast source.
+CURL_BUFFER_SIZE = 128 * 1024
+
+#: CA bundles of common distributions, used when the Python build names none.
+_CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+)
+
+
+def system_ca_file() -> str | None:
+    """The system CA store as one file.
+
+    pycurl's wheels carry their own libcurl, whose built-in CA path need not
+    exist here, so we always name the bundle ourselves.
+    """
+    candidates = (ssl.get_default_verify_paths().cafile, *_CA_BUNDLES)
+    return next((path for path in candidates if path and os.path.isfile(path)), None)
+
+
+class Outcome(enum.Enum):
+    COMPLETE = "complete"
+    NOT_FOUND = "not found"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    BROKEN = "broken mid-stream"
+
+
+@dataclass(frozen=True)
+class ResponseHead:
+    """The final response's status and headers, and the URL that gave them."""
+
+    status: int
+    headers: HTTPHeaders
+    url: str
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("Content-Length", "")
+        return int(value) if value.isdigit() else None
+
+    @property
+    def last_modified(self) -> float | None:
+        """Last-Modified as a POSIX timestamp, or None when absent or bad."""
+        value = self.headers.get("Last-Modified")
+        if not value:
+            return None
+        try:
+            return email.utils.parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    outcome: Outcome
+    detail: str
+    source: str | None = None
+    head: ResponseHead | None = None
+
+    @property
+    def client_status(self) -> int:
+        """What a client that got no bytes yet should be answered."""
+        return {
+            Outcome.COMPLETE: 200,
+            Outcome.NOT_FOUND: 404,
+            Outcome.TIMEOUT: 504,
+        }.get(self.outcome, 502)
+
+
+#: ``on_head`` returns False to refuse a response (its body is then dropped).
+HeadCallback = Callable[[ResponseHead], bool]
+ChunkCallback = Callable[[bytes], None]
+
+
+class Upstream:
+    """The sources and the curl client that reaches them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        max_body = settings.max_file_size or 1 << 62
+        self.client = CurlAsyncHTTPClient(
+            force_instance=True,
+            max_clients=settings.upstream_connections,
+            max_body_size=max_body,
+        )
+        self.ca_file = settings.ca_file or system_ca_file()
+
+    def close(self) -> None:
+        self.client.close()
+
+    async def fetch(
+        self,
+        key: CacheKey,
+        method: str,
+        on_head: HeadCallback,
+        on_chunk: ChunkCallback | None = None,
+    ) -> FetchResult:
+        """Try the sources in order until one gives a 200 for ``key``.
+
+        A 4xx, a 5xx, a refused connection or a timeout before the response
+        head moves on to the next source. Once ``on_head`` accepted a
+        response, a failure ends the fetch (BROKEN): its bytes already went
+        to clients. All sources saying 4xx is NOT_FOUND; otherwise the last
+        failure decides between TIMEOUT and FAILED.
+        """
+        sources = self.settings.sources
+        all_not_found = True
+        last = FetchResult(Outcome.FAILED, "no source configured")
+        for source in sources:
+            attempt = _Attempt(self, source + key.url_path, method, on_head, on_chunk)
+            started = time.monotonic()
+            last = await attempt.run()
+            last = FetchResult(last.outcome, last.detail, source, last.head)
+            log.info(
+                "fetch %s %s from %s: %s (%s, %d bytes, %.2fs)",
+                method,
+                key,
+                source,
+                last.outcome.value,
+                last.detail,
+                attempt.body_bytes,
+                time.monotonic() - started,
+            )
+            if last.outcome in (Outcome.COMPLETE, Outcome.BROKEN):
+                return last
+            all_not_found = all_not_found and last.outcome is Outcome.NOT_FOUND
+        if not all_not_found and last.outcome is Outcome.NOT_FOUND:
+            last = FetchResult(Outcome.FAILED, "no source had it", last.source)
+        return last
+
+
+class _Attempt:
+    """One request to one source URL.
+
+    Header lines arrive through ``header_callback``; body chunks may arrive
+    before them (tornado delivers the last buffered chunks synchronously
+    when a transfer ends). Chunks are therefore held until the final
+    header block is complete and accepted, then passed on in order.
+    """
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        url: str,
+        method: str,
+        on_head: HeadCallback,
+        on_chunk: ChunkCallback | None,
+    ) -> None:
+        self.upstream = upstream
+        self.url = url
+        self.method = method
+        self.on_head = on_head
+        self.on_chunk = on_chunk
+        self.body_bytes = 0
+        self._final_url = url
+        self._block: list[str] = []
+        self._head: ResponseHead | None = None
+        self._accepted: bool | None = None
+        self._held: list[bytes] = []
+        self._abort = False
+        self._refused_by_cache = False
+
+    async def run(self) -> FetchResult:
+        settings = self.upstream.settings
+        request = HTTPRequest(
+            self.url,
+            method=self.method,
+            headers={"Accept-Encoding": "identity"},
+            header_callback=self._header_line,
+            streaming_callback=self._chunk if self.method == "GET" else None,
+            prepare_curl_callback=self._prepare_curl,
+            connect_timeout=settings.connect_timeout,
+            request_timeout=0,
+            follow_redirects=True,
+            max_redirects=10,
+            decompress_response=False,
+            user_agent=settings.user_agent or f"package-cache/{__version__}",
+            ca_certs=self.upstream.ca_file,
+            validate_cert=True,
+        )
+        error: Exception | None = None
+        try:
+            response = await self.upstream.client.fetch(request, raise_error=False)
+        except CurlError as curl_error:
+            error = curl_error
+        else:
+            if self._accepted is None:
+                self._decide(
+                    ResponseHead(response.code, response.headers, self._final_url)
+                )
+            if response.error is not None and response.code >= 599:
+                error = response.error
+        return self._classify(error)
+
+    def _classify(self, error: Exception | None) -> FetchResult:
+        head = self._head
+        if self._accepted:
+            if error is None:
+                return FetchResult(Outcome.COMPLETE, f"HTTP {head.status}", head=head)
+            return FetchResult(Outcome.BROKEN, str(error), head=head)
+        errno = getattr(error, "errno", None)
+        if head is not None and (error is None or errno == CURLE_ABORTED_BY_CALLBACK):
+            if self._refused_by_cache:
+                return FetchResult(Outcome.FAILED, "refused by the cache", head=head)
+            if head.status == 200:
+                return FetchResult(Outcome.NOT_FOUND, "a folder, not a file", head=head)
+            if 400 <= head.status < 500:
+                return FetchResult(Outcome.NOT_FOUND, f"HTTP {head.status}", head=head)
+            return FetchResult(Outcome.FAILED, f"HTTP {head.status}", head=head)
+        if errno == CURLE_OPERATION_TIMEDOUT:
+            return FetchResult(Outcome.TIMEOUT, str(error))
+        return FetchResult(Outcome.FAILED, str(error) if error else "no response")
+
+    def _prepare_curl(self, curl: pycurl.Curl) -> None:
+        settings = self.upstream.settings
+        curl.setopt(pycurl.LOW_SPEED_LIMIT, 1)
+        curl.setopt(pycurl.LOW_SPEED_TIME, max(1, round(settings.stall_timeout)))
+        curl.setopt(pycurl.BUFFERSIZE, CURL_BUFFER_SIZE)
+        curl.setopt(pycurl.NOPROGRESS, 0)
+        curl.setopt(pycurl.XFERINFOFUNCTION, self._progress)
+
+    def _progress(self, *_counts: int) -> int:
+        """libcurl progress callback: non-zero aborts a refused response."""
+        return 1 if self._abort else 0
+
+    def _header_line(self, line: str) -> None:
+        line = line.rstrip("\r\n")
+        if line.startswith("HTTP/"):
+            self._block = [line]
+        elif line:
+            self._block.append(line)
+        elif self._block:
+            self._end_of_block()
+
+    def _end_of_block(self) -> None:
+        try:
+            status = int(self._block[0].split()[1])
+        except (IndexError, ValueError):
+            status = 0
+        headers = HTTPHeaders()
+        for line in self._block[1:]:
+            try:
+                headers.parse_line(line)
+            except Exception:
+                log.debug("ignoring bad header line from %s: %r", self.url, line)
+        self._block = []
+        location = headers.get("Location")
+        if 100 <= status < 200:
+            return
+        if 300 <= status < 400 and location:
+            self._final_url = urllib.parse.urljoin(self._final_url, location)
+            return
+        self._decide(ResponseHead(status, headers, self._final_url))
+
+    def _decide(self, head: ResponseHead) -> None:
+        """Accept or refuse the final response, then release held chunks."""
+        if self._accepted is not None:
+            return
+        self._head = head
+        is_folder = urllib.parse.urlsplit(head.url).path.endswith("/")
+        self._accepted = head.status == 200 and not is_folder
+        if self._accepted and not self.on_head(head):
+            self._accepted = False
+            self._refused_by_cache = True
+        held, self._held = self._held, []
+        if not self._accepted:
+            self._abort = True
+            return
+        for chunk in held:
+            self._deliver(chunk)
+
+    def _chunk(self, chunk: bytes) -> None:
+        if self._accepted is None:
+            self._held.append(chunk)
+        elif self._accepted:
+            self._deliver(chunk)
+
+    def _deliver(self, chunk: bytes) -> None:
+        self.body_bytes += len(chunk)
+        if self.on_chunk is not None:
+            self.on_chunk(chunk)
