@@ -66,6 +66,8 @@ class Download:
         #: True once a write to the partial file failed: the file is then
         #: never published and followers cannot read past ``written``.
         self.storage_failed = False
+        #: True once the complete file is at its final path.
+        self.published = False
         self.live: set[LiveReader] = set()
         self.progress = Condition()
         self._head_known = Event()
@@ -172,6 +174,7 @@ class Download:
             try:
                 mtime = self.head.last_modified if self.head else None
                 self._store.publish(self.partial_path, self.key, mtime)
+                self.published = True
                 return
             except StoreError as error:
                 log.error("cannot store %s: %s", self.key, error)

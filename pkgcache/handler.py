@@ -19,7 +19,7 @@ from typing import Any
 from tornado.web import HTTPError, StaticFileHandler
 
 from pkgcache.config import Settings
-from pkgcache.download import Download, Downloads, State
+from pkgcache.download import Download, Downloads
 from pkgcache.follow import ClientStream
 from pkgcache.paths import CacheKey, PathRefused, cache_key
 from pkgcache.store import CacheStore, PathConflict
@@ -135,6 +135,8 @@ class CacheHandler(StaticFileHandler):
             raise
 
     def compute_etag(self) -> str | None:
+        if getattr(self, "absolute_path", None) is None:
+            return None
         modified = self.get_modified_time()
         assert modified is not None
         return etag_for(self.get_content_size(), modified.timestamp())
@@ -177,14 +179,17 @@ class CacheHandler(StaticFileHandler):
         self, key: CacheKey, download: Download, include_body: bool
     ) -> None:
         await download.wait_for_head()
-        if download.state is State.DONE:
-            cached = self.context.store.lookup(key)
+        if download.ended:
+            # It ended before this client saw a byte: serve what it left.
+            cached = self.context.store.lookup(key) if download.published else None
             if cached is not None:
                 await self._serve_hit(key, include_body, cached)
                 return
-        if download.state is not State.STREAMING:
             assert download.result is not None
-            raise HTTPError(download.result.client_status, "%s", download.result.detail)
+            status = download.result.client_status
+            raise HTTPError(
+                502 if status == 200 else status, "%s", download.result.detail
+            )
         assert download.head is not None
         self.set_header("X-Package-Cache", self.result)
         self._set_file_headers(key, download.head)

@@ -78,12 +78,18 @@ class CacheStore:
     def lookup(self, key: CacheKey) -> os.stat_result | None:
         """Stat the cached file, or None when it is not cached yet.
 
-        Raises ``PathConflict`` when the path is a folder or lies under a
-        file, since no download could ever be stored there.
+        Raises ``PathConflict`` when the path is a folder, lies under a
+        file, or under a symlink leading out of the cache, since no download
+        could ever be stored there.
         """
+        final = self.final_path(key)
         try:
-            result = os.stat(self.final_path(key))
+            result = os.stat(final)
         except FileNotFoundError:
+            if not self._inside_root(os.path.dirname(final)):
+                raise PathConflict(
+                    f"a folder of {key} leads out of the cache"
+                ) from None
             return None
         except NotADirectoryError:
             raise PathConflict(f"{key} lies under a cached file") from None

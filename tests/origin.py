@@ -12,13 +12,15 @@ test knows what a client must receive. Modes:
 - ``stall``: sends half, then nothing (until the client gives up).
 - ``e404``, ``e500``: an HTML error page with that status.
 - ``redirect``: 302 to the same file under ``ok``.
-- ``dirredirect``: 301 to the path with a ``/`` appended, which answers an
-  HTML index with 200 (what mirrors do for folders).
+- ``dirredirect``: a name without a dot is a folder: 301 to the path with a
+  ``/`` appended, which answers an HTML index with 200 (what mirrors do);
+  other names are served as in ``ok``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 import threading
@@ -43,8 +45,10 @@ def content(name: str, size: int) -> bytes:
     if key not in _content_cache:
         seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
         generator = random.Random(seed)
-        pieces = [generator.randbytes(min(16 << 20, size - start))
-                  for start in range(0, size, 16 << 20)]
+        pieces = [
+            generator.randbytes(min(16 << 20, size - start))
+            for start in range(0, size, 16 << 20)
+        ]
         _content_cache[key] = b"".join(pieces)
     return _content_cache[key]
 
@@ -74,7 +78,7 @@ class FileHandler(tornado.web.RequestHandler):
         if mode == "redirect":
             self.redirect(f"/ok/files/{size}/{name}")
             return
-        if mode == "dirredirect":
+        if mode == "dirredirect" and "." not in name:
             self.redirect(f"/{mode}/files/{size}/{name}/", permanent=True)
             return
         self.set_header("Last-Modified", LAST_MODIFIED)
@@ -84,10 +88,8 @@ class FileHandler(tornado.web.RequestHandler):
         if not include_body:
             return
         body = content(name.rsplit("/", 1)[-1], size)
-        try:
+        with contextlib.suppress(StreamClosedError):
             await self._send(mode, body)
-        except StreamClosedError:
-            pass
 
     async def _send(self, mode: str, body: bytes) -> None:
         end = len(body) // 2 if mode in ("truncate", "stall") else len(body)

@@ -1,0 +1,185 @@
+"""Shared fixtures: a real origin, the real proxy process, a plain client."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.origin import Origin
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: Any, timeout: float = 10.0, interval: float = 0.02) -> bool:
+    """Poll ``condition`` (a test helper only; the server never polls)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+class Proxy:
+    """package-cache running as a real process (``python -m pkgcache``)."""
+
+    def __init__(self, tmp: Path, sources: list[str], **settings: Any) -> None:
+        self.port = free_port()
+        self.cache = tmp / "cache"
+        self.log_path = tmp / f"proxy-{self.port}.log"
+        self.config = tmp / f"proxy-{self.port}.conf"
+        values = {
+            "sources": sources,
+            "cache": str(self.cache),
+            "host": "127.0.0.1",
+            "port": self.port,
+            "verbose": 3,
+            "stall_timeout": 3,
+            "connect_timeout": 3,
+            **settings,
+        }
+        self.config.write_text(
+            "".join(f"{key} = {toml_value(value)}\n" for key, value in values.items())
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Proxy:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pkgcache", "--config", str(self.config)],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if not wait_until(self._accepting, timeout=15):
+            self.stop()
+            raise RuntimeError(f"proxy did not start:\n{self.log()}")
+        return self
+
+    def _accepting(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"proxy exited:\n{self.log()}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+    def log(self) -> str:
+        return (
+            self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        )
+
+    def rss_peak_kib(self) -> int:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1])
+
+    def cached(self, path: str) -> Path:
+        return self.cache / path.lstrip("/")
+
+    def partials(self) -> list[str]:
+        folder = self.cache / ".partial"
+        return os.listdir(folder) if folder.exists() else []
+
+    def request(
+        self,
+        path: str,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> Response:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, headers=headers or {})
+            response = conn.getresponse()
+            body = response.read()
+            return Response(response.status, response.headers, body)
+        finally:
+            conn.close()
+
+    def open(self, path: str, timeout: float = 30) -> http.client.HTTPResponse:
+        """Start a GET and return the response with its body unread."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn.request("GET", path)
+        return conn.getresponse()
+
+
+@pytest.fixture
+def origin() -> Iterator[Origin]:
+    server = Origin().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_proxy(tmp_path: Path) -> Iterator[Any]:
+    """``make_proxy(sources, **settings)`` starts a proxy, stopped after the test."""
+    started: list[Proxy] = []
+
+    def make(sources: list[str], **settings: Any) -> Proxy:
+        proxy = Proxy(tmp_path, sources, **settings).start()
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.stop()
+        # Whatever a test did, the server must never have crashed inside.
+        assert "Traceback" not in proxy.log(), proxy.log()
+
+
+@pytest.fixture
+def proxy(origin: Origin, make_proxy: Any) -> Proxy:
+    """A proxy whose one source is the origin's well-behaved mode."""
+    return make_proxy([origin.source("ok")])
