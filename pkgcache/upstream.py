@@ -199,6 +199,10 @@ class _Attempt:
         self._held: list[bytes] = []
         self._abort = False
         self._refused_by_cache = False
+        self._stalled = False
+        self._stall_timeout = 0.0
+        self._last_count = 0
+        self._last_progress = 0.0
 
     async def run(self) -> FetchResult:
         settings = self.upstream.settings
@@ -234,6 +238,11 @@ class _Attempt:
 
     def _classify(self, error: Exception | None) -> FetchResult:
         head = self._head
+        if self._stalled:
+            error = CurlError(
+                CURLE_OPERATION_TIMEDOUT,
+                f"stalled: no data for {self._stall_timeout:g} seconds",
+            )
         if self._accepted:
             if error is None:
                 return FetchResult(Outcome.COMPLETE, f"HTTP {head.status}", head=head)
@@ -253,15 +262,30 @@ class _Attempt:
 
     def _prepare_curl(self, curl: pycurl.Curl) -> None:
         settings = self.upstream.settings
-        curl.setopt(pycurl.LOW_SPEED_LIMIT, 1)
-        curl.setopt(pycurl.LOW_SPEED_TIME, max(1, round(settings.stall_timeout)))
         curl.setopt(pycurl.BUFFERSIZE, CURL_BUFFER_SIZE)
         curl.setopt(pycurl.NOPROGRESS, 0)
         curl.setopt(pycurl.XFERINFOFUNCTION, self._progress)
+        self._stall_timeout = settings.stall_timeout
+        self._last_progress = time.monotonic()
 
-    def _progress(self, *_counts: int) -> int:
-        """libcurl progress callback: non-zero aborts a refused response."""
-        return 1 if self._abort else 0
+    def _progress(self, _dltotal: int, dlnow: int, _ultotal: int, _ulnow: int) -> int:
+        """libcurl progress callback (about once a second, and per read).
+
+        Returns non-zero to abort: for a refused response, or when no byte
+        arrived for ``stall_timeout`` seconds. This is our stall detector
+        rather than libcurl's LOW_SPEED_TIME, which averages over a window
+        and so fires several seconds late after a burst.
+        """
+        if self._abort:
+            return 1
+        now = time.monotonic()
+        if dlnow != self._last_count:
+            self._last_count = dlnow
+            self._last_progress = now
+        elif now - self._last_progress > self._stall_timeout:
+            self._stalled = True
+            return 1
+        return 0
 
     def _header_line(self, line: str) -> None:
         line = line.rstrip("\r\n")
