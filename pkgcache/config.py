@@ -9,6 +9,7 @@ message names the file and the key, fit to be printed as one line.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 import urllib.parse
@@ -157,6 +158,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("upstream_connections must be at least 1")
     if settings.client_buffer < 64 * 1024:
         raise ConfigError("client_buffer must be at least 64KiB")
+    if settings.ca_file and not os.path.isfile(settings.ca_file):
+        raise ConfigError(f"ca_file {settings.ca_file!r} is not a file")
     if settings.verbose < 0:
         raise ConfigError("verbose must not be negative")
     return settings
