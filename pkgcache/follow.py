@@ -60,6 +60,7 @@ class ClientStream:
 
     async def _run(self) -> bool:
         download = self.download
+        self._start_flush()  # the status and headers go out now, not with data
         while not self.closed:
             if self in download.live:
                 await self._wakeup.wait()

@@ -8,6 +8,7 @@ test knows what a client must receive. Modes:
 - ``ok``: the file, with Content-Length and Last-Modified.
 - ``chunked``: the file without Content-Length.
 - ``slow``: the file at ``Origin.rate`` bytes per second.
+- ``late``: sends the head at once and the body 2 seconds later.
 - ``truncate``: promises the full length, sends half, closes.
 - ``stall``: sends half, then nothing (until the client gives up).
 - ``e404``, ``e500``: an HTML error page with that status.
@@ -92,6 +93,9 @@ class FileHandler(tornado.web.RequestHandler):
             await self._send(mode, body)
 
     async def _send(self, mode: str, body: bytes) -> None:
+        if mode == "late":
+            await self.flush()
+            await asyncio.sleep(2)
         end = len(body) // 2 if mode in ("truncate", "stall") else len(body)
         delay = PIECE / self.origin.rate if mode == "slow" else 0
         for start in range(0, end, PIECE):

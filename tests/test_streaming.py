@@ -173,3 +173,19 @@ def test_chunked_upstream_failing_is_not_a_clean_end(origin, make_proxy):
         clean = False
     assert not clean
     assert time.monotonic() - started < 20
+
+
+def test_headers_arrive_before_the_first_body_byte(origin, make_proxy):
+    """A source that sends its head and waits: the client sees the head now."""
+    proxy = make_proxy([origin.source("late")])
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+    started = time.monotonic()
+    conn.request("GET", "/files/5000/late.tar")
+    response = conn.getresponse()
+    head_time = time.monotonic() - started
+    assert response.status == 200
+    assert response.read() == content("late.tar", 5000)
+    body_time = time.monotonic() - started
+    assert body_time >= 2
+    assert head_time < body_time - 1
+    conn.close()
