@@ -45,7 +45,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cache", metavar="PATH", help="cache folder (default /tmp/package-cache)"
     )
-    parser.add_argument("--host", help="address to listen on (default localhost)")
+    parser.add_argument(
+        "--host",
+        help="address(es) to listen on, comma-separated; '::' is every "
+        "IPv4 and IPv6 address (default localhost)",
+    )
     parser.add_argument("--port", type=int, help="port to listen on (default 4000)")
     parser.add_argument(
         "-v",
@@ -89,4 +93,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from pkgcache import server
 
-    return server.run(settings)
+    return server.run(settings, reload=lambda: settings_from_args(argv))

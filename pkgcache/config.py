@@ -9,6 +9,7 @@ message names the file and the key, fit to be printed as one line.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -17,6 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MIB = 1024 * 1024
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+EVERYONE: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("0.0.0.0/0"),
+    ipaddress.ip_network("::/0"),
+)
 
 
 class ConfigError(Exception):
@@ -33,7 +40,8 @@ class Settings:
 
     sources: tuple[str, ...] = ()
     cache: str = "/tmp/package-cache"
-    host: str = "localhost"
+    #: Addresses to listen on; "::" or "*" is every address, IPv4 and IPv6.
+    host: tuple[str, ...] = ("localhost",)
     port: int = 4000
     verbose: int = 0
     syslog: bool = False
@@ -44,6 +52,14 @@ class Settings:
     client_buffer: int = 4 * MIB
     ca_file: str = ""
     user_agent: str = field(default="")
+    #: Client networks that may use the cache; others get 403.
+    allow: tuple[IPNetwork, ...] = EVERYONE
+    #: Seconds in-flight responses get to finish after SIGTERM.
+    shutdown_grace: float = 10.0
+
+    @property
+    def allows_everyone(self) -> bool:
+        return any(network.prefixlen == 0 for network in self.allow)
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied and validated."""
@@ -54,7 +70,7 @@ class Settings:
 _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "sources": (list,),
     "cache": (str,),
-    "host": (str,),
+    "host": (str, list),
     "port": (int,),
     "verbose": (int,),
     "syslog": (bool,),
@@ -65,6 +81,8 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "client_buffer": (int, str),
     "ca_file": (str,),
     "user_agent": (str,),
+    "allow": (list,),
+    "shutdown_grace": (int, float),
 }
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -98,6 +116,23 @@ def normalize_source(url: str) -> str:
     return url.rstrip("/")
 
 
+def parse_hosts(value: str | list[str]) -> tuple[str, ...]:
+    """``"a,b"``, ``"a b"`` or ``["a", "b"]`` -> ``("a", "b")``."""
+    items = value if isinstance(value, list) else re.split(r"[,\s]+", value)
+    hosts = tuple(item.strip() for item in items if item.strip())
+    if not hosts:
+        raise ValueError("give at least one address")
+    return hosts
+
+
+def parse_network(value: str) -> IPNetwork:
+    """``"192.168.0.0/16"``, ``"10.1.2.3"`` or ``"fd00::/8"``."""
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP network such as 10.0.0.0/8") from None
+
+
 def load_file(path: str) -> dict[str, Any]:
     """Read a config file into a dict of raw values, checking keys and types."""
     try:
@@ -118,8 +153,10 @@ def load_file(path: str) -> dict[str, Any]:
             raise ConfigError(
                 f"{path}: {key} must be {expected}, not {type(value).__name__}"
             )
-    if "sources" in data and not all(isinstance(s, str) for s in data["sources"]):
-        raise ConfigError(f"{path}: sources must be a list of URL strings")
+    for key in ("sources", "host", "allow"):
+        value = data.get(key)
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: {key} must be a list of strings")
     return data
 
 
@@ -133,6 +170,13 @@ def build(values: dict[str, Any], where: str = "settings") -> Settings:
         for key in ("max_file_size", "client_buffer"):
             if key in values:
                 values[key] = _checked(key, parse_size, values[key])
+        if "host" in values:
+            values["host"] = _checked("host", parse_hosts, values["host"])
+        if "allow" in values:
+            values["allow"] = tuple(
+                _checked(f"allow[{i}]", parse_network, network)
+                for i, network in enumerate(values["allow"])
+            )
         if "sources" in values:
             values["sources"] = tuple(
                 _checked(f"sources[{i}]", normalize_source, url)
@@ -160,6 +204,10 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("client_buffer must be at least 64KiB")
     if settings.ca_file and not os.path.isfile(settings.ca_file):
         raise ConfigError(f"ca_file {settings.ca_file!r} is not a file")
+    if not settings.allow:
+        raise ConfigError("allow is empty: no client could use the cache")
+    if settings.shutdown_grace < 0:
+        raise ConfigError("shutdown_grace must not be negative")
     if settings.verbose < 0:
         raise ConfigError("verbose must not be negative")
     return settings

@@ -10,11 +10,13 @@ see an error instead of a short file.
 from __future__ import annotations
 
 import datetime
+import ipaddress
+import logging
 import mimetypes
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tornado.web import HTTPError, StaticFileHandler
 
@@ -25,8 +27,16 @@ from pkgcache.paths import CacheKey, PathRefused, cache_key
 from pkgcache.store import CacheStore, PathConflict
 from pkgcache.upstream import Outcome, ResponseHead, Upstream
 
+log = logging.getLogger("pkgcache.handler")
+
 #: Read size for hits: large reads are what make a big hit fast.
 HIT_READ_SIZE = 1024 * 1024
+
+
+class RequestCounter(Protocol):
+    def started(self) -> None: ...
+
+    def finished(self) -> None: ...
 
 
 @dataclass
@@ -37,6 +47,22 @@ class CacheContext:
     store: CacheStore
     upstream: Upstream
     downloads: Downloads
+    in_flight: RequestCounter
+
+    def apply(self, settings: Settings) -> None:
+        """Use new settings from the next request on (SIGHUP)."""
+        self.settings = settings
+        self.upstream.settings = settings
+
+
+def _allowed(remote_ip: str | None, networks: tuple[Any, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(remote_ip or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 def content_type_for(path: str) -> str:
@@ -70,6 +96,23 @@ class CacheHandler(StaticFileHandler):
         self.bytes_sent = 0
         self.unclean = False
         self._stream: ClientStream | None = None
+        self._counted = False
+
+    def prepare(self) -> None:
+        self.context.in_flight.started()
+        self._counted = True
+        settings = self.context.settings
+        if not settings.allows_everyone and not _allowed(
+            self.request.remote_ip, settings.allow
+        ):
+            self.result = "forbidden"
+            log.warning("refused client %s: not in allow", self.request.remote_ip)
+            raise HTTPError(403, "client not allowed")
+
+    def on_finish(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.context.in_flight.finished()
 
     async def get(self, path: str, include_body: bool = True) -> None:
         try:

@@ -1,7 +1,15 @@
-"""Start-up and shutdown: logging, cache checks, listening, signals.
+"""Start-up, reload and shutdown: logging, cache checks, listening, signals.
 
-Exit codes: 0 after a clean stop (SIGTERM or SIGINT), 1 when the server
-cannot run (cache folder unusable, port taken, no syslog socket).
+- SIGTERM / SIGINT: stop accepting, give in-flight responses
+  ``shutdown_grace`` seconds, close the rest, remove the partial files of
+  unfinished downloads, exit 0.
+- SIGHUP: read the config file again; new settings apply from the next
+  request (sources, timeouts, allow). A bad file is logged and the old
+  settings stay. Address, port and cache folder need a restart.
+
+Exit codes: 0 after a clean stop, 1 when the server cannot run (cache
+folder unusable, port taken, no syslog socket). Usage errors (2) are
+``cli.py``'s.
 """
 
 from __future__ import annotations
@@ -13,19 +21,27 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from pkgcache import __version__
 from pkgcache.app import make_app, make_context
-from pkgcache.config import Settings
+from pkgcache.config import ConfigError, Settings
+from pkgcache.handler import CacheContext
 from pkgcache.store import StoreError
 
 log = logging.getLogger("pkgcache")
 
 EXIT_FAILURE = 1
 _LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
+#: Settings that only a restart can change.
+_RESTART_ONLY = ("cache", "host", "port", "upstream_connections", "syslog")
+#: Host names meaning "every address, IPv4 and IPv6".
+_EVERY_ADDRESS = ("::", "*", "")
+
+SettingsLoader = Callable[[], Settings]
 
 
 class StartupError(Exception):
@@ -52,51 +68,106 @@ def setup_logging(settings: Settings) -> None:
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
     root.addHandler(handler)
-    level = _LEVELS[min(settings.verbose, len(_LEVELS) - 1)]
-    root.setLevel(level)
+    set_verbosity(settings)
     # tornado's own access log would repeat ours.
     logging.getLogger("tornado.access").setLevel(logging.CRITICAL)
 
 
+def set_verbosity(settings: Settings) -> None:
+    logging.getLogger().setLevel(_LEVELS[min(settings.verbose, len(_LEVELS) - 1)])
+
+
 def listen(server: HTTPServer, settings: Settings) -> list[socket.socket]:
-    try:
-        sockets = bind_sockets(settings.port, settings.host or None)
-    except OSError as error:
-        raise StartupError(
-            f"cannot listen on {settings.host}:{settings.port}: {error.strerror}"
-        ) from None
+    """Bind every configured address; all or nothing."""
+    sockets: list[socket.socket] = []
+    for host in settings.host:
+        address = None if host in _EVERY_ADDRESS else host
+        try:
+            sockets += bind_sockets(settings.port, address)
+        except OSError as error:
+            for sock in sockets:
+                sock.close()
+            reason = error.strerror or str(error)
+            raise StartupError(
+                f"cannot listen on {host} port {settings.port}: {reason}"
+            ) from None
     server.add_sockets(sockets)
     return sockets
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT."""
-    context = make_context(settings)
-    try:
-        swept = context.store.prepare()
-    except StoreError as error:
-        raise StartupError(str(error)) from None
-    if swept:
-        log.warning("removed %d left-over partial files", swept)
-    server = HTTPServer(make_app(context), xheaders=False)
-    sockets = listen(server, settings)
-    addresses = ", ".join(_address(s) for s in sockets)
-    log.warning(
-        "package-cache %s serving %s on %s from %s",
-        __version__,
-        context.store.root,
-        addresses,
-        " ".join(settings.sources),
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.warning("stopping")
-    server.stop()
-    context.upstream.close()
-    context.store.prepare()
+class Daemon:
+    """The running server: its context, its HTTP server, its signals."""
+
+    def __init__(self, settings: Settings, reload: SettingsLoader | None) -> None:
+        self.settings = settings
+        self.reload_settings = reload
+        self.context: CacheContext = make_context(settings)
+        self.server = HTTPServer(make_app(self.context), xheaders=False)
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        try:
+            swept = self.context.store.prepare()
+        except StoreError as error:
+            raise StartupError(str(error)) from None
+        if swept:
+            log.warning("removed %d left-over partial files", swept)
+        sockets = listen(self.server, self.settings)
+        log.warning(
+            "package-cache %s serving %s on %s from %s",
+            __version__,
+            self.context.store.root,
+            ", ".join(_address(s) for s in sockets),
+            " ".join(self.settings.sources),
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self._stop.wait()
+        await self.shutdown()
+
+    def reload(self) -> None:
+        """SIGHUP: apply a fresh reading of the config, or keep the old one."""
+        if self.reload_settings is None:
+            return
+        try:
+            new = self.reload_settings()
+        except ConfigError as error:
+            log.error("reload failed, keeping the old settings: %s", error)
+            return
+        ignored = [
+            key
+            for key in _RESTART_ONLY
+            if getattr(new, key) != getattr(self.settings, key)
+        ]
+        if ignored:
+            log.warning("reload: %s change only after a restart", ", ".join(ignored))
+            changes = {key: getattr(self.settings, key) for key in ignored}
+            new = new.replace(**changes)
+        self.settings = new
+        self.context.apply(new)
+        set_verbosity(new)
+        log.warning("reloaded settings; sources: %s", " ".join(new.sources))
+
+    async def shutdown(self) -> None:
+        grace = self.settings.shutdown_grace
+        log.warning("stopping: %d requests in flight", self.context.in_flight.count)
+        self.server.stop()
+        try:
+            await asyncio.wait_for(self.context.in_flight.wait_idle(), grace)
+        except TimeoutError:
+            log.warning(
+                "grace period over: closing %d requests", self.context.in_flight.count
+            )
+        try:
+            await asyncio.wait_for(self.server.close_all_connections(), 5)
+        except TimeoutError:
+            log.warning("some connections did not close")
+        self.context.upstream.close()
+        removed = self.context.store.prepare()
+        if removed:
+            log.warning("removed %d partial files of unfinished downloads", removed)
 
 
 def _address(sock: socket.socket) -> str:
@@ -104,11 +175,20 @@ def _address(sock: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def run(settings: Settings) -> int:
-    """Run the server; returns the process exit code."""
+async def _serve(settings: Settings, reload: SettingsLoader | None) -> None:
+    # Built inside the running loop: tornado's curl client and HTTP server
+    # attach to the IOLoop that is current when they are created.
+    await Daemon(settings, reload).run()
+
+
+def run(settings: Settings, reload: SettingsLoader | None = None) -> int:
+    """Run the server until a stop signal; returns the process exit code.
+
+    ``reload`` re-reads the settings on SIGHUP (flags over config file).
+    """
     try:
         setup_logging(settings)
-        asyncio.run(serve(settings))
+        asyncio.run(_serve(settings, reload))
     except StartupError as error:
         print(f"package-cache: error: {error}", file=sys.stderr)
         log.error("%s", error)

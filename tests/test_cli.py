@@ -47,7 +47,7 @@ def test_flags_of_0_2_are_accepted_and_sources_keep_their_order():
         ]
     )
     assert settings.sources == ("http://b.example", "https://a.example/x")
-    assert (settings.cache, settings.host, settings.port) == ("/srv/c", "::", 4001)
+    assert (settings.cache, settings.host, settings.port) == ("/srv/c", ("::",), 4001)
     assert settings.verbose == 2
     assert settings.syslog is True
 
@@ -55,7 +55,7 @@ def test_flags_of_0_2_are_accepted_and_sources_keep_their_order():
 def test_defaults_match_0_2():
     settings = settings_from_args(["--source", "http://a.example"])
     assert (settings.host, settings.port, settings.cache) == (
-        "localhost",
+        ("localhost",),
         4000,
         "/tmp/package-cache",
     )
