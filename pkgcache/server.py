@@ -164,7 +164,8 @@ class Daemon:
             await asyncio.wait_for(self.server.close_all_connections(), 5)
         except TimeoutError:
             log.warning("some connections did not close")
-        self.context.upstream.close()
+        # The curl client is left open: closing it under transfers still in
+        # flight makes its pending timers fail; the process ends right after.
         removed = self.context.store.prepare()
         if removed:
             log.warning("removed %d partial files of unfinished downloads", removed)

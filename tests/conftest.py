@@ -57,7 +57,14 @@ class Response:
 class Proxy:
     """package-cache running as a real process (``python -m pkgcache``)."""
 
-    def __init__(self, tmp: Path, sources: list[str], **settings: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        sources: list[str],
+        command: list[str] | None = None,
+        **settings: Any,
+    ) -> None:
+        self.command = command or [sys.executable, "-m", "pkgcache"]
         self.port = free_port()
         self.cache = tmp / "cache"
         self.log_path = tmp / f"proxy-{self.port}.log"
@@ -72,9 +79,8 @@ class Proxy:
             "connect_timeout": 3,
             **settings,
         }
-        self.config.write_text(
-            "".join(f"{key} = {toml_value(value)}\n" for key, value in values.items())
-        )
+        self.settings = values
+        self.write_config(**values)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,7 +90,7 @@ class Proxy:
     def start(self) -> Proxy:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pkgcache", "--config", str(self.config)],
+                [*self.command, "--config", str(self.config)],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -107,12 +113,22 @@ class Proxy:
     def stop(self) -> int | None:
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
+        self.send(signal.SIGTERM)
         try:
             return self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait(10)
+
+    def send(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def write_config(self, **settings: Any) -> None:
+        """Rewrite the config file (for SIGHUP tests)."""
+        self.config.write_text(
+            "".join(f"{key} = {toml_value(value)}\n" for key, value in settings.items())
+        )
 
     def log(self) -> str:
         return (
