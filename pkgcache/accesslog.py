@@ -18,11 +18,13 @@ log = logging.getLogger("pkgcache.access")
 def log_request(handler: RequestHandler) -> None:
     """tornado's ``log_function`` hook."""
     status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.WARNING
+    if not log.isEnabledFor(level):
+        return
+    request = handler.request
     result = getattr(handler, "result", "-")
     if getattr(handler, "unclean", False):
         result += " unclean"
-    level = logging.INFO if status < 500 else logging.WARNING
-    request = handler.request
     log.log(
         level,
         '%s "%s %s" %d %d %s %.3fs',

@@ -9,6 +9,7 @@ message names the file and the key, fit to be printed as one line.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 import re
@@ -57,7 +58,7 @@ class Settings:
     #: Seconds in-flight responses get to finish after SIGTERM.
     shutdown_grace: float = 10.0
 
-    @property
+    @functools.cached_property
     def allows_everyone(self) -> bool:
         return any(network.prefixlen == 0 for network in self.allow)
 

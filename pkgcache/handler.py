@@ -9,13 +9,13 @@ see an error instead of a short file.
 
 from __future__ import annotations
 
-import datetime
+import email.utils
+import functools
 import ipaddress
 import logging
 import mimetypes
-import os
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tornado.web import HTTPError, StaticFileHandler
@@ -24,7 +24,8 @@ from pkgcache.config import Settings
 from pkgcache.download import Download, Downloads
 from pkgcache.follow import ClientStream
 from pkgcache.paths import CacheKey, PathRefused, cache_key
-from pkgcache.store import CacheStore, PathConflict
+from pkgcache.smallfiles import SmallFiles
+from pkgcache.store import CachedFile, CacheStore, OutsideCache, PathConflict
 from pkgcache.upstream import Outcome, ResponseHead, Upstream
 
 log = logging.getLogger("pkgcache.handler")
@@ -48,6 +49,7 @@ class CacheContext:
     upstream: Upstream
     downloads: Downloads
     in_flight: RequestCounter
+    small_files: SmallFiles = field(default_factory=SmallFiles)
 
     def apply(self, settings: Settings) -> None:
         """Use new settings from the next request on (SIGHUP)."""
@@ -71,11 +73,24 @@ def content_type_for(path: str) -> str:
     A compressed file (``.tar.gz``, ``.tar.xz``, ``.bz2``) is
     ``application/octet-stream``: its compression is part of the file, and
     a ``charset=gzip`` or Content-Encoding would make clients unpack it.
+    Only the last two suffixes matter, and their answer is remembered.
     """
-    mime_type, encoding = mimetypes.guess_type(path, strict=False)
+    name = path.rsplit("/", 1)[-1]
+    return _content_type_for_suffixes(".".join(name.split(".")[-2:]).lower())
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_type_for_suffixes(suffixes: str) -> str:
+    mime_type, encoding = mimetypes.guess_type("file." + suffixes, strict=False)
     if encoding is not None or mime_type is None:
         return "application/octet-stream"
     return mime_type
+
+
+@functools.lru_cache(maxsize=1024)
+def http_date(timestamp: int) -> str:
+    """An HTTP date (Last-Modified); files share few distinct mtimes."""
+    return email.utils.formatdate(timestamp, usegmt=True)
 
 
 def etag_for(size: int, mtime: float) -> str:
@@ -122,13 +137,9 @@ class CacheHandler(StaticFileHandler):
             raise HTTPError(refused.status, "%s", refused.reason) from None
         download = self.context.downloads.get(key)
         if download is None:
-            try:
-                cached = self.context.store.lookup(key)
-            except PathConflict as conflict:
-                self.result = "refused"
-                raise HTTPError(409, "%s", conflict) from None
+            cached = self._lookup(key)
             if cached is not None:
-                await self._serve_hit(key, include_body, cached)
+                await self._serve_hit(include_body, cached)
                 return
             if not include_body:
                 await self._head_miss(key)
@@ -138,6 +149,16 @@ class CacheHandler(StaticFileHandler):
         else:
             self.result = "joined"
         await self._serve_download(key, download, include_body)
+
+    def _lookup(self, key: CacheKey) -> CachedFile | None:
+        try:
+            return self.context.store.lookup(key)
+        except OutsideCache as outside:
+            self.result = "refused"
+            raise HTTPError(404, "%s", outside) from None
+        except PathConflict as conflict:
+            self.result = "refused"
+            raise HTTPError(409, "%s", conflict) from None
 
     def on_connection_close(self) -> None:
         if self._stream is not None:
@@ -155,47 +176,73 @@ class CacheHandler(StaticFileHandler):
 
     # -- hits ---------------------------------------------------------------
 
-    async def _serve_hit(
-        self, key: CacheKey, include_body: bool, cached: os.stat_result
-    ) -> None:
-        """Serve a complete file: a hit, or a download that ended meanwhile."""
+    async def _serve_hit(self, include_body: bool, cached: CachedFile) -> None:
+        """Serve a complete file: a hit, or a download that ended meanwhile.
+
+        tornado's StaticFileHandler does Range, 304 and HEAD; the store's
+        look-up already did the confinement checks and the stat, so the
+        hooks below only hand its answer on.
+        """
         if self.result == "error":
             self.result = "hit"
-        self.set_header("X-Package-Cache", self.result)
-        await super().get(key.relative, include_body)
-        if self.absolute_path is not None:
-            if include_body and self.get_status() in (200, 206):
-                self.bytes_sent = int(self._headers.get("Content-Length", 0))
-            self.context.store.touch(self.absolute_path, cached)
+        self._headers["X-Package-Cache"] = self.result
+        self._cached = cached
+        if include_body and self._is_plain_small_get(cached):
+            self._stat_result = cached.stat
+            self.set_headers()
+            self.finish(self.context.small_files.read(cached.path, cached.stat))
+        else:
+            await super().get(cached.path, include_body)
+        if include_body and self._status_code in (200, 206):
+            self.bytes_sent = int(self._headers.get("Content-Length", 0))
+        self.context.store.touch(cached.path, cached.stat)
 
-    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
-        """As tornado's, but a symlink out of the cache is just not there."""
-        try:
-            return super().validate_absolute_path(root, absolute_path)
-        except HTTPError as error:
-            if error.status_code == 403:
-                raise HTTPError(404, "symlink out of the cache") from None
-            raise
-
-    def compute_etag(self) -> str | None:
-        if getattr(self, "absolute_path", None) is None:
-            return None
-        modified = self.get_modified_time()
-        assert modified is not None
-        return etag_for(self.get_content_size(), modified.timestamp())
-
-    def get_content_type(self) -> str:
-        assert self.absolute_path is not None
-        return content_type_for(self.absolute_path)
-
-    def get_cache_time(
-        self, path: str, modified: datetime.datetime | None, mime_type: str
-    ) -> int:
-        return 0
+    def _is_plain_small_get(self, cached: CachedFile) -> bool:
+        """A small file, asked without Range or conditions: no need for
+        tornado's general path (the per-request ceiling of small hits)."""
+        headers = self.request.headers
+        return (
+            SmallFiles.fits(cached.stat)
+            and "Range" not in headers
+            and "If-None-Match" not in headers
+            and "If-Modified-Since" not in headers
+        )
 
     @classmethod
-    def get_content(
-        cls, abspath: str, start: int | None = None, end: int | None = None
+    def get_absolute_path(cls, root: str, path: str) -> str:
+        return path
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        self._stat_result = self._cached.stat
+        return self._cached.path
+
+    def set_headers(self) -> None:
+        """tornado's headers of a hit, from the stat we have, formatted once."""
+        headers = self._headers
+        result = self._stat_result
+        headers["Accept-Ranges"] = "bytes"
+        headers["Etag"] = etag_for(result.st_size, result.st_mtime)
+        headers["Last-Modified"] = http_date(int(result.st_mtime))
+        headers["Content-Type"] = content_type_for(self._cached.path)
+
+    def compute_etag(self) -> str | None:
+        result = getattr(self, "_stat_result", None)
+        if result is None:
+            return None
+        return etag_for(result.st_size, result.st_mtime)
+
+    def get_content(  # type: ignore[override]
+        self, abspath: str, start: int | None = None, end: int | None = None
+    ) -> bytes | Generator[bytes, None, None]:
+        """Small files from memory, others in large reads."""
+        result = self._cached.stat
+        if SmallFiles.fits(result):
+            return self.context.small_files.read(abspath, result)[start:end]
+        return self.read_chunks(abspath, start, end)
+
+    @staticmethod
+    def read_chunks(
+        abspath: str, start: int | None = None, end: int | None = None
     ) -> Generator[bytes, None, None]:
         """Read the file in large chunks (tornado's default is 64 KiB)."""
         with open(abspath, "rb", buffering=0) as file:
@@ -204,17 +251,16 @@ class CacheHandler(StaticFileHandler):
             if position:
                 file.seek(position)
             while remaining is None or remaining > 0:
-                size = (
-                    HIT_READ_SIZE
-                    if remaining is None
-                    else min(HIT_READ_SIZE, remaining)
-                )
+                size = HIT_READ_SIZE if remaining is None else remaining
+                size = min(size, HIT_READ_SIZE)
                 chunk = file.read(size)
                 if not chunk:
                     return
                 if remaining is not None:
                     remaining -= len(chunk)
                 yield chunk
+                if len(chunk) < size:
+                    return  # a short read of a complete file is its end
 
     # -- misses and joins ---------------------------------------------------
 
@@ -224,9 +270,9 @@ class CacheHandler(StaticFileHandler):
         await download.wait_for_head()
         if download.ended:
             # It ended before this client saw a byte: serve what it left.
-            cached = self.context.store.lookup(key) if download.published else None
+            cached = self._lookup(key) if download.published else None
             if cached is not None:
-                await self._serve_hit(key, include_body, cached)
+                await self._serve_hit(include_body, cached)
                 return
             assert download.result is not None
             status = download.result.client_status
@@ -262,8 +308,6 @@ class CacheHandler(StaticFileHandler):
         if size is not None:
             self.set_header("Content-Length", size)
         if mtime is not None:
-            self.set_header(
-                "Last-Modified", datetime.datetime.fromtimestamp(mtime, datetime.UTC)
-            )
+            self.set_header("Last-Modified", http_date(int(mtime)))
             if size is not None:
                 self.set_header("Etag", etag_for(size, mtime))

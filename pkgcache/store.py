@@ -16,6 +16,7 @@ import os
 import stat
 import tempfile
 import time
+from typing import NamedTuple
 
 from pkgcache.paths import CacheKey
 
@@ -24,10 +25,24 @@ log = logging.getLogger("pkgcache.store")
 PARTIAL_FOLDER = ".partial"
 #: Refresh a hit's access time at most this often (like relatime).
 ATIME_INTERVAL = 3600
+#: Folders known to resolve inside the root, remembered to spare a
+#: realpath() per hit; forgotten all at once past this many.
+SAFE_FOLDERS_REMEMBERED = 10000
+
+
+class CachedFile(NamedTuple):
+    """A complete file in the cache: its real path and its stat."""
+
+    path: str
+    stat: os.stat_result
 
 
 class StoreError(Exception):
     """The cache folder cannot be used, or a file cannot be put in place."""
+
+
+class OutsideCache(StoreError):
+    """The path resolves outside the cache root (through a symlink)."""
 
 
 class PathConflict(StoreError):
@@ -41,6 +56,7 @@ class CacheStore:
     def __init__(self, root: str) -> None:
         self.root = os.path.realpath(root)
         self.partial_dir = os.path.join(self.root, PARTIAL_FOLDER)
+        self._safe_folders: set[str] = set()
         umask = os.umask(0o022)
         os.umask(umask)
         #: Published files are readable as the umask allows (mkstemp's 0600
@@ -72,30 +88,49 @@ class CacheStore:
         return removed
 
     def final_path(self, key: CacheKey) -> str:
-        """Where the complete file for ``key`` lives."""
-        return os.path.join(self.root, key.relative)
+        """Where the complete file for ``key`` lives (``paths.py`` made the
+        key safe to join)."""
+        return self.root + os.sep + key.relative
 
-    def lookup(self, key: CacheKey) -> os.stat_result | None:
-        """Stat the cached file, or None when it is not cached yet.
+    def lookup(self, key: CacheKey) -> CachedFile | None:
+        """Find the cached file for ``key``, or None when it is not cached.
 
-        Raises ``PathConflict`` when the path is a folder, lies under a
-        file, or under a symlink leading out of the cache, since no download
-        could ever be stored there.
+        Confinement: the file and its folder must resolve inside the root
+        (a symlink may point within the cache, never out of it). Folders
+        already checked are remembered, so a hit costs one ``lstat``.
+        Raises ``OutsideCache`` for a path that leads out of the cache and
+        ``PathConflict`` when the path is a folder or lies under a file, since
+        no download could ever be stored there.
         """
-        final = self.final_path(key)
+        path = self.final_path(key)
         try:
-            result = os.stat(final)
+            result = os.lstat(path)
         except FileNotFoundError:
-            if not self._inside_root(os.path.dirname(final)):
-                raise PathConflict(
-                    f"a folder of {key} leads out of the cache"
-                ) from None
+            self._check_folder(os.path.dirname(path), key)
             return None
         except NotADirectoryError:
             raise PathConflict(f"{key} lies under a cached file") from None
+        if stat.S_ISLNK(result.st_mode):
+            path = os.path.realpath(path)
+            if not self._inside_root(path):
+                raise OutsideCache(f"{key} is a symlink out of the cache")
+            try:
+                result = os.stat(path)
+            except OSError:
+                return None
         if not stat.S_ISREG(result.st_mode):
             raise PathConflict(f"{key} is not a regular file in the cache")
-        return result
+        self._check_folder(os.path.dirname(path), key)
+        return CachedFile(path, result)
+
+    def _check_folder(self, folder: str, key: CacheKey) -> None:
+        if folder in self._safe_folders:
+            return
+        if not self._inside_root(folder):
+            raise OutsideCache(f"a folder of {key} leads out of the cache")
+        if len(self._safe_folders) >= SAFE_FOLDERS_REMEMBERED:
+            self._safe_folders.clear()
+        self._safe_folders.add(folder)
 
     def new_partial(self) -> tuple[str, int]:
         """Create a private partial file; returns its path and a write fd."""

@@ -140,3 +140,14 @@ def test_access_and_fetch_lines_are_logged(proxy):
     assert '"GET /files/10/logged.tar" 200 10 miss' in log
     assert '"GET /files/10/logged.tar" 200 10 hit' in log
     assert "fetch GET /files/10/logged.tar from http://127.0.0.1" in log
+
+
+def test_small_hits_from_memory_follow_a_replaced_file(proxy):
+    path = "/files/2000/small-replaced.tar"
+    proxy.request(path)
+    assert proxy.request(path).body == content("small-replaced.tar", 2000)
+    replacement = proxy.cache / "replacement"
+    replacement.write_bytes(b"n" * 2000)
+    os.replace(replacement, proxy.cached(path))
+    assert proxy.request(path).body == b"n" * 2000
+    assert proxy.request(path, headers={"Range": "bytes=0-1"}).body == b"nn"

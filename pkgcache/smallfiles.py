@@ -1,0 +1,55 @@
+"""Keep the bytes of small cached files in memory.
+
+A small hit is bound by per-request work, and opening and reading a 16 KiB
+file is a fifth of it. Cached files never change in place (a new download
+replaces the file, giving it a new inode), so an entry is valid while the
+stat the hit already did shows the same inode, size and mtime.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+#: Files up to this size are kept in memory...
+SMALL_FILE = 64 * 1024
+#: ...up to this many bytes in all, least recently used dropped first.
+MEMORY_BUDGET = 32 * 1024 * 1024
+
+
+class SmallFiles:
+    """An LRU of small file contents, validated by the caller's stat."""
+
+    def __init__(self, budget: int = MEMORY_BUDGET) -> None:
+        self.budget = budget
+        self.size = 0
+        self._entries: OrderedDict[str, tuple[tuple[int, int, int], bytes]] = (
+            OrderedDict()
+        )
+
+    @staticmethod
+    def fits(result: os.stat_result) -> bool:
+        return result.st_size <= SMALL_FILE
+
+    def read(self, path: str, result: os.stat_result) -> bytes:
+        """The whole file at ``path`` (whose stat is ``result``)."""
+        identity = (result.st_ino, result.st_size, result.st_mtime_ns)
+        entry = self._entries.get(path)
+        if entry is not None and entry[0] == identity:
+            self._entries.move_to_end(path)
+            return entry[1]
+        with open(path, "rb", buffering=0) as file:
+            data = file.read(result.st_size + 1)
+        if len(data) != result.st_size:
+            return data  # changed under us: serve it, do not keep it
+        self._forget(path)
+        self._entries[path] = (identity, data)
+        self.size += len(data)
+        while self.size > self.budget:
+            self._forget(next(iter(self._entries)))
+        return data
+
+    def _forget(self, path: str) -> None:
+        entry = self._entries.pop(path, None)
+        if entry is not None:
+            self.size -= len(entry[1])
