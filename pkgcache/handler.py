@@ -190,7 +190,9 @@ class CacheHandler(StaticFileHandler):
         if include_body and self._is_plain_small_get(cached):
             self._stat_result = cached.stat
             self.set_headers()
-            self.finish(self.context.small_files.read(cached.path, cached.stat))
+            data = self.context.small_files.read(cached.path, cached.stat)
+            self.bytes_sent = len(data)
+            self.finish(data)  # logs the request: bytes_sent is set before
         else:
             await super().get(cached.path, include_body)
         if include_body and self._status_code in (200, 206):
