@@ -1,15 +1,17 @@
-"""make_app: the tornado Application, its one route and its shared state."""
+"""make_app: the tornado Application, its routes and its shared state."""
 
 from __future__ import annotations
 
 import asyncio
 
-from tornado.web import Application
+from tornado.web import Application, RequestHandler
 
 from pkgcache.accesslog import log_request
 from pkgcache.config import Settings
-from pkgcache.download import Downloads
+from pkgcache.download import Download, Downloads
 from pkgcache.handler import CacheContext, CacheHandler
+from pkgcache.metrics import Metrics
+from pkgcache.status import StatusHandler
 from pkgcache.store import CacheStore
 from pkgcache.upstream import Upstream
 
@@ -36,19 +38,41 @@ class InFlight:
 
 
 def make_context(settings: Settings) -> CacheContext:
-    """Build the store, the upstream client and the download registry."""
+    """Build the store, the upstream client, the registry and the metrics."""
+    metrics = Metrics()
     store = CacheStore(settings.cache)
-    upstream = Upstream(settings)
+    upstream = Upstream(settings, on_attempt=metrics.fetch_done)
+    downloads = Downloads(store, upstream)
+    metrics.track_downloads(lambda: len(downloads))
+
+    def count_stored(download: Download) -> None:
+        if download.published:
+            metrics.stored(download.received)
+
+    downloads.on_end.append(count_stored)
     return CacheContext(
-        settings, store, upstream, Downloads(store, upstream), InFlight()
+        settings, store, upstream, downloads, InFlight(), metrics=metrics
     )
 
 
 def make_app(context: CacheContext) -> Application:
-    """Every path goes to ``CacheHandler``; it sorts hits, joins and misses."""
+    """Reserved pages under /.pkgcache/, every other path to CacheHandler."""
+
+    def log_function(handler: RequestHandler) -> None:
+        log_request(handler)
+        if isinstance(handler, CacheHandler):
+            context.metrics.request_done(handler.result, handler.bytes_sent)
+
     return Application(
-        [(r"(.*)", CacheHandler, {"context": context})],
-        log_function=log_request,
+        [
+            (
+                r"/\.pkgcache/(?P<page>metrics|status|status\.json|health)",
+                StatusHandler,
+                {"context": context},
+            ),
+            (r"(.*)", CacheHandler, {"context": context}),
+        ],
+        log_function=log_function,
         compress_response=False,
         serve_traceback=False,
     )

@@ -18,7 +18,7 @@ from pkgcache import __version__, config
 EXIT_USAGE = 2
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the problem."""
 
     def error(self, message: str) -> NoReturn:
@@ -26,7 +26,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="package-cache",
         description="A caching proxy for package downloads: the first request "
         "for a file is fetched from the first source that has it and streamed "
@@ -85,12 +85,21 @@ def settings_from_args(argv: Sequence[str] | None = None) -> config.Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``package-cache`` console script."""
+    """Entry point of the ``package-cache`` console script.
+
+    ``package-cache cull ...`` is the culling command (``cull.py``);
+    anything else runs the server.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["cull"]:
+        from pkgcache import cull
+
+        return cull.main(args[1:])
     try:
-        settings = settings_from_args(argv)
+        settings = settings_from_args(args)
     except config.ConfigError as error:
         print(f"package-cache: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     from pkgcache import server
 
-    return server.run(settings, reload=lambda: settings_from_args(argv))
+    return server.run(settings, reload=lambda: settings_from_args(args))

@@ -25,6 +25,10 @@ EVERYONE: tuple[IPNetwork, ...] = (
     ipaddress.ip_network("0.0.0.0/0"),
     ipaddress.ip_network("::/0"),
 )
+LOOPBACK: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
 
 
 class ConfigError(Exception):
@@ -57,10 +61,23 @@ class Settings:
     allow: tuple[IPNetwork, ...] = EVERYONE
     #: Seconds in-flight responses get to finish after SIGTERM.
     shutdown_grace: float = 10.0
+    #: Eviction bounds (0: none): cache bytes, free bytes, seconds unused.
+    max_size: int = 0
+    min_free: int = 0
+    max_age: float = 0.0
+    #: Seconds between eviction passes (when a bound is set).
+    cull_interval: float = 3600.0
+    #: Client networks that may read /.pkgcache/metrics and /status.
+    status_allow: tuple[IPNetwork, ...] = LOOPBACK
 
     @functools.cached_property
     def allows_everyone(self) -> bool:
         return any(network.prefixlen == 0 for network in self.allow)
+
+    @property
+    def evicts(self) -> bool:
+        """True when any eviction bound is set."""
+        return bool(self.max_size or self.min_free or self.max_age)
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied and validated."""
@@ -84,10 +101,29 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "user_agent": (str,),
     "allow": (list,),
     "shutdown_grace": (int, float),
+    "max_size": (int, str),
+    "min_free": (int, str),
+    "max_age": (int, float, str),
+    "cull_interval": (int, float, str),
+    "status_allow": (list,),
 }
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": MIB, "G": 1024 * MIB, "T": MIB * MIB}
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"3600"`` (seconds) -> seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION_RE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration such as 30d, 12h or 3600")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
 
 
 def parse_size(value: int | str) -> int:
@@ -154,7 +190,7 @@ def load_file(path: str) -> dict[str, Any]:
             raise ConfigError(
                 f"{path}: {key} must be {expected}, not {type(value).__name__}"
             )
-    for key in ("sources", "host", "allow"):
+    for key in ("sources", "host", "allow", "status_allow"):
         value = data.get(key)
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{path}: {key} must be a list of strings")
@@ -168,16 +204,20 @@ def build(values: dict[str, Any], where: str = "settings") -> Settings:
     """
     values = dict(values)
     try:
-        for key in ("max_file_size", "client_buffer"):
+        for key in ("max_file_size", "client_buffer", "max_size", "min_free"):
             if key in values:
                 values[key] = _checked(key, parse_size, values[key])
+        for key in ("max_age", "cull_interval"):
+            if key in values:
+                values[key] = _checked(key, parse_duration, values[key])
         if "host" in values:
             values["host"] = _checked("host", parse_hosts, values["host"])
-        if "allow" in values:
-            values["allow"] = tuple(
-                _checked(f"allow[{i}]", parse_network, network)
-                for i, network in enumerate(values["allow"])
-            )
+        for key in ("allow", "status_allow"):
+            if key in values:
+                values[key] = tuple(
+                    _checked(f"{key}[{i}]", parse_network, network)
+                    for i, network in enumerate(values[key])
+                )
         if "sources" in values:
             values["sources"] = tuple(
                 _checked(f"sources[{i}]", normalize_source, url)
@@ -207,6 +247,10 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"ca_file {settings.ca_file!r} is not a file")
     if not settings.allow:
         raise ConfigError("allow is empty: no client could use the cache")
+    if settings.cull_interval < 1:
+        raise ConfigError("cull_interval must be at least 1 second")
+    if settings.max_age < 0:
+        raise ConfigError("max_age must not be negative")
     if settings.shutdown_grace < 0:
         raise ConfigError("shutdown_grace must not be negative")
     if settings.verbose < 0:

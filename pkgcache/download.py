@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -53,6 +54,7 @@ class Download:
         key: CacheKey,
         store: CacheStore,
         upstream: Upstream,
+        on_begin: Callable[[Download], None],
         on_end: Callable[[Download], None],
     ) -> None:
         self.key = key
@@ -69,10 +71,14 @@ class Download:
         #: True once the complete file is at its final path.
         self.published = False
         self.live: set[LiveReader] = set()
+        #: Clients sending this download (live or following), for status.
+        self.readers = 0
+        self.started = time.monotonic()
         self.progress = Condition()
         self._head_known = Event()
         self._store = store
         self._upstream = upstream
+        self._on_begin = on_begin
         self._on_end = on_end
         self._fd: int | None = None
 
@@ -116,6 +122,7 @@ class Download:
         self.head = head
         self.state = State.STREAMING
         self._head_known.set()
+        self._on_begin(self)
         return True
 
     def _write(self, chunk: bytes) -> None:
@@ -182,12 +189,21 @@ class Download:
 
 
 class Downloads:
-    """The registry of downloads in flight, one per path."""
+    """The registry of downloads in flight, one per path.
+
+    ``on_begin`` and ``on_end`` listeners hear of every download that
+    starts streaming and of every one that ends (eviction, metrics).
+    """
 
     def __init__(self, store: CacheStore, upstream: Upstream) -> None:
         self.store = store
         self.upstream = upstream
+        self.on_begin: list[Callable[[Download], None]] = []
+        self.on_end: list[Callable[[Download], None]] = []
         self._active: dict[CacheKey, Download] = {}
+
+    def active(self) -> list[Download]:
+        return list(self._active.values())
 
     def __len__(self) -> int:
         return len(self._active)
@@ -198,11 +214,17 @@ class Downloads:
     def start(self, key: CacheKey) -> Download:
         """Register and start a download; the caller checked there is none."""
         assert key not in self._active
-        download = Download(key, self.store, self.upstream, self._forget)
+        download = Download(key, self.store, self.upstream, self._began, self._forget)
         self._active[key] = download
         download.start()
         return download
 
+    def _began(self, download: Download) -> None:
+        for listener in self.on_begin:
+            listener(download)
+
     def _forget(self, download: Download) -> None:
         if self._active.get(download.key) is download:
             del self._active[download.key]
+        for listener in self.on_end:
+            listener(download)

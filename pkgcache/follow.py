@@ -39,6 +39,7 @@ class ClientStream:
         self.offset = 0
         self.closed = False
         self._fd = os.open(download.partial_path, os.O_RDONLY)
+        download.readers += 1
         self._buffered = 0
         self._in_flight = 0
         self._flushing: Future[None] | None = None
@@ -50,6 +51,7 @@ class ClientStream:
             return await self._run()
         finally:
             self.download.live.discard(self)
+            self.download.readers -= 1
             os.close(self._fd)
 
     def client_left(self) -> None:

@@ -23,6 +23,7 @@ from tornado.web import HTTPError, StaticFileHandler
 from pkgcache.config import Settings
 from pkgcache.download import Download, Downloads
 from pkgcache.follow import ClientStream
+from pkgcache.metrics import Metrics
 from pkgcache.paths import CacheKey, PathRefused, cache_key
 from pkgcache.smallfiles import SmallFiles
 from pkgcache.store import CachedFile, CacheStore, OutsideCache, PathConflict
@@ -50,6 +51,7 @@ class CacheContext:
     downloads: Downloads
     in_flight: RequestCounter
     small_files: SmallFiles = field(default_factory=SmallFiles)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def apply(self, settings: Settings) -> None:
         """Use new settings from the next request on (SIGHUP)."""
@@ -57,7 +59,8 @@ class CacheContext:
         self.upstream.settings = settings
 
 
-def _allowed(remote_ip: str | None, networks: tuple[Any, ...]) -> bool:
+def client_in(remote_ip: str | None, networks: tuple[Any, ...]) -> bool:
+    """Is the client's address in one of ``networks``?"""
     try:
         address = ipaddress.ip_address(remote_ip or "")
     except ValueError:
@@ -117,7 +120,7 @@ class CacheHandler(StaticFileHandler):
         self.context.in_flight.started()
         self._counted = True
         settings = self.context.settings
-        if not settings.allows_everyone and not _allowed(
+        if not settings.allows_everyone and not client_in(
             self.request.remote_ip, settings.allow
         ):
             self.result = "forbidden"
@@ -287,7 +290,14 @@ class CacheHandler(StaticFileHandler):
         if not include_body:
             return
         self._stream = ClientStream(self, download, self.context.settings.client_buffer)
-        complete = await self._stream.run()
+        joined = self.context.metrics.joined_clients
+        if self.result == "joined":
+            joined.inc()
+        try:
+            complete = await self._stream.run()
+        finally:
+            if self.result == "joined":
+                joined.dec()
         self.bytes_sent = self._stream.offset
         if not complete and not self._stream.closed:
             self.unclean = True

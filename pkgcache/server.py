@@ -29,6 +29,8 @@ from tornado.netutil import bind_sockets
 from pkgcache import __version__
 from pkgcache.app import make_app, make_context
 from pkgcache.config import ConfigError, Settings
+from pkgcache.download import Download
+from pkgcache.eviction import Evictor
 from pkgcache.handler import CacheContext
 from pkgcache.store import StoreError
 
@@ -37,7 +39,14 @@ log = logging.getLogger("pkgcache")
 EXIT_FAILURE = 1
 _LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
 #: Settings that only a restart can change.
-_RESTART_ONLY = ("cache", "host", "port", "upstream_connections", "syslog")
+_RESTART_ONLY = (
+    "cache",
+    "host",
+    "port",
+    "upstream_connections",
+    "syslog",
+    "cull_interval",
+)
 #: Host names meaning "every address, IPv4 and IPv6".
 _EVERY_ADDRESS = ("::", "*", "")
 
@@ -103,6 +112,8 @@ class Daemon:
         self.reload_settings = reload
         self.context: CacheContext = make_context(settings)
         self.server = HTTPServer(make_app(self.context), xheaders=False)
+        self.evictor = Evictor(self.context)
+        self.context.downloads.on_begin.append(self._make_room)
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -113,6 +124,7 @@ class Daemon:
         if swept:
             log.warning("removed %d left-over partial files", swept)
         sockets = listen(self.server, self.settings)
+        self.evictor.start()
         log.warning(
             "package-cache %s serving %s on %s from %s",
             __version__,
@@ -126,6 +138,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self._stop.wait()
         await self.shutdown()
+
+    def _make_room(self, download: Download) -> None:
+        size = download.head.content_length if download.head else None
+        if size:
+            self.evictor.make_room(size, self.context.store.final_path(download.key))
 
     def reload(self) -> None:
         """SIGHUP: apply a fresh reading of the config, or keep the old one."""
@@ -154,6 +171,7 @@ class Daemon:
         grace = self.settings.shutdown_grace
         log.warning("stopping: %d requests in flight", self.context.in_flight.count)
         self.server.stop()
+        self.evictor.stop()
         try:
             await asyncio.wait_for(self.context.in_flight.wait_idle(), grace)
         except TimeoutError:

@@ -115,8 +115,14 @@ ChunkCallback = Callable[[bytes], None]
 class Upstream:
     """The sources and the curl client that reaches them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_attempt: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        """``on_attempt(source, outcome, bytes)`` hears of every attempt."""
         self.settings = settings
+        self.on_attempt = on_attempt
         max_body = settings.max_file_size or 1 << 62
         self.client = CurlAsyncHTTPClient(
             force_instance=True,
@@ -161,6 +167,8 @@ class Upstream:
                 attempt.body_bytes,
                 time.monotonic() - started,
             )
+            if self.on_attempt is not None:
+                self.on_attempt(source, last.outcome.name.lower(), attempt.body_bytes)
             if last.outcome in (Outcome.COMPLETE, Outcome.BROKEN):
                 return last
             all_not_found = all_not_found and last.outcome is Outcome.NOT_FOUND

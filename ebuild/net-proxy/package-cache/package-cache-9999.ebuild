@@ -26,6 +26,7 @@ RDEPEND="
 	acct-user/package-cache
 	>=dev-python/tornado-6.5.7[${PYTHON_USEDEP}]
 	dev-python/pycurl[${PYTHON_USEDEP}]
+	dev-python/prometheus-client[${PYTHON_USEDEP}]
 "
 BDEPEND="
 	test? (
@@ -44,6 +45,7 @@ python_install_all() {
 	newinitd contrib/openrc/init.d/package-cache package-cache
 	newconfd contrib/openrc/conf.d/package-cache package-cache
 	systemd_dounit contrib/systemd/package-cache.service
+	systemd_dounit contrib/systemd/package-cache-cull.{service,timer}
 	newtmpfiles contrib/systemd/package-cache.tmpfiles package-cache.conf
 	insinto /etc
 	doins package-cache.conf

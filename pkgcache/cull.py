@@ -1,0 +1,235 @@
+"""Cull the cache: by access time, to a total size, or to free disk space.
+
+Used by ``package-cache cull`` (cron, systemd timer) and by the daemon's
+own eviction (``eviction.py``), which runs it in a worker thread. Rules:
+the private partial folder is never entered, symlinks are neither followed
+nor removed, folders left empty are removed (never the root), and removing
+a file that a client is reading is safe: the client keeps its open file
+and the next request is a fresh miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pkgcache.config import parse_duration, parse_size
+from pkgcache.store import PARTIAL_FOLDER
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CachedEntry:
+    path: str
+    size: int
+    atime: float
+
+
+@dataclass
+class CullResult:
+    """What a cull removed (or would remove), and what the cache held."""
+
+    files: int = 0
+    bytes: int = 0
+    folders: int = 0
+    scanned_files: int = 0
+    scanned_bytes: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.files} files, {self.bytes} bytes, {self.folders} empty folders"
+
+
+def scan(root: str) -> Iterator[CachedEntry]:
+    """Every regular file under ``root``, without following symlinks."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if folder == root and entry.name == PARTIAL_FOLDER:
+                continue
+            try:
+                result = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(result.st_mode):
+                stack.append(entry.path)
+            elif stat.S_ISREG(result.st_mode):
+                yield CachedEntry(entry.path, result.st_size, result.st_atime)
+
+
+def choose(
+    entries: list[CachedEntry],
+    *,
+    older_than: float | None = None,
+    max_size: int | None = None,
+    min_free: int | None = None,
+    free_now: int = 0,
+    now: float | None = None,
+) -> list[CachedEntry]:
+    """Pick what to remove, least recently accessed first (pure).
+
+    Files not accessed for ``older_than`` seconds go; then more, oldest
+    first, until the cache holds at most ``max_size`` bytes and the file
+    system (``free_now`` free before culling) has ``min_free`` bytes free.
+    """
+    now = time.time() if now is None else now
+    ordered = sorted(entries, key=lambda entry: entry.atime)
+    total = sum(entry.size for entry in ordered)
+    free = free_now
+    chosen: list[CachedEntry] = []
+    for entry in ordered:
+        too_old = older_than is not None and now - entry.atime > older_than
+        too_big = max_size is not None and total > max_size
+        too_full = min_free is not None and free < min_free
+        if not (too_old or too_big or too_full):
+            break
+        chosen.append(entry)
+        total -= entry.size
+        free += entry.size
+    return chosen
+
+
+def remove(root: str, victims: list[CachedEntry]) -> CullResult:
+    """Delete ``victims`` and the folders they leave empty."""
+    result = CullResult()
+    folders: set[str] = set()
+    for victim in victims:
+        try:
+            os.unlink(victim.path)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            print(
+                f"package-cache cull: {victim.path}: {error.strerror}", file=sys.stderr
+            )
+            continue
+        result.files += 1
+        result.bytes += victim.size
+        folders.add(os.path.dirname(victim.path))
+    for folder in sorted(folders, key=len, reverse=True):
+        while folder != root and folder.startswith(root + os.sep):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+            result.folders += 1
+            folder = os.path.dirname(folder)
+    return result
+
+
+def free_bytes(root: str) -> int:
+    usage = os.statvfs(root)
+    return usage.f_bavail * usage.f_frsize
+
+
+def cull(
+    root: str,
+    *,
+    older_than: float | None = None,
+    max_size: int | None = None,
+    min_free: int | None = None,
+    dry_run: bool = False,
+    reserve: int = 0,
+    reserved_path: str | None = None,
+) -> tuple[CullResult, list[CachedEntry]]:
+    """Scan, choose and (unless ``dry_run``) remove. Blocking: the daemon
+    runs it in a worker thread. With no bound given it only counts.
+
+    ``reserve`` bytes are about to be stored at ``reserved_path``: room is
+    made for them, unless the scan found that file already stored.
+    """
+    root = os.path.realpath(root)
+    entries = list(scan(root))
+    if reserved_path is not None and any(e.path == reserved_path for e in entries):
+        reserve = 0
+    victims = choose(
+        entries,
+        older_than=older_than,
+        max_size=None if max_size is None else max(0, max_size - reserve),
+        min_free=None if min_free is None else min_free + reserve,
+        free_now=free_bytes(root) if min_free is not None else 0,
+    )
+    if dry_run:
+        result = CullResult(len(victims), sum(v.size for v in victims))
+    else:
+        result = remove(root, victims)
+    result.scanned_files = len(entries)
+    result.scanned_bytes = sum(entry.size for entry in entries)
+    return result, victims
+
+
+def main(argv: Sequence[str]) -> int:
+    """``package-cache cull``: one summary line; exit 2 on bad usage."""
+    from pkgcache.cli import OneLineParser
+
+    parser = OneLineParser(
+        prog="package-cache cull",
+        description="Remove cached files by access time, total size or free space.",
+    )
+    parser.add_argument("--cache", required=True, metavar="PATH")
+    parser.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        type=_arg(parse_duration),
+        help="files not accessed for this long (30d, 12h, 3600)",
+    )
+    parser.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        type=_arg(parse_size),
+        help="remove least recently accessed files until the cache "
+        "holds at most SIZE (e.g. 200G)",
+    )
+    parser.add_argument(
+        "--min-free",
+        metavar="SIZE",
+        type=_arg(parse_size),
+        help="... until the file system has SIZE free",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list what would go, remove nothing"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="print each file removed"
+    )
+    args = parser.parse_args(argv)
+    if args.older_than is None and args.max_size is None and args.min_free is None:
+        parser.error("give --older-than, --max-size or --min-free")
+    if not os.path.isdir(args.cache):
+        parser.error(f"--cache {args.cache} is not a folder")
+    result, victims = cull(
+        args.cache,
+        older_than=args.older_than,
+        max_size=args.max_size,
+        min_free=args.min_free,
+        dry_run=args.dry_run,
+    )
+    if args.verbose or args.dry_run:
+        for victim in victims:
+            print(victim.path)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"package-cache cull: {verb} {result}")
+    return 0
+
+
+def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Wrap a parser so argparse reports its ValueError as a usage error."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert

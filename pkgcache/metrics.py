@@ -1,0 +1,107 @@
+"""Counters of what the cache does, kept as it happens (no request walks
+the disk), exposed in Prometheus format through ``prometheus_client``.
+
+One ``Metrics`` per server, with its own registry, so tests and several
+servers in one process never share counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+#: Results of a request, as in the access log.
+RESULTS = ("hit", "miss", "joined", "refused", "forbidden", "error")
+
+
+class Metrics:
+    """The daemon's counters and gauges; see ``/.pkgcache/metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "pkgcache_requests", "Requests answered, by result", ["result"], registry=r
+        )
+        self.served_bytes = Counter(
+            "pkgcache_served_bytes",
+            "Body bytes sent to clients, by where they came from (cache: a "
+            "hit; upstream: a miss or a join)",
+            ["source"],
+            registry=r,
+        )
+        self.upstream_bytes = Counter(
+            "pkgcache_upstream_bytes", "Body bytes received from sources", registry=r
+        )
+        self.fetches = Counter(
+            "pkgcache_upstream_fetches",
+            "Upstream attempts, by source and outcome",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.downloads_in_flight = Gauge(
+            "pkgcache_downloads_in_flight", "Upstream downloads running", registry=r
+        )
+        self.joined_clients = Gauge(
+            "pkgcache_joined_clients",
+            "Clients following a download another client started",
+            registry=r,
+        )
+        self.cache_bytes = Gauge(
+            "pkgcache_cache_bytes", "Bytes of complete files in the cache", registry=r
+        )
+        self.cache_files = Gauge(
+            "pkgcache_cache_files", "Complete files in the cache", registry=r
+        )
+        self.evicted_files = Counter(
+            "pkgcache_evicted_files", "Files removed by eviction", registry=r
+        )
+        self.evicted_bytes = Counter(
+            "pkgcache_evicted_bytes", "Bytes removed by eviction", registry=r
+        )
+        for result in RESULTS:
+            self.requests.labels(result)
+        #: Per source: outcome -> count, for the status page.
+        self.source_outcomes: dict[str, Tally[str]] = {}
+        #: Set once the start-up count of the cache has finished.
+        self.cache_counted = False
+
+    def track_downloads(self, count: Callable[[], int]) -> None:
+        self.downloads_in_flight.set_function(lambda: float(count()))
+
+    def request_done(self, result: str, served: int) -> None:
+        self.requests.labels(result).inc()
+        if served:
+            source = "cache" if result == "hit" else "upstream"
+            self.served_bytes.labels(source).inc(served)
+
+    def fetch_done(self, source: str, outcome: str, received: int) -> None:
+        self.fetches.labels(source, outcome).inc()
+        self.source_outcomes.setdefault(source, Tally())[outcome] += 1
+        if received:
+            self.upstream_bytes.inc(received)
+
+    def stored(self, size: int) -> None:
+        self.cache_files.inc()
+        self.cache_bytes.inc(size)
+
+    def counted(self, files: int, size: int) -> None:
+        """The result of a full scan of the cache replaces the running count."""
+        self.cache_files.set(files)
+        self.cache_bytes.set(size)
+        self.cache_counted = True
+
+    def evicted(self, files: int, size: int) -> None:
+        self.evicted_files.inc(files)
+        self.evicted_bytes.inc(size)
+        self.cache_files.dec(files)
+        self.cache_bytes.dec(size)
+
+    def value(self, name: str, **labels: str) -> float:
+        """One current value, for the status page and the tests."""
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

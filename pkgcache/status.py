@@ -1,0 +1,171 @@
+"""The reserved pages under ``/.pkgcache/``: metrics, status, health.
+
+``paths.py`` refuses every path segment starting with ``.``, so these can
+never shadow a cached file. Metrics and status show what the cache holds
+and who asks for it: only networks in ``status_allow`` (default loopback)
+may read them. ``health`` answers every client the cache serves, for load
+balancer checks.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from typing import Any
+
+from tornado.web import HTTPError, RequestHandler
+
+from pkgcache import __version__
+from pkgcache.handler import CacheContext, client_in
+from pkgcache.metrics import RESULTS
+
+STARTED = time.time()
+
+
+class StatusHandler(RequestHandler):
+    """GET /.pkgcache/{metrics,status,status.json,health}."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD")  # type: ignore[assignment]
+
+    def initialize(self, context: CacheContext) -> None:  # type: ignore[override]
+        self.context = context
+
+    def prepare(self) -> None:
+        settings = self.context.settings
+        networks = (
+            settings.allow
+            if self.path_kwargs.get("page") == "health"
+            else (settings.status_allow)
+        )
+        if not client_in(self.request.remote_ip, networks):
+            raise HTTPError(
+                403, "status pages are not open to %s", self.request.remote_ip
+            )
+
+    def get(self, page: str) -> None:
+        self.set_header("Cache-Control", "no-store")
+        if page == "health":
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish("ok\n")
+        elif page == "metrics":
+            self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.finish(self.context.metrics.exposition())
+        elif page == "status.json":
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(snapshot(self.context), indent=1) + "\n")
+        else:
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(render_html(snapshot(self.context)))
+
+    def head(self, page: str) -> None:
+        self.get(page)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(f"{status_code} {self._reason}\n")
+
+
+def snapshot(context: CacheContext) -> dict[str, Any]:
+    """The status as plain data: from counters and the registry, no disk."""
+    metrics = context.metrics
+    requests = {
+        r: int(metrics.value("pkgcache_requests_total", result=r)) for r in RESULTS
+    }
+    answered = requests["hit"] + requests["miss"] + requests["joined"]
+    from_cache = metrics.value("pkgcache_served_bytes_total", source="cache")
+    from_upstream = metrics.value("pkgcache_served_bytes_total", source="upstream")
+    fetched = metrics.value("pkgcache_upstream_bytes_total")
+    downloads = []
+    for download in context.downloads.active():
+        size = download.head.content_length if download.head else None
+        downloads.append(
+            {
+                "path": str(download.key),
+                "state": download.state.value,
+                "received": download.received,
+                "size": size,
+                "progress": round(download.received / size, 3) if size else None,
+                "clients": download.readers,
+                "seconds": round(time.monotonic() - download.started, 1),
+            }
+        )
+    return {
+        "version": __version__,
+        "uptime_seconds": round(time.time() - STARTED),
+        "sources": {
+            source: dict(metrics.source_outcomes.get(source, {}))
+            for source in context.settings.sources
+        },
+        "requests": requests,
+        "hit_ratio": round(requests["hit"] / answered, 3) if answered else None,
+        "bytes_served_from_cache": int(from_cache),
+        "bytes_served_from_upstream": int(from_upstream),
+        "bytes_fetched_upstream": int(fetched),
+        "bytes_saved": int(max(0.0, from_cache + from_upstream - fetched)),
+        "downloads": downloads,
+        "joined_clients": int(metrics.value("pkgcache_joined_clients")),
+        "cache": {
+            "files": int(metrics.value("pkgcache_cache_files")),
+            "bytes": int(metrics.value("pkgcache_cache_bytes")),
+            "counted": metrics.cache_counted,
+        },
+        "evicted": {
+            "files": int(metrics.value("pkgcache_evicted_files_total")),
+            "bytes": int(metrics.value("pkgcache_evicted_bytes_total")),
+        },
+    }
+
+
+def render_html(status: dict[str, Any]) -> str:
+    """A small page for people; status.json and metrics are for programs."""
+    rows = (
+        "".join(
+            f"<tr><td>{html.escape(d['path'])}</td><td>{d['state']}</td>"
+            f"<td>{_bytes(d['received'])}</td><td>{_bytes(d['size'])}</td>"
+            f"<td>{_percent(d['progress'])}</td>"
+            f"<td>{d['clients']}</td></tr>"
+            for d in status["downloads"]
+        )
+        or '<tr><td colspan="6">none</td></tr>'
+    )
+    sources = "".join(
+        f"<tr><td>{html.escape(source)}</td><td>"
+        + html.escape(", ".join(f"{k}: {v}" for k, v in sorted(tally.items())) or "-")
+        + "</td></tr>"
+        for source, tally in status["sources"].items()
+    )
+    ratio = status["hit_ratio"]
+    requests = ", ".join(f"{k} {v}" for k, v in status["requests"].items())
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>package-cache status</title>
+<meta http-equiv="refresh" content="10">
+<style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}</style>
+</head><body>
+<h1>package-cache {status["version"]}</h1>
+<p>Up {status["uptime_seconds"]} s. Requests: {requests}.
+Hit ratio: {"-" if ratio is None else f"{ratio:.1%}"}.
+Saved {_bytes(status["bytes_saved"])} of upstream traffic.
+Cache: {status["cache"]["files"]} files, {_bytes(status["cache"]["bytes"])}.
+Evicted: {status["evicted"]["files"]} files, {_bytes(status["evicted"]["bytes"])}.</p>
+<h2>Downloads in flight</h2>
+<table><tr><th>path</th><th>state</th><th>received</th><th>size</th>
+<th>progress</th><th>clients</th></tr>{rows}</table>
+<h2>Sources</h2>
+<table><tr><th>source</th><th>outcomes</th></tr>{sources}</table>
+</body></html>
+"""
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
+
+
+def _bytes(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(value)
