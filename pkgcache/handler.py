@@ -18,8 +18,10 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, StaticFileHandler
 
+from pkgcache import sendfile
 from pkgcache.config import Settings
 from pkgcache.download import Download, Downloads
 from pkgcache.follow import ClientStream
@@ -190,6 +192,7 @@ class CacheHandler(StaticFileHandler):
             self.result = "hit"
         self._headers["X-Package-Cache"] = self.result
         self._cached = cached
+        self._sendfile_range: tuple[int, int] | None = None
         if include_body and self._is_plain_small_get(cached):
             self._stat_result = cached.stat
             self.set_headers()
@@ -198,9 +201,26 @@ class CacheHandler(StaticFileHandler):
             self.finish(data)  # logs the request: bytes_sent is set before
         else:
             await super().get(cached.path, include_body)
+            if self._sendfile_range is not None:
+                await self._send_with_sendfile(cached.path, *self._sendfile_range)
         if include_body and self._status_code in (200, 206):
             self.bytes_sent = int(self._headers.get("Content-Length", 0))
         self.context.store.touch(cached.path, cached.stat)
+
+    async def _send_with_sendfile(self, path: str, start: int, end: int) -> None:
+        """The body of a big hit, chosen in ``get_content``: headers first,
+        then the kernel copies the file to the socket."""
+        try:
+            await self.flush()
+            await sendfile.send_range(self.request.connection, path, start, end - start)
+        except StreamClosedError:
+            # The client left; tornado may not know yet, and finish() would
+            # count a short body: close the connection ourselves.
+            self.request.connection.close()  # type: ignore[union-attr]
+        except OSError as error:
+            log.error("cannot send %s: %s", path, error)
+            self.unclean = True
+            self.request.connection.close()  # type: ignore[union-attr]
 
     def _is_plain_small_get(self, cached: CachedFile) -> bool:
         """A small file, asked without Range or conditions: no need for
@@ -243,6 +263,9 @@ class CacheHandler(StaticFileHandler):
         result = self._cached.stat
         if SmallFiles.fits(result):
             return self.context.small_files.read(abspath, result)[start:end]
+        if sendfile.usable(self.request.connection):  # type: ignore[arg-type]
+            self._sendfile_range = (start or 0, result.st_size if end is None else end)
+            return b""
         return self.read_chunks(abspath, start, end)
 
     @staticmethod

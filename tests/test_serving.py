@@ -151,3 +151,21 @@ def test_small_hits_from_memory_follow_a_replaced_file(proxy):
     os.replace(replacement, proxy.cached(path))
     assert proxy.request(path).body == b"n" * 2000
     assert proxy.request(path, headers={"Range": "bytes=0-1"}).body == b"nn"
+
+
+def test_big_hits_whole_ranged_and_abandoned(proxy):
+    """Big hits go through sendfile: whole, a range, and a client that leaves."""
+    size = 24 * 1024 * 1024
+    path = f"/files/{size}/big-hit.tar"
+    expected = content("big-hit.tar", size)
+    assert proxy.request(path).body == expected
+    whole = proxy.request(path)
+    assert whole.headers["X-Package-Cache"] == "hit"
+    assert whole.body == expected
+    part = proxy.request(path, headers={"Range": "bytes=1000-5000999"})
+    assert part.status == 206 and part.body == expected[1000:5001000]
+    for _ in range(3):
+        response = proxy.open(path)
+        response.read(100000)
+        response.close()
+    assert proxy.request(path).body == expected

@@ -1,0 +1,96 @@
+"""Send part of a file to a client with ``os.sendfile``.
+
+tornado has no sendfile: its hits read the file into Python and write it
+to the socket, which costs a big hit about a fifth of nginx's speed. This
+hands the bytes to the kernel instead, on the connection's socket, once
+tornado has written the headers and has nothing else queued.
+
+Two bits of care with tornado's IOStream: (1) tornado may drop our
+write-readiness callback when it updates its own interest in the socket,
+and closes the socket when the client goes, so a wait for writability also
+wakes up every second to look again; (2) the HTTP connection counts the
+body bytes it wrote against Content-Length, so the bytes sent here are
+counted for it (``account``), or ``finish()`` would see a short body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+from tornado.httputil import HTTPConnection
+from tornado.iostream import IOStream, StreamClosedError
+
+#: Bytes per sendfile call; the loop gets a turn between calls.
+SENDFILE_CHUNK = 16 * 1024 * 1024
+#: Longest wait for writability before looking at the stream again.
+RECHECK_SECONDS = 1.0
+
+
+def usable(connection: HTTPConnection) -> bool:
+    """True when this connection's socket and byte count can be reached."""
+    stream = getattr(connection, "stream", None)
+    return (
+        isinstance(stream, IOStream)
+        and stream.socket is not None
+        and not stream.closed()
+        and not stream.writing()
+        and hasattr(connection, "_expected_content_remaining")
+    )
+
+
+async def send_range(
+    connection: HTTPConnection, path: str, offset: int, count: int
+) -> int:
+    """Send ``count`` bytes of ``path`` from ``offset``; returns bytes sent.
+
+    Raises ``StreamClosedError`` when the client went away, ``OSError``
+    when the file ended early.
+    """
+    stream: IOStream = connection.stream  # type: ignore[attr-defined]
+    # Without this, Nagle holds the first file segment back until the
+    # client's delayed ACK of the header packet: 40 ms on every big hit.
+    stream.set_nodelay(True)
+    loop = asyncio.get_running_loop()
+    sent = 0
+    with open(path, "rb", buffering=0) as file:
+        while sent < count:
+            if stream.closed() or stream.socket is None:
+                raise StreamClosedError()
+            fd = stream.socket.fileno()
+            try:
+                done = os.sendfile(
+                    fd, file.fileno(), offset + sent, min(count - sent, SENDFILE_CHUNK)
+                )
+            except BlockingIOError:
+                await _writable(loop, fd)
+                continue
+            except (BrokenPipeError, ConnectionError) as error:
+                raise StreamClosedError(real_error=error) from None
+            if done == 0:
+                raise OSError(f"{path} ended {count - sent} bytes early")
+            sent += done
+            _account(connection, done)
+            await asyncio.sleep(0)
+    return sent
+
+
+def _account(connection: HTTPConnection, size: int) -> None:
+    remaining = connection._expected_content_remaining  # type: ignore[attr-defined]
+    if remaining is not None:
+        connection._expected_content_remaining = remaining - size  # type: ignore[attr-defined]
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    ready = loop.create_future()
+    loop.add_writer(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await asyncio.wait_for(ready, RECHECK_SECONDS)
+    except TimeoutError:
+        pass
+    finally:
+        if not ready.done():
+            ready.cancel()
+        with contextlib.suppress(OSError, ValueError):
+            loop.remove_writer(fd)
