@@ -69,6 +69,8 @@ class Settings:
     cull_interval: float = 3600.0
     #: Client networks that may read /.pkgcache/metrics and /status.
     status_allow: tuple[IPNetwork, ...] = LOOPBACK
+    #: Proxies whose X-Forwarded-For names the real client (none: ignore it).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @functools.cached_property
     def allows_everyone(self) -> bool:
@@ -106,6 +108,7 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "max_age": (int, float, str),
     "cull_interval": (int, float, str),
     "status_allow": (list,),
+    "trusted_proxies": (list,),
 }
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -190,7 +193,7 @@ def load_file(path: str) -> dict[str, Any]:
             raise ConfigError(
                 f"{path}: {key} must be {expected}, not {type(value).__name__}"
             )
-    for key in ("sources", "host", "allow", "status_allow"):
+    for key in ("sources", "host", "allow", "status_allow", "trusted_proxies"):
         value = data.get(key)
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{path}: {key} must be a list of strings")
@@ -212,7 +215,7 @@ def build(values: dict[str, Any], where: str = "settings") -> Settings:
                 values[key] = _checked(key, parse_duration, values[key])
         if "host" in values:
             values["host"] = _checked("host", parse_hosts, values["host"])
-        for key in ("allow", "status_allow"):
+        for key in ("allow", "status_allow", "trusted_proxies"):
             if key in values:
                 values[key] = tuple(
                     _checked(f"{key}[{i}]", parse_network, network)

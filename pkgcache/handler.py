@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import ipaddress
 import logging
 import mimetypes
 from collections.abc import Generator
@@ -22,6 +21,7 @@ from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, StaticFileHandler
 
 from pkgcache import sendfile
+from pkgcache.clients import client_in, resolve_client
 from pkgcache.config import Settings
 from pkgcache.download import Download, Downloads
 from pkgcache.follow import ClientStream
@@ -59,17 +59,6 @@ class CacheContext:
         """Use new settings from the next request on (SIGHUP)."""
         self.settings = settings
         self.upstream.settings = settings
-
-
-def client_in(remote_ip: str | None, networks: tuple[Any, ...]) -> bool:
-    """Is the client's address in one of ``networks``?"""
-    try:
-        address = ipaddress.ip_address(remote_ip or "")
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in network for network in networks)
 
 
 def content_type_for(path: str) -> str:
@@ -122,6 +111,7 @@ class CacheHandler(StaticFileHandler):
         self.context.in_flight.started()
         self._counted = True
         settings = self.context.settings
+        resolve_client(self.request, settings.trusted_proxies)
         if not settings.allows_everyone and not client_in(
             self.request.remote_ip, settings.allow
         ):
@@ -192,6 +182,7 @@ class CacheHandler(StaticFileHandler):
             self.result = "hit"
         self._headers["X-Package-Cache"] = self.result
         self._cached = cached
+        self.context.store.touch(cached.path, cached.stat)
         self._sendfile_range: tuple[int, int] | None = None
         if include_body and self._is_plain_small_get(cached):
             self._stat_result = cached.stat
@@ -205,7 +196,6 @@ class CacheHandler(StaticFileHandler):
                 await self._send_with_sendfile(cached.path, *self._sendfile_range)
         if include_body and self._status_code in (200, 206):
             self.bytes_sent = int(self._headers.get("Content-Length", 0))
-        self.context.store.touch(cached.path, cached.stat)
 
     async def _send_with_sendfile(self, path: str, start: int, end: int) -> None:
         """The body of a big hit, chosen in ``get_content``: headers first,

@@ -17,7 +17,8 @@ from typing import Any
 from tornado.web import HTTPError, RequestHandler
 
 from pkgcache import __version__
-from pkgcache.handler import CacheContext, client_in
+from pkgcache.clients import client_in, resolve_client
+from pkgcache.handler import CacheContext
 from pkgcache.metrics import RESULTS
 
 STARTED = time.time()
@@ -33,6 +34,7 @@ class StatusHandler(RequestHandler):
 
     def prepare(self) -> None:
         settings = self.context.settings
+        resolve_client(self.request, settings.trusted_proxies)
         networks = (
             settings.allow
             if self.path_kwargs.get("page") == "health"

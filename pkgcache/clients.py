@@ -1,0 +1,49 @@
+"""Who is asking: the client address, through trusted proxies, and
+whether it is in a list of networks.
+
+Behind HAProxy or another package-cache, every connection comes from the
+proxy. ``X-Forwarded-For`` is believed only when the connection comes
+from a ``trusted_proxies`` network, and only as far back as the chain
+stays trusted, so a client cannot claim another address by sending the
+header itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from tornado.httputil import HTTPServerRequest
+
+from pkgcache.config import IPNetwork
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def client_in(remote_ip: str | None, networks: Sequence[IPNetwork]) -> bool:
+    """Is the client's address in one of ``networks``?"""
+    address = _address(remote_ip or "")
+    return address is not None and any(address in network for network in networks)
+
+
+def resolve_client(request: HTTPServerRequest, trusted: Sequence[IPNetwork]) -> None:
+    """Replace ``request.remote_ip`` by the forwarded client's address when
+    the connection comes from a trusted proxy."""
+    if not trusted or not client_in(request.remote_ip, trusted):
+        return
+    forwarded = request.headers.get_list("X-Forwarded-For")
+    hops = [hop.strip() for value in forwarded for hop in value.split(",")]
+    for hop in reversed(hops):
+        if _address(hop) is None:
+            return
+        request.remote_ip = hop
+        if not client_in(hop, trusted):
+            return
