@@ -69,6 +69,9 @@ class Settings:
     cull_interval: float = 3600.0
     #: Client networks that may read /.pkgcache/metrics and /status.
     status_allow: tuple[IPNetwork, ...] = LOOPBACK
+    #: Seconds a client connection may sit idle (or crawl through its
+    #: request headers) before it is closed.
+    idle_timeout: float = 60.0
     #: Proxies whose X-Forwarded-For names the real client (none: ignore it).
     trusted_proxies: tuple[IPNetwork, ...] = ()
 
@@ -109,6 +112,7 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "cull_interval": (int, float, str),
     "status_allow": (list,),
     "trusted_proxies": (list,),
+    "idle_timeout": (int, float, str),
 }
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -210,7 +214,7 @@ def build(values: dict[str, Any], where: str = "settings") -> Settings:
         for key in ("max_file_size", "client_buffer", "max_size", "min_free"):
             if key in values:
                 values[key] = _checked(key, parse_size, values[key])
-        for key in ("max_age", "cull_interval"):
+        for key in ("max_age", "cull_interval", "idle_timeout"):
             if key in values:
                 values[key] = _checked(key, parse_duration, values[key])
         if "host" in values:
@@ -250,6 +254,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"ca_file {settings.ca_file!r} is not a file")
     if not settings.allow:
         raise ConfigError("allow is empty: no client could use the cache")
+    if settings.idle_timeout <= 0:
+        raise ConfigError("idle_timeout must be more than 0 seconds")
     if settings.cull_interval < 1:
         raise ConfigError("cull_interval must be at least 1 second")
     if settings.max_age < 0:

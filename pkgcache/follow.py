@@ -30,13 +30,23 @@ class ClientStream:
     download STREAMING, so the partial file is still at its path.
     """
 
-    def __init__(self, handler: RequestHandler, download: Download, bound: int):
+    def __init__(
+        self,
+        handler: RequestHandler,
+        download: Download,
+        bound: int,
+        start: int = 0,
+        end: int | None = None,
+    ):
+        """Send bytes ``start`` to ``end`` (exclusive; None: to the end)."""
         assert download.partial_path is not None
         self.handler = handler
         self.download = download
         self.bound = bound
-        #: Bytes handed to the handler so far: the client's position.
-        self.offset = 0
+        #: Position in the file of the next byte to send.
+        self.offset = start
+        self.start = start
+        self.end = end
         self.closed = False
         self._fd = os.open(download.partial_path, os.O_RDONLY)
         download.readers += 1
@@ -45,8 +55,13 @@ class ClientStream:
         self._flushing: Future[None] | None = None
         self._wakeup = Event()
 
+    @property
+    def sent(self) -> int:
+        return self.offset - self.start
+
     async def run(self) -> bool:
-        """Send the whole file; True if it ended cleanly and completely."""
+        """Send the bytes; True if they all went out and the download did
+        not fail before them."""
         try:
             return await self._run()
         finally:
@@ -73,8 +88,15 @@ class ClientStream:
             await self._drain()
             if self.closed:
                 break
-            if self.offset < download.written:
-                self._send(self._read(download.written - self.offset))
+            if self.end is not None and self.offset >= self.end:
+                return True
+            limit = (
+                download.written
+                if self.end is None
+                else min(download.written, self.end)
+            )
+            if self.offset < limit:
+                self._send(self._read(limit - self.offset))
                 continue
             if download.ended:
                 await self._drain()
@@ -93,6 +115,10 @@ class ClientStream:
 
     def feed(self, chunk: bytes) -> None:
         """Called by the download with each new chunk while we are live."""
+        if self.end is not None and self.offset + len(chunk) >= self.end:
+            chunk = chunk[: self.end - self.offset]
+            self.download.live.discard(self)
+            self.wake()
         self.offset += len(chunk)
         self._send(chunk)
         if self._buffered + self._in_flight > self.bound:

@@ -17,8 +17,9 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tornado import httputil
 from tornado.iostream import StreamClosedError
-from tornado.web import HTTPError, StaticFileHandler
+from tornado.web import Finish, HTTPError, StaticFileHandler
 
 from pkgcache import sendfile
 from pkgcache.clients import client_in, resolve_client
@@ -300,9 +301,12 @@ class CacheHandler(StaticFileHandler):
         assert download.head is not None
         self.set_header("X-Package-Cache", self.result)
         self._set_file_headers(key, download.head)
+        start, end = self._range_of_download(download.head.content_length)
         if not include_body:
             return
-        self._stream = ClientStream(self, download, self.context.settings.client_buffer)
+        self._stream = ClientStream(
+            self, download, self.context.settings.client_buffer, start, end
+        )
         joined = self.context.metrics.joined_clients
         if self.result == "joined":
             joined.inc()
@@ -311,10 +315,36 @@ class CacheHandler(StaticFileHandler):
         finally:
             if self.result == "joined":
                 joined.dec()
-        self.bytes_sent = self._stream.offset
+        self.bytes_sent = self._stream.sent
         if not complete and not self._stream.closed:
             self.unclean = True
             self.request.connection.close()  # type: ignore[union-attr]
+
+    def _range_of_download(self, size: int | None) -> tuple[int, int | None]:
+        """A single Range on a file still downloading (``wget -c``,
+        ``curl -C -``): 206 as soon as the total length is known, else the
+        whole file. Sets the status and headers; returns (start, end)."""
+        header = self.request.headers.get("Range")
+        parsed = httputil._parse_request_range(header) if header else None
+        if parsed is None or size is None:
+            return 0, None
+        start, end = parsed
+        if start is not None and start < 0:
+            start = max(0, start + size)
+        start = start or 0
+        end = size if end is None or end > size else end
+        if start >= size or start >= end:
+            self.clear_header("Etag")
+            self.set_status(416)
+            self.set_header("Content-Type", "text/plain")
+            self.set_header("Content-Range", f"bytes */{size}")
+            self.set_header("Content-Length", 0)
+            raise Finish()
+        if (start, end) != (0, size):
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+            self.set_header("Content-Length", end - start)
+        return start, end
 
     async def _head_miss(self, key: CacheKey) -> None:
         """HEAD of an uncached file: ask the sources with HEAD, fetch nothing."""

@@ -46,6 +46,7 @@ _RESTART_ONLY = (
     "upstream_connections",
     "syslog",
     "cull_interval",
+    "idle_timeout",
 )
 #: Host names meaning "every address, IPv4 and IPv6".
 _EVERY_ADDRESS = ("::", "*", "")
@@ -111,7 +112,11 @@ class Daemon:
         self.settings = settings
         self.reload_settings = reload
         self.context: CacheContext = make_context(settings)
-        self.server = HTTPServer(make_app(self.context), xheaders=False)
+        self.server = HTTPServer(
+            make_app(self.context),
+            xheaders=False,
+            idle_connection_timeout=settings.idle_timeout,
+        )
         self.evictor = Evictor(self.context)
         self.context.downloads.on_begin.append(self._make_room)
         self._stop = asyncio.Event()

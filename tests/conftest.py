@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -62,9 +63,12 @@ class Proxy:
         tmp: Path,
         sources: list[str],
         command: list[str] | None = None,
+        fsize_limit: int | None = None,
         **settings: Any,
     ) -> None:
+        """``fsize_limit``: RLIMIT_FSIZE of the process (to fake a full disk)."""
         self.command = command or [sys.executable, "-m", "pkgcache"]
+        self.fsize_limit = fsize_limit
         self.port = free_port()
         self.cache = tmp / "cache"
         self.log_path = tmp / f"proxy-{self.port}.log"
@@ -94,11 +98,20 @@ class Proxy:
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=self._limits,
             )
         if not wait_until(self._accepting, timeout=15):
             self.stop()
             raise RuntimeError(f"proxy did not start:\n{self.log()}")
         return self
+
+    def _limits(self) -> None:
+        """In the child: room for many connections, and the file size limit."""
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+        if self.fsize_limit is not None:
+            limit = (self.fsize_limit, self.fsize_limit)
+            resource.setrlimit(resource.RLIMIT_FSIZE, limit)
 
     def _accepting(self) -> bool:
         assert self.process is not None

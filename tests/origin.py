@@ -11,6 +11,7 @@ test knows what a client must receive. Modes:
 - ``late``: sends the head at once and the body 2 seconds later.
 - ``truncate``: promises the full length, sends half, closes.
 - ``stall``: sends half, then nothing (until the client gives up).
+- ``cookie``: as ``ok``, with Set-Cookie and hop-by-hop headers.
 - ``e404``, ``e500``: an HTML error page with that status.
 - ``redirect``: 302 to the same file under ``ok``.
 - ``dirredirect``: a name without a dot is a folder: 301 to the path with a
@@ -66,6 +67,16 @@ class FileHandler(tornado.web.RequestHandler):
     ) -> None:
         self.origin.requests[self.request.path] += 1
         self.origin.log.append((self.request.method, self.request.uri))
+        self.origin.active += 1
+        self.origin.max_active = max(self.origin.max_active, self.origin.active)
+        try:
+            await self._answer(mode, size_text, name, include_body)
+        finally:
+            self.origin.active -= 1
+
+    async def _answer(
+        self, mode: str, size_text: str, name: str, include_body: bool
+    ) -> None:
         if name.endswith("/"):
             self.set_header("Content-Type", "text/html")
             self.finish("<html><body>Index of folder</body></html>")
@@ -84,6 +95,11 @@ class FileHandler(tornado.web.RequestHandler):
             return
         self.set_header("Last-Modified", LAST_MODIFIED)
         self.set_header("Content-Type", "application/x-tar")
+        if mode == "cookie":
+            self.set_header("Set-Cookie", "session=secret")
+            self.set_header("X-Origin-Secret", "do not pass on")
+            self.set_header("Keep-Alive", "timeout=5")
+            self.set_header("Upgrade", "h2c")
         if mode != "chunked":
             self.set_header("Content-Length", size)
         if not include_body:
@@ -117,6 +133,8 @@ class Origin:
     def __init__(self, rate: int = 2_000_000, ssl_options: Any = None) -> None:
         self.rate = rate
         self.requests: Counter[str] = Counter()
+        self.active = 0
+        self.max_active = 0
         self.log: list[tuple[str, str]] = []
         self._ssl_options = ssl_options
         self._ready = threading.Event()
