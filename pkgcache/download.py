@@ -31,6 +31,11 @@ from pkgcache.upstream import FetchResult, Outcome, ResponseHead, Upstream
 log = logging.getLogger("pkgcache.download")
 
 
+#: Times a broken download is continued with Range requests before its
+#: clients get an unclean close.
+MAX_RESUMES = 3
+
+
 class State(enum.Enum):
     CONNECTING = "connecting"
     STREAMING = "streaming"
@@ -103,6 +108,27 @@ class Download:
             result = await self._upstream.fetch(
                 self.key, "GET", self._begin, self._write
             )
+            resumes = 0
+            while result.outcome is Outcome.BROKEN and resumes < MAX_RESUMES:
+                resumes += 1
+                assert self.head is not None
+                log.warning(
+                    "download of %s broke at byte %d (%s): resuming",
+                    self.key,
+                    self.received,
+                    result.detail,
+                )
+                resumed = await self._upstream.resume(
+                    self.key,
+                    self.head,
+                    self.received,
+                    result.source,
+                    self._write,
+                    same_source_first=resumes == 1,
+                )
+                if resumed.outcome is Outcome.FAILED:
+                    break
+                result = resumed
         except Exception as error:
             log.exception("download of %s crashed", self.key)
             result = FetchResult(Outcome.FAILED, f"internal error: {error}")

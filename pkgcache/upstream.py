@@ -149,32 +149,102 @@ class Upstream:
         to clients. All sources saying 4xx is NOT_FOUND; otherwise the last
         failure decides between TIMEOUT and FAILED.
         """
-        sources = self.settings.sources
         all_not_found = True
         last = FetchResult(Outcome.FAILED, "no source configured")
-        for source in sources:
-            attempt = _Attempt(self, source + key.url_path, method, on_head, on_chunk)
-            started = time.monotonic()
-            last = await attempt.run()
-            last = FetchResult(last.outcome, last.detail, source, last.head)
-            log.info(
-                "fetch %s %s from %s: %s (%s, %d bytes, %.2fs)",
-                method,
-                key,
-                source,
-                last.outcome.value,
-                last.detail,
-                attempt.body_bytes,
-                time.monotonic() - started,
-            )
-            if self.on_attempt is not None:
-                self.on_attempt(source, last.outcome.name.lower(), attempt.body_bytes)
+        for source in self.settings.sources:
+            last = await self._try(source, key, method, on_head, on_chunk)
             if last.outcome in (Outcome.COMPLETE, Outcome.BROKEN):
                 return last
             all_not_found = all_not_found and last.outcome is Outcome.NOT_FOUND
         if not all_not_found and last.outcome is Outcome.NOT_FOUND:
             last = FetchResult(Outcome.FAILED, "no source had it", last.source)
         return last
+
+    async def resume(
+        self,
+        key: CacheKey,
+        head: ResponseHead,
+        offset: int,
+        broken_source: str | None,
+        on_chunk: ChunkCallback,
+        same_source_first: bool = True,
+    ) -> FetchResult:
+        """Continue a broken download at ``offset`` with a Range request.
+
+        The source that broke is asked first (last when
+        ``same_source_first`` is false: it broke again), then the others in
+        order.
+        ``If-Range`` carries the first response's ETag (or Last-Modified), so
+        a changed file answers 200 and is refused; a 206 is spliced in only
+        if its Content-Range has the same total length. Returns COMPLETE,
+        BROKEN (more bytes came, then it broke again: the caller may resume
+        again) or FAILED (nobody could continue).
+        """
+        total = head.content_length
+        validator = head.headers.get("ETag") or head.headers.get("Last-Modified")
+        if total is None or not validator or offset >= total:
+            return FetchResult(Outcome.FAILED, "cannot resume: no length or validator")
+        expected_range = f"bytes {offset}-{total - 1}/{total}"
+
+        def same_file(partial: ResponseHead) -> bool:
+            etag = partial.headers.get("ETag")
+            if etag and head.headers.get("ETag") and etag != head.headers["ETag"]:
+                return False
+            return partial.headers.get("Content-Range", "").strip() == expected_range
+
+        sources = list(self.settings.sources)
+        if broken_source in sources:
+            at = sources.index(broken_source) + (0 if same_source_first else 1)
+            sources = sources[at:] + sources[:at]
+        headers = {"Range": f"bytes={offset}-", "If-Range": validator}
+        for source in sources:
+            result = await self._try(
+                source, key, "GET", same_file, on_chunk, headers, 206, "resume"
+            )
+            if result.outcome in (Outcome.COMPLETE, Outcome.BROKEN):
+                return FetchResult(result.outcome, result.detail, source, head)
+        return FetchResult(Outcome.FAILED, "no source could resume it", broken_source)
+
+    async def _try(
+        self,
+        source: str,
+        key: CacheKey,
+        method: str,
+        on_head: HeadCallback,
+        on_chunk: ChunkCallback | None,
+        headers: dict[str, str] | None = None,
+        expected_status: int = 200,
+        what: str = "fetch",
+    ) -> FetchResult:
+        """One attempt at one source, logged and counted."""
+        attempt = _Attempt(
+            self,
+            source + key.url_path,
+            method,
+            on_head,
+            on_chunk,
+            headers,
+            expected_status,
+        )
+        started = time.monotonic()
+        result = await attempt.run()
+        result = FetchResult(result.outcome, result.detail, source, result.head)
+        log.log(
+            logging.WARNING if what == "resume" else logging.INFO,
+            "%s %s %s from %s%s: %s (%s, %d bytes, %.2fs)",
+            what,
+            method,
+            key,
+            source,
+            f" at byte {headers['Range'][6:-1]}" if headers else "",
+            result.outcome.value,
+            result.detail,
+            attempt.body_bytes,
+            time.monotonic() - started,
+        )
+        if self.on_attempt is not None:
+            self.on_attempt(source, result.outcome.name.lower(), attempt.body_bytes)
+        return result
 
 
 class _Attempt:
@@ -193,8 +263,12 @@ class _Attempt:
         method: str,
         on_head: HeadCallback,
         on_chunk: ChunkCallback | None,
+        headers: dict[str, str] | None = None,
+        expected_status: int = 200,
     ) -> None:
         self.upstream = upstream
+        self.headers = {"Accept-Encoding": "identity", **(headers or {})}
+        self.expected_status = expected_status
         self.url = url
         self.method = method
         self.on_head = on_head
@@ -217,7 +291,7 @@ class _Attempt:
         request = HTTPRequest(
             self.url,
             method=self.method,
-            headers={"Accept-Encoding": "identity"},
+            headers=self.headers,
             header_callback=self._header_line,
             streaming_callback=self._chunk if self.method == "GET" else None,
             prepare_curl_callback=self._prepare_curl,
@@ -330,7 +404,7 @@ class _Attempt:
             return
         self._head = head
         is_folder = urllib.parse.urlsplit(head.url).path.endswith("/")
-        self._accepted = head.status == 200 and not is_folder
+        self._accepted = head.status == self.expected_status and not is_folder
         if self._accepted and not self.on_head(head):
             self._accepted = False
             self._refused_by_cache = True

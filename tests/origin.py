@@ -9,7 +9,12 @@ test knows what a client must receive. Modes:
 - ``chunked``: the file without Content-Length.
 - ``slow``: the file at ``Origin.rate`` bytes per second.
 - ``late``: sends the head at once and the body 2 seconds later.
-- ``truncate``: promises the full length, sends half, closes.
+- ``flaky``: the first request of a file is cut in the middle (as in
+  ``truncate``), later ones honour ``Range``/``If-Range``.
+- ``brittle``: honours ``Range`` but cuts every answer in the middle.
+- ``shifty``: as ``flaky``, but the ETag changes on every request.
+- ``liar``: as ``flaky``, but a 206 claims a different total length.
+- ``truncate``: promises the full length, sends half, closes; ignores Range.
 - ``stall``: sends half, then nothing (until the client gives up).
 - ``cookie``: as ``ok``, with Set-Cookie and hop-by-hop headers.
 - ``e404``, ``e500``: an HTML error page with that status.
@@ -100,13 +105,42 @@ class FileHandler(tornado.web.RequestHandler):
             self.set_header("X-Origin-Secret", "do not pass on")
             self.set_header("Keep-Alive", "timeout=5")
             self.set_header("Upgrade", "h2c")
+        body = content(name.rsplit("/", 1)[-1], size)
+        start = self._range_start(mode, size)
+        if start:
+            total = size + 1 if mode == "liar" else size
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {start}-{size - 1}/{total}")
+            body = body[start:]
         if mode != "chunked":
-            self.set_header("Content-Length", size)
+            self.set_header("Content-Length", len(body))
         if not include_body:
             return
-        body = content(name.rsplit("/", 1)[-1], size)
+        first = self.origin.requests[self.request.path] == 1
+        if (mode in ("flaky", "shifty", "liar") and first) or mode == "brittle":
+            mode = "truncate"
         with contextlib.suppress(StreamClosedError):
             await self._send(mode, body)
+
+    def _range_start(self, mode: str, size: int) -> int:
+        """Range support (bytes=N-) with If-Range, for the resume tests.
+
+        ``shifty`` changes its ETag on every request, so If-Range never
+        matches and the whole file comes back with 200.
+        """
+        count = self.origin.requests[self.request.path]
+        etag = f'"v{count}"' if mode == "shifty" else f'"{size}"'
+        self.set_header("ETag", etag)
+        header = self.request.headers.get("Range", "")
+        if mode == "truncate":
+            return 0  # a mirror that cannot resume
+        if not header.startswith("bytes=") or not header.endswith("-"):
+            return 0
+        if_range = self.request.headers.get("If-Range")
+        if if_range and if_range not in (etag, LAST_MODIFIED):
+            return 0
+        start = int(header[6:-1])
+        return start if 0 < start < size else 0
 
     async def _send(self, mode: str, body: bytes) -> None:
         if mode == "late":

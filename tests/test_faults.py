@@ -140,3 +140,57 @@ def test_disk_write_error_mid_download(origin, make_proxy, tmp_path: Path):
     assert not proxy.cached(path).exists()
     assert proxy.log().count("cannot write /files/8000000/too-big-for-disk.tar") == 1
     assert proxy.request("/files/1000/small-after-full.tar").status == 200
+
+
+def test_broken_download_resumes_and_clients_see_no_break(origin, make_proxy):
+    """Fault: the mirror resets the connection half-way; it honours Range."""
+    proxy = make_proxy([origin.source("flaky")])
+    path = "/files/2000000/resumed.tar"
+    response = proxy.request(path)
+    assert response.status == 200
+    assert response.body == content("resumed.tar", 2000000)
+    assert proxy.cached(path).read_bytes() == response.body
+    assert origin.count("flaky", 2000000, "resumed.tar") == 2
+    assert ("GET", "/flaky" + path) in origin.log
+    assert "resume GET /files/2000000/resumed.tar" in proxy.log()
+
+
+def test_resume_moves_to_the_next_source(origin, make_proxy):
+    """Fault: the first mirror breaks mid-file and again on resume; the
+    second has the same file."""
+    proxy = make_proxy([origin.source("brittle"), origin.source("ok")])
+    path = "/files/1000000/elsewhere.tar"
+    response = proxy.request(path)
+    assert response.body == content("elsewhere.tar", 1000000)
+    assert proxy.cached(path).exists()
+    assert origin.count("ok", 1000000, "elsewhere.tar") == 1
+
+
+def test_changed_file_is_never_spliced_in(origin, make_proxy):
+    """Fault: the mirror's validator changes between requests."""
+    proxy = make_proxy([origin.source("shifty")])
+    path = "/files/1000000/changed.tar"
+    response = proxy.open(path)
+    if response.status == 200:
+        try:
+            response.read()
+            raise AssertionError("a spliced file ended cleanly")
+        except http.client.IncompleteRead:
+            pass
+    assert wait_until(lambda: proxy.partials() == [])
+    assert not proxy.cached(path).exists()
+
+
+def test_different_length_is_never_spliced_in(origin, make_proxy):
+    """Fault: the mirror's 206 claims another total length."""
+    proxy = make_proxy([origin.source("liar")])
+    path = "/files/1000000/lying.tar"
+    response = proxy.open(path)
+    if response.status == 200:
+        try:
+            response.read()
+            raise AssertionError("a spliced file ended cleanly")
+        except http.client.IncompleteRead:
+            pass
+    assert wait_until(lambda: proxy.partials() == [])
+    assert not proxy.cached(path).exists()
