@@ -140,4 +140,4 @@ def test_daemon_evicts_when_max_size_would_be_crossed(origin, make_proxy):
     assert wait_until(lambda: not proxy.cached("/files/100000/a.tar").exists())
     assert proxy.cached("/files/100000/b.tar").exists()
     assert wait_until(lambda: proxy.cached("/files/100000/c.tar").exists())
-    assert "evicted 1 files" in proxy.log()
+    assert wait_until(lambda: "evicted 1 files" in proxy.log())
