@@ -1,10 +1,12 @@
 """The request handler: a hit, a join or a miss, and errors as statuses.
 
 Hits are served by tornado's ``StaticFileHandler`` machinery (Range, 304,
-HEAD), with a cheap ETag, large reads and explicit access times. Misses and
-joins stream a ``Download`` through a ``ClientStream``. Once a body has
-started, a failure closes the connection without a clean end, so clients
-see an error instead of a short file.
+HEAD), with a cheap ETag, explicit access times, small files from memory
+(``smallfiles.py``) and big ones by ``os.sendfile`` (``sendfile.py``).
+Misses and joins stream a ``Download`` through a ``ClientStream``, with a
+single Range honoured once the length is known. Once a body has started, a
+failure closes the connection without a clean end, so clients see an error
+instead of a short file.
 """
 
 from __future__ import annotations
