@@ -15,7 +15,7 @@ import os
 import re
 import tomllib
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 MIB = 1024 * 1024
@@ -56,7 +56,7 @@ class Settings:
     max_file_size: int = 0
     client_buffer: int = 4 * MIB
     ca_file: str = ""
-    user_agent: str = field(default="")
+    user_agent: str = ""
     #: Client networks that may use the cache; others get 403.
     allow: tuple[IPNetwork, ...] = EVERYONE
     #: Seconds in-flight responses get to finish after SIGTERM.
