@@ -48,7 +48,7 @@ http {{
     server {{
         listen 127.0.0.1:{origin_port};
         location /fast/ {{ alias {files}/; }}
-        location /slow/ {{ alias {files}/; limit_rate 10m; }}
+        location /slow/ {{ alias {files}/; limit_rate 10000000; }}
     }}
     server {{
         listen 127.0.0.1:{static_port};
