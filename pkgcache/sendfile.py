@@ -65,27 +65,36 @@ async def send_range(
 async def _send_loop(
     connection: HTTPConnection, stream: IOStream, path: str, offset: int, count: int
 ) -> int:
+    """The copy runs in worker threads (sendfile releases the GIL), so
+    several big hits use several cores, as nginx's workers do. The threads
+    write through a duplicate of the socket's descriptor: if tornado closes
+    its own (the client left), ours cannot be reused for another
+    connection while a call is on its way."""
     loop = asyncio.get_running_loop()
     sent = 0
-    with open(path, "rb", buffering=0) as file:
-        while sent < count:
-            if stream.closed() or stream.socket is None:
-                raise StreamClosedError()
-            fd = stream.socket.fileno()
-            try:
-                done = os.sendfile(
-                    fd, file.fileno(), offset + sent, min(count - sent, SENDFILE_CHUNK)
-                )
-            except BlockingIOError:
-                await _writable(loop, fd)
-                continue
-            except (BrokenPipeError, ConnectionError) as error:
-                raise StreamClosedError(real_error=error) from None
-            if done == 0:
-                raise OSError(f"{path} ended {count - sent} bytes early")
-            sent += done
-            _account(connection, done)
-            await asyncio.sleep(0)
+    assert stream.socket is not None
+    out = os.dup(stream.socket.fileno())
+    try:
+        with open(path, "rb", buffering=0) as file:
+            while sent < count:
+                if stream.closed():
+                    raise StreamClosedError()
+                size = min(count - sent, SENDFILE_CHUNK)
+                try:
+                    done = await loop.run_in_executor(
+                        None, os.sendfile, out, file.fileno(), offset + sent, size
+                    )
+                except BlockingIOError:
+                    await _writable(loop, out)
+                    continue
+                except (BrokenPipeError, ConnectionError) as error:
+                    raise StreamClosedError(real_error=error) from None
+                if done == 0:
+                    raise OSError(f"{path} ended {count - sent} bytes early")
+                sent += done
+                _account(connection, done)
+    finally:
+        os.close(out)
     return sent
 
 

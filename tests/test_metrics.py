@@ -20,9 +20,9 @@ def metric(proxy, name: str, **labels: str) -> float:
 
 
 def test_metrics_move_after_a_miss_a_hit_and_a_join(origin, make_proxy):
-    origin.rate = 2_000_000
+    origin.rate = 1_000_000
     proxy = make_proxy([origin.source("slow")])
-    path = "/files/1000000/metered.tar"
+    path = "/files/2000000/metered.tar"
     first = proxy.open(path)
     first.read(1000)
     joiner = proxy.open(path)
@@ -37,9 +37,9 @@ def test_metrics_move_after_a_miss_a_hit_and_a_join(origin, make_proxy):
     )
     assert metric(proxy, "pkgcache_requests_total", result="miss") == 1
     assert metric(proxy, "pkgcache_requests_total", result="joined") == 1
-    assert metric(proxy, "pkgcache_served_bytes_total", source="cache") == 1000000
-    assert metric(proxy, "pkgcache_served_bytes_total", source="upstream") == 2000000
-    assert metric(proxy, "pkgcache_upstream_bytes_total") == 1000000
+    assert metric(proxy, "pkgcache_served_bytes_total", source="cache") == 2000000
+    assert metric(proxy, "pkgcache_served_bytes_total", source="upstream") == 4000000
+    assert metric(proxy, "pkgcache_upstream_bytes_total") == 2000000
     source = origin.source("slow")
     assert (
         metric(
@@ -50,7 +50,7 @@ def test_metrics_move_after_a_miss_a_hit_and_a_join(origin, make_proxy):
     assert metric(proxy, "pkgcache_downloads_in_flight") == 0
     assert metric(proxy, "pkgcache_joined_clients") == 0
     assert metric(proxy, "pkgcache_cache_files") == 1
-    assert metric(proxy, "pkgcache_cache_bytes") == 1000000
+    assert metric(proxy, "pkgcache_cache_bytes") == 2000000
 
 
 def test_status_json_and_html(proxy):
