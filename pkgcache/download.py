@@ -91,11 +91,6 @@ class Download:
     def ended(self) -> bool:
         return self.state in (State.DONE, State.FAILED)
 
-    @property
-    def complete(self) -> bool:
-        """True when every byte of the file was received and checked."""
-        return self.state is State.DONE
-
     def start(self) -> None:
         IOLoop.current().add_callback(self._run)
 

@@ -131,9 +131,6 @@ class Upstream:
         )
         self.ca_file = settings.ca_file or system_ca_file()
 
-    def close(self) -> None:
-        self.client.close()
-
     async def fetch(
         self,
         key: CacheKey,
