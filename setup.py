@@ -1,4 +1,4 @@
-"""Packaging for package-cache; metadata lives here, the build system in pyproject.toml."""
+"""Packaging for package-cache: metadata here, the build system in pyproject.toml."""
 
 import re
 from pathlib import Path
@@ -20,7 +20,9 @@ setup(
     packages=find_packages(include=["pkgcache", "pkgcache.*"]),
     python_requires=">=3.11",
     install_requires=["tornado>=6.5.7", "pycurl>=7.45.4", "prometheus_client>=0.17"],
-    extras_require={"test": ["pytest>=8", "pytest-timeout", "ruff", "build", "hypothesis"]},
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "build", "hypothesis"]
+    },
     entry_points={"console_scripts": ["package-cache = pkgcache.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

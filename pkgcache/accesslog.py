@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from tornado.httputil import HTTPServerRequest
 from tornado.web import RequestHandler
 
 log = logging.getLogger("pkgcache.access")
@@ -17,14 +18,22 @@ log = logging.getLogger("pkgcache.access")
 
 def log_request(handler: RequestHandler) -> None:
     """tornado's ``log_function`` hook."""
-    status = handler.get_status()
-    level = logging.INFO if status < 500 else logging.WARNING
-    if not log.isEnabledFor(level):
-        return
-    request = handler.request
     result = getattr(handler, "result", "-")
     if getattr(handler, "unclean", False):
         result += " unclean"
+    log_access(
+        handler.request,
+        handler.get_status(),
+        getattr(handler, "bytes_sent", 0),
+        result,
+    )
+
+
+def log_access(request: HTTPServerRequest, status: int, sent: int, result: str) -> None:
+    """Write the access line of one answered request."""
+    level = logging.INFO if status < 500 else logging.WARNING
+    if not log.isEnabledFor(level):
+        return
     log.log(
         level,
         '%s "%s %s" %d %d %s %.3fs',
@@ -32,7 +41,7 @@ def log_request(handler: RequestHandler) -> None:
         request.method,
         request.uri,
         status,
-        getattr(handler, "bytes_sent", 0),
+        sent,
         result,
         request.request_time(),
     )

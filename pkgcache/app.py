@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from tornado import httputil
 from tornado.web import Application, RequestHandler
 
 from pkgcache.accesslog import log_request
@@ -11,6 +13,7 @@ from pkgcache.config import Settings
 from pkgcache.download import Download, Downloads
 from pkgcache.handler import CacheContext, CacheHandler
 from pkgcache.metrics import Metrics
+from pkgcache.smallhits import small_hit
 from pkgcache.status import StatusHandler
 from pkgcache.store import CacheStore
 from pkgcache.upstream import Upstream
@@ -55,15 +58,33 @@ def make_context(settings: Settings) -> CacheContext:
     )
 
 
+class CacheApplication(Application):
+    """tornado's Application, with plain small hits answered before any
+    handler is built (``smallhits.py``)."""
+
+    def __init__(self, context: CacheContext, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.context = context
+
+    def find_handler(
+        self, request: httputil.HTTPServerRequest, **kwargs: Any
+    ) -> httputil.HTTPMessageDelegate:
+        return small_hit(self.context, request) or super().find_handler(
+            request, **kwargs
+        )
+
+
 def make_app(context: CacheContext) -> Application:
-    """Reserved pages under /.pkgcache/, every other path to CacheHandler."""
+    """Small hits first, reserved pages under /.pkgcache/, every other path
+    to CacheHandler."""
 
     def log_function(handler: RequestHandler) -> None:
         log_request(handler)
         if isinstance(handler, CacheHandler):
             context.metrics.request_done(handler.result, handler.bytes_sent)
 
-    return Application(
+    return CacheApplication(
+        context,
         [
             (
                 r"/\.pkgcache/(?P<page>metrics|status|status\.json|health)",

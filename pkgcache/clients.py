@@ -36,8 +36,15 @@ def client_in(remote_ip: str | None, networks: Sequence[IPNetwork]) -> bool:
 
 def resolve_client(request: HTTPServerRequest, trusted: Sequence[IPNetwork]) -> None:
     """Replace ``request.remote_ip`` by the forwarded client's address when
-    the connection comes from a trusted proxy."""
-    if not trusted or not client_in(request.remote_ip, trusted):
+    the connection comes from a trusted proxy.
+
+    It starts from the connection's own peer address, so calling it twice
+    for one request (the small-hit check, then a handler) gives one answer.
+    """
+    context = getattr(request.connection, "context", None)
+    peer = getattr(context, "remote_ip", None) or request.remote_ip
+    request.remote_ip = peer
+    if not trusted or not client_in(peer, trusted):
         return
     forwarded = request.headers.get_list("X-Forwarded-For")
     hops = [hop.strip() for value in forwarded for hop in value.split(",")]

@@ -11,10 +11,7 @@ instead of a short file.
 
 from __future__ import annotations
 
-import email.utils
-import functools
 import logging
-import mimetypes
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +25,7 @@ from pkgcache.clients import client_in, resolve_client
 from pkgcache.config import Settings
 from pkgcache.download import Download, Downloads
 from pkgcache.follow import ClientStream
+from pkgcache.headers import SERVER, content_type_for, etag_for, file_headers, http_date
 from pkgcache.metrics import Metrics
 from pkgcache.paths import CacheKey, PathRefused, cache_key
 from pkgcache.smallfiles import SmallFiles
@@ -64,37 +62,6 @@ class CacheContext:
         self.upstream.settings = settings
 
 
-def content_type_for(path: str) -> str:
-    """Guess a Content-Type from the file name.
-
-    A compressed file (``.tar.gz``, ``.tar.xz``, ``.bz2``) is
-    ``application/octet-stream``: its compression is part of the file, and
-    a ``charset=gzip`` or Content-Encoding would make clients unpack it.
-    Only the last two suffixes matter, and their answer is remembered.
-    """
-    name = path.rsplit("/", 1)[-1]
-    return _content_type_for_suffixes(".".join(name.split(".")[-2:]).lower())
-
-
-@functools.lru_cache(maxsize=1024)
-def _content_type_for_suffixes(suffixes: str) -> str:
-    mime_type, encoding = mimetypes.guess_type("file." + suffixes, strict=False)
-    if encoding is not None or mime_type is None:
-        return "application/octet-stream"
-    return mime_type
-
-
-@functools.lru_cache(maxsize=1024)
-def http_date(timestamp: int) -> str:
-    """An HTTP date (Last-Modified); files share few distinct mtimes."""
-    return email.utils.formatdate(timestamp, usegmt=True)
-
-
-def etag_for(size: int, mtime: float) -> str:
-    """A strong-enough validator from size and mtime, the same on miss and hit."""
-    return f'"{size:x}-{int(mtime):x}"'
-
-
 class CacheHandler(StaticFileHandler):
     """Serves one request for one path; see the module docstring."""
 
@@ -121,6 +88,9 @@ class CacheHandler(StaticFileHandler):
             self.result = "forbidden"
             log.warning("refused client %s: not in allow", self.request.remote_ip)
             raise HTTPError(403, "client not allowed")
+
+    def set_default_headers(self) -> None:
+        self._headers["Server"] = SERVER
 
     def on_finish(self) -> None:
         if self._counted:
@@ -187,16 +157,9 @@ class CacheHandler(StaticFileHandler):
         self._cached = cached
         self.context.store.touch(cached.path, cached.stat)
         self._sendfile_range: tuple[int, int] | None = None
-        if include_body and self._is_plain_small_get(cached):
-            self._stat_result = cached.stat
-            self.set_headers()
-            data = self.context.small_files.read(cached.path, cached.stat)
-            self.bytes_sent = len(data)
-            self.finish(data)  # logs the request: bytes_sent is set before
-        else:
-            await super().get(cached.path, include_body)
-            if self._sendfile_range is not None:
-                await self._send_with_sendfile(cached.path, *self._sendfile_range)
+        await super().get(cached.path, include_body)
+        if self._sendfile_range is not None:
+            await self._send_with_sendfile(cached.path, *self._sendfile_range)
         if include_body and self._status_code in (200, 206):
             self.bytes_sent = int(self._headers.get("Content-Length", 0))
 
@@ -215,17 +178,6 @@ class CacheHandler(StaticFileHandler):
             self.unclean = True
             self.request.connection.close()  # type: ignore[union-attr]
 
-    def _is_plain_small_get(self, cached: CachedFile) -> bool:
-        """A small file, asked without Range or conditions: no need for
-        tornado's general path (the per-request ceiling of small hits)."""
-        headers = self.request.headers
-        return (
-            SmallFiles.fits(cached.stat)
-            and "Range" not in headers
-            and "If-None-Match" not in headers
-            and "If-Modified-Since" not in headers
-        )
-
     @classmethod
     def get_absolute_path(cls, root: str, path: str) -> str:
         return path
@@ -236,12 +188,7 @@ class CacheHandler(StaticFileHandler):
 
     def set_headers(self) -> None:
         """tornado's headers of a hit, from the stat we have, formatted once."""
-        headers = self._headers
-        result = self._stat_result
-        headers["Accept-Ranges"] = "bytes"
-        headers["Etag"] = etag_for(result.st_size, result.st_mtime)
-        headers["Last-Modified"] = http_date(int(result.st_mtime))
-        headers["Content-Type"] = content_type_for(self._cached.path)
+        self._headers.update(file_headers(self._cached.path, self._stat_result))
 
     def compute_etag(self) -> str | None:
         result = getattr(self, "_stat_result", None)

@@ -124,6 +124,13 @@ def test_clients_outside_allow_get_403_and_a_log_line(origin, make_proxy):
     assert conn.getresponse().status == 403
     conn.close()
     assert origin.count("ok", 10, "denied.tar") == 0
+    # A cached file is refused too (small hits take a shorter way).
+    conn = http.client.HTTPConnection(
+        "127.0.0.1", proxy.port, timeout=10, source_address=("127.0.0.2", 0)
+    )
+    conn.request("GET", "/files/10/allowed.tar")
+    assert conn.getresponse().status == 403
+    conn.close()
     assert "refused client 127.0.0.2" in proxy.log()
 
 

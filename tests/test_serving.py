@@ -153,6 +153,28 @@ def test_small_hits_from_memory_follow_a_replaced_file(proxy):
     assert proxy.request(path, headers={"Range": "bytes=0-1"}).body == b"nn"
 
 
+def test_small_hits_look_the_same_on_the_fast_and_the_general_path(proxy):
+    """A plain GET of a small file skips tornado's handler (smallhits.py);
+    a conditional GET that does not match goes the general way. A client
+    must not be able to tell them apart."""
+    path = "/files/5000/same-headers.tar.xz"
+    proxy.request(path)
+    fast = proxy.request(path)
+    general = proxy.request(path, headers={"If-None-Match": '"something-else"'})
+    assert fast.status == general.status == 200
+    assert fast.body == general.body == content("same-headers.tar.xz", 5000)
+
+    def comparable(response) -> dict[str, str]:
+        return {k: v for k, v in response.headers.items() if k != "Date"}
+
+    assert comparable(fast) == comparable(general)
+    assert fast.headers["X-Package-Cache"] == "hit"
+    assert fast.headers["Server"].startswith("package-cache/")
+    assert "Date" in fast.headers
+    log = proxy.log()
+    assert log.count('"GET /files/5000/same-headers.tar.xz" 200 5000 hit') == 2
+
+
 def test_big_hits_whole_ranged_and_abandoned(proxy):
     """Big hits go through sendfile: whole, a range, and a client that leaves."""
     size = 24 * 1024 * 1024

@@ -1,0 +1,65 @@
+"""The response headers of a cached file, formatted once where possible.
+
+Shared by the general hit path (``handler.py``) and the small-hit fast
+path (``smallhits.py``), so a file looks the same whichever answers it,
+and by misses, whose ETag must match the later hits'.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import mimetypes
+import os
+import time
+
+from pkgcache import __version__
+
+#: Every answer names us the way tornado's handlers do.
+SERVER = f"package-cache/{__version__}"
+
+
+def content_type_for(path: str) -> str:
+    """Guess a Content-Type from the file name.
+
+    A compressed file (``.tar.gz``, ``.tar.xz``, ``.bz2``) is
+    ``application/octet-stream``: its compression is part of the file, and
+    a ``charset=gzip`` or Content-Encoding would make clients unpack it.
+    Only the last two suffixes matter, and their answer is remembered.
+    """
+    name = path.rsplit("/", 1)[-1]
+    return _content_type_for_suffixes(".".join(name.split(".")[-2:]).lower())
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_type_for_suffixes(suffixes: str) -> str:
+    mime_type, encoding = mimetypes.guess_type("file." + suffixes, strict=False)
+    if encoding is not None or mime_type is None:
+        return "application/octet-stream"
+    return mime_type
+
+
+@functools.lru_cache(maxsize=1024)
+def http_date(timestamp: int) -> str:
+    """An HTTP date (Last-Modified, Date); few distinct values are asked."""
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+def now_http_date() -> str:
+    """The Date header: formatted once per second, as nginx does."""
+    return http_date(int(time.time()))
+
+
+def etag_for(size: int, mtime: float) -> str:
+    """A strong-enough validator from size and mtime, the same on miss and hit."""
+    return f'"{size:x}-{int(mtime):x}"'
+
+
+def file_headers(path: str, result: os.stat_result) -> dict[str, str]:
+    """The validators and type of the cached file at ``path``."""
+    return {
+        "Accept-Ranges": "bytes",
+        "Etag": etag_for(result.st_size, result.st_mtime),
+        "Last-Modified": http_date(int(result.st_mtime)),
+        "Content-Type": content_type_for(path),
+    }
