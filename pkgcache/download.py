@@ -69,6 +69,10 @@ class Download:
         self.partial_path: str | None = None
         #: Bytes received from upstream, and bytes of them in the partial file.
         self.received = 0
+        #: Bytes stored and handed to live readers; behind ``received`` by
+        #: the chunks of this IOLoop turn. A follower at this offset can
+        #: go live: the next chunk handed on starts there.
+        self.delivered = 0
         self.written = 0
         #: True once a write to the partial file failed: the file is then
         #: never published and followers cannot read past ``written``.
@@ -86,6 +90,9 @@ class Download:
         self._on_begin = on_begin
         self._on_end = on_end
         self._fd: int | None = None
+        #: Chunks received in this IOLoop turn, not yet stored or sent.
+        self._batch: list[bytes] = []
+        self._loop = IOLoop.current()
 
     @property
     def ended(self) -> bool:
@@ -147,11 +154,30 @@ class Download:
         return True
 
     def _write(self, chunk: bytes) -> None:
+        """The streaming callback: count the chunk now, store and send it
+        with the others of its batch (``_pass_on``)."""
         self.received += len(chunk)
+        self._batch.append(chunk)
+        if len(self._batch) == 1:
+            self._loop.add_callback(self._pass_on)
+
+    def _pass_on(self) -> None:
+        """Write the chunks that arrived together, then hand them to live
+        clients and wake followers, all at once.
+
+        libcurl hands over at most 16 KiB per call, and tornado delivers
+        everything one socket read brought in a row. One write and one
+        send per batch instead of per 16 KiB cut the cold-miss CPU time.
+        """
+        if not self._batch:
+            return
+        chunks, self._batch = self._batch, []
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.delivered += len(data)
         if not self.storage_failed:
-            self._store_chunk(chunk)
+            self._store_chunk(data)
         for reader in tuple(self.live):
-            reader.feed(chunk)
+            reader.feed(data)
         self.progress.notify_all()
 
     def _store_chunk(self, chunk: bytes) -> None:
@@ -173,6 +199,7 @@ class Download:
 
     def _end(self, result: FetchResult) -> None:
         """Publish or discard, leave the registry, wake everyone: one step."""
+        self._pass_on()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -3,8 +3,9 @@
 A ``ClientStream`` reads the partial file from its own offset (following)
 until it has caught up with the download, then asks to be fed each new
 chunk directly by the download's streaming callback (live). A live client
-whose unsent bytes pass ``client_buffer`` is dropped back to following, so
-a slow client costs a bounded amount of memory and never slows the
+whose unsent bytes pass ``client_buffer`` is dropped back to following,
+and a follower reads ahead of its client only up to that same bound, so a
+slow client costs a bounded amount of memory and never slows the
 download. Each stream keeps at most one ``flush()`` in flight.
 """
 
@@ -85,11 +86,12 @@ class ClientStream:
                 if download.ended:
                     download.live.discard(self)
                 continue
-            await self._drain()
+            await self._room()
             if self.closed:
                 break
             if self.end is not None and self.offset >= self.end:
-                return True
+                await self._drain()
+                return not self.closed
             limit = (
                 download.written
                 if self.end is None
@@ -97,6 +99,11 @@ class ClientStream:
             )
             if self.offset < limit:
                 self._send(self._read(limit - self.offset))
+                if self._caught_up():
+                    # Live now, before waiting for the send to drain: on a
+                    # fast source, new bytes arrive during every wait, and
+                    # a follower that waits first never catches up.
+                    download.live.add(self)
                 continue
             if download.ended:
                 await self._drain()
@@ -105,7 +112,7 @@ class ClientStream:
                     and download.state is State.DONE
                     and self.offset == download.received
                 )
-            if self.offset == download.received:
+            if self.offset == download.delivered:
                 download.live.add(self)
                 continue
             if download.storage_failed:
@@ -124,6 +131,17 @@ class ClientStream:
         if self._buffered + self._in_flight > self.bound:
             self.download.live.discard(self)
             self.wake()
+
+    def _caught_up(self) -> bool:
+        """Has this follower sent every byte received so far, with more to
+        come (so the download can feed it the rest)?"""
+        download = self.download
+        return (
+            self.offset == download.delivered
+            and not download.ended
+            and not self.closed
+            and (self.end is None or self.offset < self.end)
+        )
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -156,8 +174,20 @@ class ClientStream:
             return
         if self._buffered:
             self._start_flush()
-        else:
-            self.wake()
+        self.wake()
+
+    async def _room(self) -> None:
+        """Wait until another read fits under the bound. A follower reads
+        ahead of its client as far as a live reader may be fed ahead, so a
+        fast client catches up with a fast download instead of trailing
+        it one read and one round trip at a time."""
+        while (
+            self._flushing is not None
+            and self._buffered + self._in_flight + READ_SIZE > self.bound
+            and not self.closed
+        ):
+            await self._wakeup.wait()
+            self._wakeup.clear()
 
     async def _drain(self) -> None:
         """Wait until everything handed to the handler reached the kernel."""
