@@ -36,8 +36,10 @@ log = logging.getLogger("pkgcache.upstream")
 CURLE_OPERATION_TIMEDOUT = 28
 CURLE_ABORTED_BY_CALLBACK = 42
 
-#: Larger reads mean fewer Python callbacks per megabyte on a fast source.
-CURL_BUFFER_SIZE = 128 * 1024
+#: libcurl's read size. Each read is handed on as one batch (download.py),
+#: so larger reads mean fewer writes and sends per megabyte on a fast
+#: source: 1 MiB gave a third more cold-miss throughput than 128 KiB.
+CURL_BUFFER_SIZE = 1024 * 1024
 
 #: CA bundles of common distributions, used when the Python build names none.
 _CA_BUNDLES = (
