@@ -49,6 +49,8 @@ http {{
         listen 127.0.0.1:{origin_port};
         location /fast/ {{ alias {files}/; }}
         location /slow/ {{ alias {files}/; limit_rate 10000000; }}
+        location /gbit1/ {{ alias {files}/; limit_rate 125000000; }}
+        location /gbit4/ {{ alias {files}/; limit_rate 500000000; }}
     }}
     server {{
         listen 127.0.0.1:{static_port};
@@ -183,7 +185,9 @@ class Servers:
 
     def origin_requests(self, path: str) -> int:
         log = (self.work / "nginx-access.log").read_text()
-        return len(re.findall(rf'"GET /(?:fast|slow){re.escape(path)} ', log))
+        return len(
+            re.findall(rf'"GET /(?:fast|slow|gbit1|gbit4){re.escape(path)} ', log)
+        )
 
 
 def curl(url: str, output: str = "/dev/null") -> tuple[float, float, int]:
@@ -273,7 +277,24 @@ def wrk(url: str, connections: int, seconds: int) -> dict[str, float]:
     if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(match.group(1))
     p99 = _latency_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))
-    return {"rps": rps, "errors": errors, "p99_ms": p99}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": rps, "errors": errors, "p99_ms": p99, "requests": requests}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_cpu(url: str, pid: int, seconds: int) -> tuple[float, float]:
+    """wrk on ``url``: (requests per second, server CPU microseconds per
+    request). The CPU cost is the steadier of the two on a small machine,
+    where wrk and the server share the cores."""
+    before = cpu_seconds(pid)
+    result = wrk(url, 32, seconds)
+    used = cpu_seconds(pid) - before
+    return result["rps"], used * 1e6 / max(1, result["requests"])
 
 
 def _latency_ms(text: str) -> float:
@@ -377,19 +398,22 @@ class Bench:
                 target[2],
             )
 
-    def throughput(self, url: str, streams: int) -> float:
+    def throughput(self, url: str, streams: int, rounds: int = 1) -> float:
+        """MiB/s of ``streams`` concurrent downloads, ``rounds`` times over:
+        a single 512 MiB stream lasts 0.2 s, too short to time alone."""
         t0 = time.monotonic()
-        procs = [
-            subprocess.Popen(["curl", "-fsS", "-o", "/dev/null", url])
-            for _ in range(streams)
-        ]
-        for proc in procs:
-            # wait() with a timeout polls in sleeps of up to 50 ms, which
-            # would quantize a 0.2 s transfer: block in waitpid instead.
-            if proc.wait() != 0:
-                raise RuntimeError(f"curl {url} failed")
+        for _ in range(rounds):
+            procs = [
+                subprocess.Popen(["curl", "-fsS", "-o", "/dev/null", url])
+                for _ in range(streams)
+            ]
+            for proc in procs:
+                # wait() with a timeout polls in sleeps of up to 50 ms, which
+                # would quantize a 0.2 s transfer: block in waitpid instead.
+                if proc.wait() != 0:
+                    raise RuntimeError(f"curl {url} failed")
         size = (self.s.files / url.rsplit("/", 1)[1]).stat().st_size
-        return streams * size / (time.monotonic() - t0) / MIB
+        return rounds * streams * size / (time.monotonic() - t0) / MIB
 
     def w2(self, pc_port: int) -> None:
         path = "/w2.bin"
@@ -407,7 +431,8 @@ class Bench:
                 ]
                 self.flip = not getattr(self, "flip", False)
                 order = pair[::-1] if self.flip else pair
-                speeds = {url: self.throughput(url, streams) for url in order}
+                rounds = 4 if streams == 1 else 1
+                speeds = {url: self.throughput(url, streams, rounds) for url in order}
                 ours, theirs = speeds[pair[0]], speeds[pair[1]]
                 out += [ours / theirs, ours, theirs]
             return out
@@ -435,26 +460,50 @@ class Bench:
                 "{:.0f}",
             )
 
-    def w3(self, pc_port: int, bare_port: int, static_port: int) -> None:
+    def w3(self, pc: tuple[int, int], bare: tuple[int, int], static_port: int) -> None:
+        """16 KiB hits; ``pc`` and ``bare`` are (port, pid)."""
         path = "/w3.bin"
-        curl(f"http://127.0.0.1:{pc_port}{path}")
+        curl(f"http://127.0.0.1:{pc[0]}{path}")
         seconds = 3 if self.quick else 5
 
         def run() -> list[float]:
-            ours = wrk(f"http://127.0.0.1:{pc_port}{path}", 32, seconds)["rps"]
-            bare = wrk(f"http://127.0.0.1:{bare_port}{path}", 32, seconds)["rps"]
+            # Alternate who goes first, as in W2.
+            self.flip3 = not getattr(self, "flip3", False)
+            order = [pc, bare][:: -1 if self.flip3 else 1]
+            measured = {
+                port: wrk_cpu(f"http://127.0.0.1:{port}{path}", pid, seconds)
+                for port, pid in order
+            }
+            (ours, our_cpu), (theirs, their_cpu) = measured[pc[0]], measured[bare[0]]
             static = wrk(f"http://127.0.0.1:{static_port}{path}", 32, seconds)["rps"]
             nginx = wrk(f"http://127.0.0.1:{self.s.static_port}{path}", 32, seconds)[
                 "rps"
             ]
-            return [ours / bare, ours / static, ours / nginx, ours, bare]
+            return [
+                ours / theirs,
+                their_cpu / our_cpu,
+                ours / static,
+                ours / nginx,
+                ours,
+                theirs,
+                our_cpu,
+                their_cpu,
+            ]
 
         cols = self.repeat(run)
         self.record("W3 small hit", "req/s vs bare tornado handler", cols[0], ">= 0.9")
-        self.record("W3", "req/s vs tornado StaticFileHandler", cols[1], "-")
-        self.record("W3", "req/s vs nginx static", cols[2], "-")
-        self.record("W3", "package-cache req/s", cols[3], "-", "{:.0f}")
-        self.record("W3", "bare tornado req/s", cols[4], "-", "{:.0f}")
+        self.record(
+            "W3",
+            "CPU per request: bare tornado handler / package-cache",
+            cols[1],
+            "-",
+        )
+        self.record("W3", "req/s vs tornado StaticFileHandler", cols[2], "-")
+        self.record("W3", "req/s vs nginx static", cols[3], "-")
+        self.record("W3", "package-cache req/s", cols[4], "-", "{:.0f}")
+        self.record("W3", "bare tornado req/s", cols[5], "-", "{:.0f}")
+        self.record("W3", "package-cache CPU us per request", cols[6], "-", "{:.0f}")
+        self.record("W3", "bare tornado CPU us per request", cols[7], "-", "{:.0f}")
 
     def w4(self) -> None:
         """1 GiB cold miss, a 2 MB/s reader and a fast one: peak RSS growth."""
@@ -494,65 +543,98 @@ class Bench:
         """Cold miss, one client, fast origin: against a direct download.
 
         A cache writes what it fetches, so the direct download writes the
-        file too, to the same file system. On disk, dirty pages left by one
-        download throttle the next, so each starts after a sync; on tmpfs
-        the disk is out of the picture and only our per-chunk work shows.
+        file too, to the same file system, and both start after a sync. The
+        origin sends at 1 Gbit/s, at 4 Gbit/s and unthrottled (loopback,
+        where package-cache's own ceiling shows). Memory this VM has not
+        touched yet faults in at a few hundred MiB/s, whoever writes, so
+        before each download a file of the same size is written and
+        removed on that file system, and each copy is removed after.
         """
-        shm_cache = Path("/dev/shm") / f"pc-bench-{os.getpid()}"
-        shm_port = free_port()
-        self.s.start(
-            [
-                sys.executable,
-                "-m",
-                "pkgcache",
-                "--source",
-                f"http://127.0.0.1:{self.s.origin_port}/fast",
-                "--cache",
-                str(shm_cache),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(shm_port),
-                "-v",
-            ],
-            shm_port,
-        )
+        shm = Path("/dev/shm") / f"pc-bench-{os.getpid()}"
+        shm.mkdir()
+        origins = {"1 Gbit/s": "/gbit1", "4 Gbit/s": "/gbit4", "unthrottled": "/fast"}
+        ports = {}
+        for label, prefix in origins.items():
+            port = free_port()
+            cache = shm / prefix.strip("/")
+            ports[label] = (port, cache)
+            self.s.start(
+                [
+                    sys.executable,
+                    "-m",
+                    "pkgcache",
+                    "--source",
+                    f"http://127.0.0.1:{self.s.origin_port}{prefix}",
+                    "--cache",
+                    str(cache),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "-v",
+                ],
+                port,
+            )
+        size = (self.s.files / "w5.bin").stat().st_size
 
-        def one(port: int, target: Path) -> list[float]:
-            name = link(self.s.files, "w5.bin", self.unique("w5"))
+        def fresh_pages(folder: Path) -> None:
+            scratch = folder / "scratch"
+            make_file(scratch, size + 64 * MIB)
+            scratch.unlink()
             os.sync()
-            direct = curl(
-                f"http://127.0.0.1:{self.s.origin_port}/fast{name}", str(target)
-            )[1]
+
+        def one(prefix: str, port: int, cache: Path, folder: Path) -> list[float]:
+            name = link(self.s.files, "w5.bin", self.unique("w5"))
+            target = folder / "direct"
+            fresh_pages(folder)
+            url = f"http://127.0.0.1:{self.s.origin_port}{prefix}{name}"
+            direct = curl(url, str(target))[1]
             target.unlink()
             name = link(self.s.files, "w5.bin", self.unique("w5"))
-            os.sync()
+            fresh_pages(folder)
             ours = curl(f"http://127.0.0.1:{port}{name}")[1]
-            size = (self.s.files / "w5.bin").stat().st_size / MIB
-            return [direct / ours, size / ours, size / direct]
+            stored = cache / name.lstrip("/")
+            deadline = time.monotonic() + 30  # published just after the last byte
+            while not stored.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stored.unlink()
+            return [direct / ours, size / MIB / ours, size / MIB / direct]
+
+        cases = [
+            (f"tmpfs, origin {label}", origins[label], *ports[label], shm)
+            for label in origins
+        ]
+        cases.append(
+            (
+                "disk, origin unthrottled",
+                "/fast",
+                pc_port,
+                self.s.work / "cache-fast",
+                self.s.work,
+            )
+        )
 
         def run() -> list[float]:
-            return one(pc_port, self.s.work / "direct") + one(
-                shm_port, shm_cache.parent / f"pc-bench-direct-{os.getpid()}"
-            )
+            out: list[float] = []
+            for _label, prefix, port, cache, folder in cases:
+                out += one(prefix, port, cache, folder)
+            return out
 
         try:
             cols = self.repeat(run)
         finally:
-            shutil.rmtree(shm_cache, ignore_errors=True)
-        for offset, where in ((0, "disk"), (3, "tmpfs")):
+            shutil.rmtree(shm, ignore_errors=True)
+        for i, (label, *_rest) in enumerate(cases):
             self.record(
-                f"W5 cold miss ({where})",
+                f"W5 cold miss ({label})",
                 "throughput vs direct download to the same fs",
-                cols[offset],
+                cols[3 * i],
                 ">= 0.9",
             )
             self.record(
-                "W5", f"package-cache MiB/s ({where})", cols[offset + 1], "-", "{:.0f}"
+                "W5", f"package-cache MiB/s ({label})", cols[3 * i + 1], "-", "{:.0f}"
             )
-            self.record(
-                "W5", f"direct MiB/s ({where})", cols[offset + 2], "-", "{:.0f}"
-            )
+            self.record("W5", f"direct MiB/s ({label})", cols[3 * i + 2], "-", "{:.0f}")
 
     def w6(self, pc_port: int) -> None:
         path = "/w3.bin"
@@ -629,14 +711,14 @@ def main() -> None:
             make_file(s.files / "w3.bin", 16384)
             make_file(s.files / "w4.bin", (256 if args.quick else 1024) * MIB)
             make_file(s.files / "w5.bin", big)
-            fast_port, _ = s.package_cache(
+            fast_port, fast_process = s.package_cache(
                 f"http://127.0.0.1:{s.origin_port}/fast", "fast"
             )
             slow_port, _ = s.package_cache(
                 f"http://127.0.0.1:{s.origin_port}/slow", "slow"
             )
             bare_port, static_port = free_port(), free_port()
-            s.start(
+            bare_process = s.start(
                 [sys.executable, str(HERE / "refservers.py"), "bare", str(bare_port)],
                 bare_port,
             )
@@ -654,7 +736,11 @@ def main() -> None:
             steps = {
                 "W1": lambda: bench.w1(slow_port),
                 "W2": lambda: bench.w2(fast_port),
-                "W3": lambda: bench.w3(fast_port, bare_port, static_port),
+                "W3": lambda: bench.w3(
+                    (fast_port, fast_process.pid),
+                    (bare_port, bare_process.pid),
+                    static_port,
+                ),
                 "W4": bench.w4,
                 "W5": lambda: bench.w5(fast_port),
                 "W6": lambda: bench.w6(fast_port),
