@@ -83,7 +83,13 @@ class SmallHit(httputil.HTTPMessageDelegate):
         response.update(headers.file_headers(cached.path, cached.stat))
         connection = self.request.connection
         assert connection is not None
-        connection.write_headers(ResponseStartLine("", 200, "OK"), response, data)
+        # Counted in flight until the bytes left, so a graceful stop waits
+        # for a slow reader of a small hit as for any other request.
+        context.in_flight.started()
+        sent = connection.write_headers(
+            ResponseStartLine("", 200, "OK"), response, data
+        )
         connection.finish()
+        sent.add_done_callback(lambda _sent: context.in_flight.finished())
         context.metrics.request_done("hit", len(data))
         log_access(self.request, 200, len(data), "hit")
