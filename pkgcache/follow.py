@@ -4,9 +4,9 @@ A ``ClientStream`` reads the partial file from its own offset (following)
 until it has caught up with the download, then asks to be fed each new
 chunk directly by the download's streaming callback (live). A live client
 whose unsent bytes pass ``client_buffer`` is dropped back to following,
-and a follower reads ahead of its client only up to that same bound, so a
-slow client costs a bounded amount of memory and never slows the
-download. Each stream keeps at most one ``flush()`` in flight.
+and a follower reads at most two reads ahead of its client, so a slow
+client costs a bounded amount of memory and never slows the download.
+Each stream keeps at most one ``flush()`` in flight.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from pkgcache.download import Download, State
 
 #: Read size from the partial file when following.
 READ_SIZE = 1024 * 1024
+#: Unsent bytes a follower may have before it waits to read more (at most
+#: ``client_buffer``): one read in flight and one ready behind it.
+FOLLOW_AHEAD = 2 * READ_SIZE
 
 
 class ClientStream:
@@ -53,6 +56,7 @@ class ClientStream:
         download.readers += 1
         self._buffered = 0
         self._in_flight = 0
+        self._ahead = min(bound, FOLLOW_AHEAD)
         self._flushing: Future[None] | None = None
         self._wakeup = Event()
 
@@ -177,13 +181,13 @@ class ClientStream:
         self.wake()
 
     async def _room(self) -> None:
-        """Wait until another read fits under the bound. A follower reads
-        ahead of its client as far as a live reader may be fed ahead, so a
-        fast client catches up with a fast download instead of trailing
-        it one read and one round trip at a time."""
+        """Wait until another read fits in ``FOLLOW_AHEAD``. With one read
+        ready while the previous one drains, a fast client catches up with
+        a fast download; waiting for each read to drain, it trailed by one
+        read and one round trip for the whole file."""
         while (
             self._flushing is not None
-            and self._buffered + self._in_flight + READ_SIZE > self.bound
+            and self._buffered + self._in_flight + READ_SIZE > self._ahead
             and not self.closed
         ):
             await self._wakeup.wait()
