@@ -56,25 +56,36 @@ def small_hit(context: CacheContext, request: HTTPServerRequest) -> SmallHit | N
         request.remote_ip, settings.allow
     ):
         return None
-    return SmallHit(context, request, cached)
+    try:
+        data = context.small_files.read(cached.path, cached.stat)
+    except OSError:
+        return None  # culled meanwhile: the general path says what is left
+    return SmallHit(context, request, cached, data)
 
 
 class SmallHit(httputil.HTTPMessageDelegate):
-    """Sends one small file once the request has been read (a GET body, if
-    any, is read and dropped by tornado's connection)."""
+    """Sends one small file, read when the headers came, once the request
+    has been read (a GET body, if any, is read and dropped by tornado's
+    connection). Nothing here touches the disk but the access time, so
+    nothing can fail between the headers and the answer."""
 
     def __init__(
-        self, context: CacheContext, request: HTTPServerRequest, cached: CachedFile
+        self,
+        context: CacheContext,
+        request: HTTPServerRequest,
+        cached: CachedFile,
+        data: bytes,
     ) -> None:
         self.context = context
         self.request = request
         self.cached = cached
+        self.data = data
 
     def finish(self) -> None:
         context = self.context
         cached = self.cached
+        data = self.data
         context.store.touch(cached.path, cached.stat)
-        data = context.small_files.read(cached.path, cached.stat)
         response = httputil.HTTPHeaders()
         response["Server"] = headers.SERVER
         response["Date"] = headers.now_http_date()

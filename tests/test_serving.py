@@ -175,6 +175,30 @@ def test_small_hits_look_the_same_on_the_fast_and_the_general_path(proxy):
     assert log.count('"GET /files/5000/same-headers.tar.xz" 200 5000 hit') == 2
 
 
+def test_small_hits_pipelined_with_a_request_body_stay_in_step(proxy):
+    """A GET may carry a body: the small-hit path must read it and answer
+    each pipelined request in turn on one connection."""
+    path = "/files/700/pipelined.tar"
+    proxy.request(path)
+    expected = content("pipelined.tar", 700)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+            f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        stream = sock.makefile("rb")
+        for _ in range(2):
+            status = stream.readline()
+            assert status.startswith(b"HTTP/1.1 200"), status
+            length = None
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            assert length == 700
+            assert stream.read(length) == expected
+
+
 def test_big_hits_whole_ranged_and_abandoned(proxy):
     """Big hits go through sendfile: whole, a range, and a client that leaves."""
     size = 24 * 1024 * 1024
