@@ -19,6 +19,7 @@ from tornado.web import HTTPError, RequestHandler
 from pkgcache import __version__
 from pkgcache.clients import client_in, resolve_client
 from pkgcache.handler import CacheContext
+from pkgcache.headers import SERVER
 from pkgcache.metrics import RESULTS
 
 STARTED = time.time()
@@ -31,6 +32,9 @@ class StatusHandler(RequestHandler):
 
     def initialize(self, context: CacheContext) -> None:  # type: ignore[override]
         self.context = context
+
+    def set_default_headers(self) -> None:
+        self._headers["Server"] = SERVER
 
     def prepare(self) -> None:
         settings = self.context.settings

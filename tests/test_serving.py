@@ -170,6 +170,8 @@ def test_small_hits_look_the_same_on_the_fast_and_the_general_path(proxy):
     assert comparable(fast) == comparable(general)
     assert fast.headers["X-Package-Cache"] == "hit"
     assert fast.headers["Server"].startswith("package-cache/")
+    for other in ("/files/1/.hidden", "/.pkgcache/health"):
+        assert proxy.request(other).headers["Server"] == fast.headers["Server"]
     assert "Date" in fast.headers
     log = proxy.log()
     assert log.count('"GET /files/5000/same-headers.tar.xz" 200 5000 hit') == 2
