@@ -67,12 +67,13 @@ class Download:
         self.head: ResponseHead | None = None
         self.result: FetchResult | None = None
         self.partial_path: str | None = None
-        #: Bytes received from upstream, and bytes of them in the partial file.
+        #: Bytes received from upstream.
         self.received = 0
         #: Bytes stored and handed to live readers; behind ``received`` by
         #: the chunks of this IOLoop turn. A follower at this offset can
         #: go live: the next chunk handed on starts there.
         self.delivered = 0
+        #: Bytes in the partial file, where followers may read.
         self.written = 0
         #: True once a write to the partial file failed: the file is then
         #: never published and followers cannot read past ``written``.
