@@ -6,9 +6,9 @@ is accepted and the partial file is open) -> DONE (published) or FAILED
 path. Everything runs on the IOLoop thread, so "look up, then join or
 start" needs no lock.
 
-Each body chunk is written to the partial file and handed to the clients
-that are caught up ("live" client streams, see ``follow.py``), then
-followers are woken. The download never waits for a client and never
+The body chunks of one IOLoop turn are written to the partial file
+together and handed to the clients that are caught up ("live" client
+streams, see ``follow.py``), then followers are woken. The download never waits for a client and never
 stops because one left.
 """
 
