@@ -8,8 +8,8 @@ start" needs no lock.
 
 The body chunks of one IOLoop turn are written to the partial file
 together and handed to the clients that are caught up ("live" client
-streams, see ``follow.py``), then followers are woken. The download never waits for a client and never
-stops because one left.
+streams, see ``follow.py``), then followers are woken. The download never
+waits for a client and never stops because one left.
 """
 
 from __future__ import annotations
