@@ -9,6 +9,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.conftest import wait_until
 from tests.origin import content
 
@@ -57,6 +59,22 @@ def test_joiner_gets_bytes_before_the_download_ends(origin, make_proxy):
     assert first_bytes + first.read() == expected
     assert start + joiner.read() == expected
     assert origin.count("slow", 3000000, "joined.tar") == 1
+
+
+@pytest.mark.parametrize("mode", ["ok", "flaky"])
+def test_a_client_with_every_byte_finds_the_file_cached(origin, make_proxy, mode):
+    """The bytes that complete a file go out only after it is published, so
+    a client that read the whole body can count on the next request being
+    a hit (CI runners fetch, then fan out). ``flaky`` ends each download
+    with a resumed transfer, the longest way from last byte to publish."""
+    proxy = make_proxy([origin.source(mode)])
+    for number in range(15):
+        path = f"/files/300000/published-{number}.tar"
+        response = proxy.request(path)
+        assert response.headers["X-Package-Cache"] == "miss"
+        assert len(response.body) == 300000
+        assert proxy.cached(path).exists(), f"{path} not published yet"
+        assert proxy.request(path).headers["X-Package-Cache"] == "hit"
 
 
 def test_a_tiny_file_arrives_whole_on_a_miss(proxy):
