@@ -94,13 +94,15 @@ class SmallHit(httputil.HTTPMessageDelegate):
         response.update(headers.file_headers(cached.path, cached.stat))
         connection = self.request.connection
         assert connection is not None
-        # Counted in flight until the bytes left, so a graceful stop waits
-        # for a slow reader of a small hit as for any other request.
+        # Logged and counted before the bytes go: whoever got the answer
+        # finds its access line and its count.
+        context.metrics.request_done("hit", len(data))
+        log_access(self.request, 200, len(data), "hit")
+        # In flight until the bytes left, so a graceful stop waits for a
+        # slow reader of a small hit as for any other request.
         context.in_flight.started()
         sent = connection.write_headers(
             ResponseStartLine("", 200, "OK"), response, data
         )
         connection.finish()
         sent.add_done_callback(lambda _sent: context.in_flight.finished())
-        context.metrics.request_done("hit", len(data))
-        log_access(self.request, 200, len(data), "hit")

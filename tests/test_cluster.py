@@ -184,7 +184,7 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(origin, make_proxy)
         return code
 
     assert status("127.0.0.1", "10.1.2.3") == 200
-    assert '10.1.2.3 "GET /files/10/fwd.tar" 200' in proxy.log()
+    assert wait_until(lambda: '10.1.2.3 "GET /files/10/fwd.tar" 200' in proxy.log())
     assert status("127.0.0.1", "192.168.1.1") == 403
     assert status("127.0.0.1", "192.168.1.1, 10.1.2.3") == 200
     assert status("127.0.0.2", "10.1.2.3") == 403
