@@ -87,13 +87,20 @@ def set_verbosity(settings: Settings) -> None:
     logging.getLogger().setLevel(_LEVELS[min(settings.verbose, len(_LEVELS) - 1)])
 
 
+#: Connections the kernel queues before we accept them. tornado's 128
+#: drops SYNs when a build farm connects at once (clients then wait for a
+#: retransmit, 1 s or more); nginx uses 511. The kernel caps it at
+#: net.core.somaxconn.
+LISTEN_BACKLOG = 1024
+
+
 def listen(server: HTTPServer, settings: Settings) -> list[socket.socket]:
     """Bind every configured address; all or nothing."""
     sockets: list[socket.socket] = []
     for host in settings.host:
         address = None if host in _EVERY_ADDRESS else host
         try:
-            sockets += bind_sockets(settings.port, address)
+            sockets += bind_sockets(settings.port, address, backlog=LISTEN_BACKLOG)
         except OSError as error:
             for sock in sockets:
                 sock.close()

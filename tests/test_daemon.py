@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import os
+import resource
+import selectors
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -181,3 +185,41 @@ def test_port_taken_on_one_of_several_addresses_refuses_to_start(tmp_path: Path)
         )
     assert result.returncode == 1
     assert f"cannot listen on ::1 port {port}" in result.stderr
+
+
+def test_a_burst_of_connections_is_queued_not_dropped(proxy):
+    """A build farm connecting at once: while the server is busy (here:
+    stopped), the kernel completes and queues up to 1024 connections
+    instead of dropping SYNs, which would make clients wait 1 s or more
+    for a retransmit (tornado's default backlog is 128)."""
+    burst = 600
+    somaxconn = Path("/proc/sys/net/core/somaxconn")
+    if somaxconn.exists() and int(somaxconn.read_text()) <= burst:
+        pytest.skip("net.core.somaxconn caps the backlog below the burst")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < burst + 200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, burst + 400), hard))
+    waiting = selectors.DefaultSelector()
+    sockets = []
+    os.kill(proxy.process.pid, signal.SIGSTOP)
+    try:
+        for _ in range(burst):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", proxy.port))
+            sockets.append(sock)
+            waiting.register(sock, selectors.EVENT_WRITE)
+        connected = 0
+        deadline = time.monotonic() + 3
+        while connected < burst and time.monotonic() < deadline:
+            for key, _ in waiting.select(timeout=0.2):
+                waiting.unregister(key.fileobj)
+                error = key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                connected += error == 0
+        assert connected == burst
+    finally:
+        os.kill(proxy.process.pid, signal.SIGCONT)
+        waiting.close()
+        for sock in sockets:
+            sock.close()
+    assert proxy.request("/files/10/after-burst.tar").status == 200
