@@ -151,9 +151,13 @@ class Servers:
         wait_port(port)
         return process
 
-    def package_cache(self, source: str, name: str) -> tuple[int, subprocess.Popen]:
+    def package_cache(
+        self, source: str, name: str, cache: Path | None = None
+    ) -> tuple[int, subprocess.Popen]:
+        """Start package-cache on a free port; its cache is ``cache``, or
+        ``cache-NAME`` in the work folder."""
         port = free_port()
-        cache = self.work / f"cache-{name}"
+        cache = cache or self.work / f"cache-{name}"
         process = self.start(
             [
                 sys.executable,
@@ -555,26 +559,11 @@ class Bench:
         origins = {"1 Gbit/s": "/gbit1", "4 Gbit/s": "/gbit4", "unthrottled": "/fast"}
         ports = {}
         for label, prefix in origins.items():
-            port = free_port()
             cache = shm / prefix.strip("/")
-            ports[label] = (port, cache)
-            self.s.start(
-                [
-                    sys.executable,
-                    "-m",
-                    "pkgcache",
-                    "--source",
-                    f"http://127.0.0.1:{self.s.origin_port}{prefix}",
-                    "--cache",
-                    str(cache),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "-v",
-                ],
-                port,
+            port, _ = self.s.package_cache(
+                f"http://127.0.0.1:{self.s.origin_port}{prefix}", label, cache
             )
+            ports[label] = (port, cache)
         size = (self.s.files / "w5.bin").stat().st_size
 
         def fresh_pages(folder: Path) -> None:
