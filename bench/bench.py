@@ -49,8 +49,6 @@ http {{
         listen 127.0.0.1:{origin_port};
         location /fast/ {{ alias {files}/; }}
         location /slow/ {{ alias {files}/; limit_rate 10000000; }}
-        location /gbit1/ {{ alias {files}/; limit_rate 125000000; }}
-        location /gbit4/ {{ alias {files}/; limit_rate 500000000; }}
     }}
     server {{
         listen 127.0.0.1:{static_port};
@@ -120,6 +118,8 @@ class Servers:
     work: Path
     files: Path
     origin_port: int = field(default_factory=free_port)
+    #: pacedorigin.py: files at a steady rate, like a link (W5).
+    paced_port: int = field(default_factory=free_port)
     static_port: int = field(default_factory=free_port)
     proxy_port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -189,9 +189,7 @@ class Servers:
 
     def origin_requests(self, path: str) -> int:
         log = (self.work / "nginx-access.log").read_text()
-        return len(
-            re.findall(rf'"GET /(?:fast|slow|gbit1|gbit4){re.escape(path)} ', log)
-        )
+        return len(re.findall(rf'"GET /(?:fast|slow){re.escape(path)} ', log))
 
 
 def curl(url: str, output: str = "/dev/null") -> tuple[float, float, int]:
@@ -548,21 +546,27 @@ class Bench:
 
         A cache writes what it fetches, so the direct download writes the
         file too, to the same file system, and both start after a sync. The
-        origin sends at 1 Gbit/s, at 4 Gbit/s and unthrottled (loopback,
-        where package-cache's own ceiling shows). Memory this VM has not
+        origin sends at 1, 4 and 8 Gbit/s, paced by the kernel like a link
+        (``pacedorigin.py``), and unthrottled from nginx on loopback, where
+        the origin, package-cache and the client share the machine's cores
+        and package-cache's own ceiling shows. Memory this VM has not
         touched yet faults in at a few hundred MiB/s, whoever writes, so
         before each download a file of the same size is written and
         removed on that file system, and each copy is removed after.
         """
         shm = Path("/dev/shm") / f"pc-bench-{os.getpid()}"
         shm.mkdir()
-        origins = {"1 Gbit/s": "/gbit1", "4 Gbit/s": "/gbit4", "unthrottled": "/fast"}
+        paced = f"http://127.0.0.1:{self.s.paced_port}"
+        origins = {
+            "1 Gbit/s": f"{paced}/gbit1",
+            "4 Gbit/s": f"{paced}/gbit4",
+            "8 Gbit/s": f"{paced}/gbit8",
+            "unthrottled": f"http://127.0.0.1:{self.s.origin_port}/fast",
+        }
         ports = {}
-        for label, prefix in origins.items():
-            cache = shm / prefix.strip("/")
-            port, _ = self.s.package_cache(
-                f"http://127.0.0.1:{self.s.origin_port}{prefix}", label, cache
-            )
+        for label, origin in origins.items():
+            cache = shm / label.split()[0]
+            port, _ = self.s.package_cache(origin, label, cache)
             ports[label] = (port, cache)
         size = (self.s.files / "w5.bin").stat().st_size
 
@@ -572,12 +576,11 @@ class Bench:
             scratch.unlink()
             os.sync()
 
-        def pair(prefix: str, port: int, cache: Path, folder: Path) -> list[float]:
+        def pair(origin: str, port: int, cache: Path, folder: Path) -> list[float]:
             name = link(self.s.files, "w5.bin", self.unique("w5"))
             target = folder / "direct"
             fresh_pages(folder)
-            url = f"http://127.0.0.1:{self.s.origin_port}{prefix}{name}"
-            direct = curl(url, str(target))[1]
+            direct = curl(origin + name, str(target))[1]
             target.unlink()
             name = link(self.s.files, "w5.bin", self.unique("w5"))
             fresh_pages(folder)
@@ -589,11 +592,11 @@ class Bench:
             stored.unlink()
             return [direct / ours, size / MIB / ours, size / MIB / direct]
 
-        def one(prefix: str, port: int, cache: Path, folder: Path) -> list[float]:
+        def one(origin: str, port: int, cache: Path, folder: Path) -> list[float]:
             """Median of three pairs when the origin is unthrottled: a pair
             lasts about a second, and the VM's memory swings single ones."""
-            pairs = 1 if prefix != "/fast" else 3
-            samples = [pair(prefix, port, cache, folder) for _ in range(pairs)]
+            pairs = 3 if origin.endswith("/fast") else 1
+            samples = [pair(origin, port, cache, folder) for _ in range(pairs)]
             return [statistics.median(column) for column in zip(*samples, strict=True)]
 
         cases = [
@@ -603,7 +606,7 @@ class Bench:
         cases.append(
             (
                 "disk, origin unthrottled",
-                "/fast",
+                origins["unthrottled"],
                 pc_port,
                 self.s.work / "cache-fast",
                 self.s.work,
@@ -612,8 +615,8 @@ class Bench:
 
         def run() -> list[float]:
             out: list[float] = []
-            for _label, prefix, port, cache, folder in cases:
-                out += one(prefix, port, cache, folder)
+            for _label, origin, port, cache, folder in cases:
+                out += one(origin, port, cache, folder)
             return out
 
         try:
@@ -712,6 +715,15 @@ def main() -> None:
             )
             slow_port, _ = s.package_cache(
                 f"http://127.0.0.1:{s.origin_port}/slow", "slow"
+            )
+            s.start(
+                [
+                    sys.executable,
+                    str(HERE / "pacedorigin.py"),
+                    str(s.paced_port),
+                    str(s.files),
+                ],
+                s.paced_port,
             )
             bare_port, static_port = free_port(), free_port()
             bare_process = s.start(
