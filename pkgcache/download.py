@@ -24,6 +24,7 @@ from typing import Protocol
 from tornado.ioloop import IOLoop
 from tornado.locks import Condition, Event
 
+from pkgcache.batches import IOV_MAX, without_first
 from pkgcache.paths import CacheKey
 from pkgcache.store import CacheStore, StoreError
 from pkgcache.upstream import FetchResult, Outcome, ResponseHead, Upstream
@@ -46,7 +47,7 @@ class State(enum.Enum):
 class LiveReader(Protocol):
     """A client stream that the download feeds directly (see follow.py)."""
 
-    def feed(self, chunk: bytes) -> None: ...
+    def feed(self, chunks: list[bytes], size: int) -> None: ...
 
     def wake(self) -> None: ...
 
@@ -179,26 +180,29 @@ class Download:
         size = self.head.content_length if self.head is not None else None
         return size is not None and self.received >= size
 
-    def _take_batch(self) -> bytes:
+    def _take_batch(self) -> list[bytes]:
         chunks, self._batch = self._batch, []
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return chunks
 
-    def _hand_on(self, data: bytes, store: bool = True) -> None:
-        self.delivered += len(data)
+    def _hand_on(self, chunks: list[bytes], store: bool = True) -> None:
+        size = sum(map(len, chunks))
+        self.delivered += size
         if store and not self.storage_failed:
-            self._store_chunk(data)
+            self._store_chunks(chunks, size)
         for reader in tuple(self.live):
-            reader.feed(data)
+            reader.feed(chunks, size)
         self.progress.notify_all()
 
-    def _store_chunk(self, chunk: bytes) -> None:
+    def _store_chunks(self, chunks: list[bytes], size: int) -> None:
+        """One ``writev`` for the batch: joining 16 KiB chunks first cost
+        as much as a tenth of a cold miss's CPU time."""
         assert self._fd is not None
-        view = memoryview(chunk)
         try:
-            while view:
-                done = os.write(self._fd, view)
-                view = view[done:]
+            while chunks:
+                done = os.writev(self._fd, chunks[:IOV_MAX])
                 self.written += done
+                chunks = without_first(chunks, done) if done < size else []
+                size -= done
         except OSError as error:
             self.storage_failed = True
             log.error(
@@ -211,9 +215,9 @@ class Download:
     def _end(self, result: FetchResult) -> None:
         """Publish or discard, leave the registry, wake everyone: one step.
         The last batch is stored before and handed to clients after."""
-        last = self._take_batch() if self._batch else b""
+        last = self._take_batch()
         if last and not self.storage_failed:
-            self._store_chunk(last)
+            self._store_chunks(last, sum(map(len, last)))
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -18,6 +18,8 @@ from tornado.iostream import StreamClosedError
 from tornado.locks import Event
 from tornado.web import RequestHandler
 
+from pkgcache import direct
+from pkgcache.batches import without_first
 from pkgcache.download import Download, State
 
 #: Read size from the partial file when following.
@@ -45,6 +47,7 @@ class ClientStream:
         """Send bytes ``start`` to ``end`` (exclusive; None: to the end)."""
         assert download.partial_path is not None
         self.handler = handler
+        self.connection = handler.request.connection
         self.download = download
         self.bound = bound
         #: Position in the file of the next byte to send.
@@ -124,14 +127,23 @@ class ClientStream:
             await download.progress.wait()
         return False
 
-    def feed(self, chunk: bytes) -> None:
-        """Called by the download with each new chunk while we are live."""
-        if self.end is not None and self.offset + len(chunk) >= self.end:
-            chunk = chunk[: self.end - self.offset]
+    def feed(self, chunks: list[bytes], size: int) -> None:
+        """Called by the download with each batch while we are live.
+
+        When tornado has nothing queued for this client, the batch goes
+        straight to the socket in one ``sendmsg``; what the socket does not
+        take goes through tornado. Joining the batch and passing it through
+        tornado's write path cost a tenth of a cold miss's CPU time.
+        """
+        if self.end is not None and self.offset + size >= self.end:
+            chunks = [b"".join(chunks)[: self.end - self.offset]]
+            size = len(chunks[0])
             self.download.live.discard(self)
             self.wake()
-        self.offset += len(chunk)
-        self._send(chunk)
+        self.offset += size
+        sent = 0 if self._buffered else direct.send_buffers(self.connection, chunks)
+        if sent < size:
+            self._send(b"".join(without_first(chunks, sent)))
         if self._buffered + self._in_flight > self.bound:
             self.download.live.discard(self)
             self.wake()

@@ -20,7 +20,7 @@ from tornado import httputil
 from tornado.iostream import StreamClosedError
 from tornado.web import Finish, HTTPError, StaticFileHandler
 
-from pkgcache import sendfile
+from pkgcache import direct, sendfile
 from pkgcache.clients import client_in, resolve_client
 from pkgcache.config import Settings
 from pkgcache.download import Download, Downloads
@@ -203,7 +203,7 @@ class CacheHandler(StaticFileHandler):
         result = self._cached.stat
         if SmallFiles.fits(result):
             return self.context.small_files.read(abspath, result)[start:end]
-        if sendfile.usable(self.request.connection):  # type: ignore[arg-type]
+        if direct.usable(self.request.connection):  # type: ignore[arg-type]
             self._sendfile_range = (start or 0, result.st_size if end is None else end)
             return b""
         return self.read_chunks(abspath, start, end)

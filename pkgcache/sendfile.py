@@ -23,22 +23,12 @@ import socket
 from tornado.httputil import HTTPConnection
 from tornado.iostream import IOStream, StreamClosedError
 
+from pkgcache.direct import account
+
 #: Bytes per sendfile call; the loop gets a turn between calls.
 SENDFILE_CHUNK = 16 * 1024 * 1024
 #: Longest wait for writability before looking at the stream again.
 RECHECK_SECONDS = 1.0
-
-
-def usable(connection: HTTPConnection) -> bool:
-    """True when this connection's socket and byte count can be reached."""
-    stream = getattr(connection, "stream", None)
-    return (
-        isinstance(stream, IOStream)
-        and stream.socket is not None
-        and not stream.closed()
-        and not stream.writing()
-        and hasattr(connection, "_expected_content_remaining")
-    )
 
 
 async def send_range(
@@ -92,7 +82,7 @@ async def _send_loop(
                 if done == 0:
                     raise OSError(f"{path} ended {count - sent} bytes early")
                 sent += done
-                _account(connection, done)
+                account(connection, done)
     finally:
         os.close(out)
     return sent
@@ -102,12 +92,6 @@ def _cork(stream: IOStream, on: bool) -> None:
     if stream.socket is not None and hasattr(socket, "TCP_CORK"):
         with contextlib.suppress(OSError):
             stream.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
-
-
-def _account(connection: HTTPConnection, size: int) -> None:
-    remaining = connection._expected_content_remaining  # type: ignore[attr-defined]
-    if remaining is not None:
-        connection._expected_content_remaining = remaining - size  # type: ignore[attr-defined]
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:

@@ -7,6 +7,8 @@ test knows what a client must receive. Modes:
 
 - ``ok``: the file, with Content-Length and Last-Modified.
 - ``chunked``: the file without Content-Length.
+- ``crumbs``: as ``chunked``, in HTTP chunks of 64 bytes written at once
+  (libcurl hands each one over on its own).
 - ``slow``: the file at ``Origin.rate`` bytes per second.
 - ``late``: sends the head at once and the body 2 seconds later.
 - ``flaky``: the first request of a file is cut in the middle (as in
@@ -42,6 +44,7 @@ from tornado.netutil import bind_sockets
 LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
 LAST_MODIFIED_EPOCH = 1445412480
 PIECE = 64 * 1024
+CRUMB = 64
 
 _content_cache: dict[tuple[str, int], bytes] = {}
 
@@ -112,7 +115,7 @@ class FileHandler(tornado.web.RequestHandler):
             self.set_status(206)
             self.set_header("Content-Range", f"bytes {start}-{size - 1}/{total}")
             body = body[start:]
-        if mode != "chunked":
+        if mode not in ("chunked", "crumbs"):
             self.set_header("Content-Length", len(body))
         if not include_body:
             return
@@ -147,6 +150,13 @@ class FileHandler(tornado.web.RequestHandler):
             await self.flush()
             await asyncio.sleep(2)
         end = len(body) // 2 if mode in ("truncate", "stall") else len(body)
+        if mode == "crumbs":
+            await self.flush()  # the head, announcing a chunked body
+            pieces = (body[start : start + CRUMB] for start in range(0, end, CRUMB))
+            framed = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+            await self.request.connection.stream.write(framed)  # in one go
+            self.finish()  # the last, empty chunk
+            return
         delay = PIECE / self.origin.rate if mode == "slow" else 0
         for start in range(0, end, PIECE):
             self.write(body[start : min(end, start + PIECE)])

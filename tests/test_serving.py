@@ -126,6 +126,17 @@ def test_chunked_upstream_is_cached_when_it_ends_cleanly(origin, make_proxy):
     assert proxy.cached(path).read_bytes() == response.body
 
 
+def test_a_body_in_thousands_of_tiny_pieces_is_cached(origin, make_proxy):
+    """libcurl hands over each 64-byte HTTP chunk on its own, so one batch
+    holds more pieces than one writev or sendmsg takes (IOV_MAX, 1024)."""
+    proxy = make_proxy([origin.source("crumbs")])
+    path = "/files/400000/crumbs.tar"
+    response = proxy.request(path)
+    assert response.status == 200
+    assert response.body == content("crumbs.tar", 400000)
+    assert proxy.cached(path).read_bytes() == response.body
+
+
 def test_left_over_partials_are_removed_at_start_up(origin, make_proxy, tmp_path):
     partial = tmp_path / "cache" / ".partial"
     partial.mkdir(parents=True)

@@ -10,7 +10,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from pkgcache.batches import without_first
 from tests.conftest import wait_until
 from tests.origin import content
 
@@ -24,6 +27,20 @@ def digest(data: bytes) -> str:
 def read_all(proxy, path: str) -> tuple[int, bytes]:
     response = proxy.open(path)
     return response.status, response.read()
+
+
+@given(st.lists(st.binary(min_size=1, max_size=64), max_size=8), st.data())
+def test_without_first_drops_exactly_the_bytes_already_sent(chunks, data):
+    """What a partial writev or sendmsg leaves: the rest of a batch, in
+    order, with the untouched chunks passed on as they are (not copied)."""
+    whole = b"".join(chunks)
+    count = data.draw(st.integers(0, len(whole)))
+    rest = without_first(chunks, count)
+    assert b"".join(rest) == whole[count:]
+    assert all(len(piece) for piece in rest)
+    untouched = rest[1:]
+    originals = chunks[len(chunks) - len(untouched) :]
+    assert all(a is b for a, b in zip(untouched, originals, strict=True))
 
 
 def test_concurrent_clients_share_one_upstream_download(origin, make_proxy):
