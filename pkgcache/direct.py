@@ -12,17 +12,19 @@ tornado's own writes do, or ``finish()`` would see a short body.
 from __future__ import annotations
 
 from tornado.httputil import HTTPConnection
-from tornado.iostream import IOStream
+from tornado.iostream import IOStream, SSLIOStream
 
 from pkgcache.batches import IOV_MAX
 
 
 def usable(connection: HTTPConnection) -> bool:
     """True when this connection's socket and byte count can be reached
-    and tornado has nothing queued on it."""
+    and tornado has nothing queued on it. Plain TCP only: on TLS, bytes
+    must go through the TLS layer."""
     stream = getattr(connection, "stream", None)
     return (
         isinstance(stream, IOStream)
+        and not isinstance(stream, SSLIOStream)
         and stream.socket is not None
         and not stream.closed()
         and not stream.writing()

@@ -424,15 +424,13 @@ class _Attempt:
             self._abort = True
             return
         for chunk in held:
-            self._deliver(chunk)
+            self._chunk(chunk)
 
     def _chunk(self, chunk: bytes) -> None:
-        if self._accepted is None:
+        """The streaming callback, once per 16 KiB at most: kept short."""
+        if self._accepted:
+            self.body_bytes += len(chunk)
+            if self.on_chunk is not None:
+                self.on_chunk(chunk)
+        elif self._accepted is None:
             self._held.append(chunk)
-        elif self._accepted:
-            self._deliver(chunk)
-
-    def _deliver(self, chunk: bytes) -> None:
-        self.body_bytes += len(chunk)
-        if self.on_chunk is not None:
-            self.on_chunk(chunk)
