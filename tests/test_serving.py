@@ -6,6 +6,8 @@ import os
 import socket
 import time
 
+import pytest
+
 from tests.conftest import wait_until
 from tests.origin import LAST_MODIFIED, LAST_MODIFIED_EPOCH, content
 
@@ -117,23 +119,16 @@ def test_absolute_form_request_is_served_by_path_alone(proxy, origin):
     assert origin.log == [("GET", "/ok" + path)]
 
 
-def test_chunked_upstream_is_cached_when_it_ends_cleanly(origin, make_proxy):
-    proxy = make_proxy([origin.source("chunked")])
-    path = "/files/200000/chunked.tar"
+@pytest.mark.parametrize("mode", ["chunked", "crumbs"])
+def test_chunked_upstream_is_cached_when_it_ends_cleanly(origin, make_proxy, mode):
+    """``crumbs`` sends 64-byte HTTP chunks, which libcurl hands over one by
+    one: a batch then holds more pieces than one writev or sendmsg takes
+    (IOV_MAX, 1024)."""
+    proxy = make_proxy([origin.source(mode)])
+    path = f"/files/400000/{mode}.tar"
     response = proxy.request(path)
     assert response.status == 200
-    assert response.body == content("chunked.tar", 200000)
-    assert proxy.cached(path).read_bytes() == response.body
-
-
-def test_a_body_in_thousands_of_tiny_pieces_is_cached(origin, make_proxy):
-    """libcurl hands over each 64-byte HTTP chunk on its own, so one batch
-    holds more pieces than one writev or sendmsg takes (IOV_MAX, 1024)."""
-    proxy = make_proxy([origin.source("crumbs")])
-    path = "/files/400000/crumbs.tar"
-    response = proxy.request(path)
-    assert response.status == 200
-    assert response.body == content("crumbs.tar", 400000)
+    assert response.body == content(f"{mode}.tar", 400000)
     assert proxy.cached(path).read_bytes() == response.body
 
 
