@@ -1,4 +1,5 @@
-"""The command line: package-cache 0.2's flags, plus ``--config``.
+"""The command line: package-cache 0.2's flags, plus ``--config``, and the
+``package-cache cull`` command.
 
 Flags given on the command line override the config file; ``--source``
 given at all replaces the file's whole source list (order is failover
@@ -9,13 +10,17 @@ and exits 2.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 from pkgcache import __version__, config
+from pkgcache.settings import Settings
 
 EXIT_USAGE = 2
+T = TypeVar("T")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -69,7 +74,7 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(argv: Sequence[str] | None = None) -> config.Settings:
+def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
     """Parse ``argv``, read the config file if named, and merge the two."""
     args = make_parser().parse_args(argv)
     values: dict[str, Any] = {}
@@ -87,14 +92,12 @@ def settings_from_args(argv: Sequence[str] | None = None) -> config.Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``package-cache`` console script.
 
-    ``package-cache cull ...`` is the culling command (``cull.py``);
+    ``package-cache cull ...`` is the culling command (``cull_main``);
     anything else runs the server.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["cull"]:
-        from pkgcache import cull
-
-        return cull.main(args[1:])
+        return cull_main(args[1:])
     try:
         settings = settings_from_args(args)
     except config.ConfigError as error:
@@ -103,3 +106,76 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pkgcache import server
 
     return server.run(settings, reload=lambda: settings_from_args(args))
+
+
+def make_cull_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="package-cache cull",
+        description="Remove cached files by access time, total size or free space.",
+    )
+    parser.add_argument("--cache", required=True, metavar="PATH")
+    parser.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        type=_arg(config.parse_duration),
+        help="files not accessed for this long (30d, 12h, 3600)",
+    )
+    parser.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        type=_arg(config.parse_size),
+        help="remove least recently accessed files until the cache "
+        "holds at most SIZE (e.g. 200G)",
+    )
+    parser.add_argument(
+        "--min-free",
+        metavar="SIZE",
+        type=_arg(config.parse_size),
+        help="... until the file system has SIZE free",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list what would go, remove nothing"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="print each file removed"
+    )
+    return parser
+
+
+def cull_main(argv: Sequence[str]) -> int:
+    """``package-cache cull``: one summary line; exit 2 on bad usage.
+    Files that cannot be removed are logged to stderr, one line each."""
+    from pkgcache.store import cull
+
+    parser = make_cull_parser()
+    args = parser.parse_args(argv)
+    if args.older_than is None and args.max_size is None and args.min_free is None:
+        parser.error("give --older-than, --max-size or --min-free")
+    if not os.path.isdir(args.cache):
+        parser.error(f"--cache {args.cache} is not a folder")
+    logging.basicConfig(format="package-cache cull: %(message)s", stream=sys.stderr)
+    result, victims = cull.cull(
+        args.cache,
+        older_than=args.older_than,
+        max_size=args.max_size,
+        min_free=args.min_free,
+        dry_run=args.dry_run,
+    )
+    if args.verbose or args.dry_run:
+        for victim in victims:
+            print(victim.path)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"package-cache cull: {verb} {result}")
+    return 0
+
+
+def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Wrap a parser so argparse reports its ValueError as a usage error."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert

@@ -1,4 +1,4 @@
-"""Settings: one frozen dataclass, read from package-cache.conf (TOML).
+"""Read package-cache.conf (TOML) and flags into validated ``Settings``.
 
 The config file holds every setting; command-line flags (see ``cli.py``)
 override it. Validation happens here, once, so the rest of the program can
@@ -8,85 +8,18 @@ message names the file and the key, fit to be printed as one line.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import ipaddress
 import os
 import re
 import tomllib
 import urllib.parse
-from dataclasses import dataclass
 from typing import Any
 
-MIB = 1024 * 1024
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-EVERYONE: tuple[IPNetwork, ...] = (
-    ipaddress.ip_network("0.0.0.0/0"),
-    ipaddress.ip_network("::/0"),
-)
-LOOPBACK: tuple[IPNetwork, ...] = (
-    ipaddress.ip_network("127.0.0.0/8"),
-    ipaddress.ip_network("::1/128"),
-)
+from pkgcache.settings import MIB, IPNetwork, Settings
 
 
 class ConfigError(Exception):
     """A setting is missing, unknown, of the wrong type or out of range."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the daemon needs to know, validated.
-
-    Durations are seconds, sizes are bytes. A ``max_file_size`` of 0 means
-    no limit.
-    """
-
-    sources: tuple[str, ...] = ()
-    cache: str = "/tmp/package-cache"
-    #: Addresses to listen on; "::" or "*" is every address, IPv4 and IPv6.
-    host: tuple[str, ...] = ("localhost",)
-    port: int = 4000
-    verbose: int = 0
-    syslog: bool = False
-    connect_timeout: float = 10.0
-    stall_timeout: float = 60.0
-    upstream_connections: int = 250
-    max_file_size: int = 0
-    client_buffer: int = 4 * MIB
-    ca_file: str = ""
-    user_agent: str = ""
-    #: Client networks that may use the cache; others get 403.
-    allow: tuple[IPNetwork, ...] = EVERYONE
-    #: Seconds in-flight responses get to finish after SIGTERM.
-    shutdown_grace: float = 10.0
-    #: Eviction bounds (0: none): cache bytes, free bytes, seconds unused.
-    max_size: int = 0
-    min_free: int = 0
-    max_age: float = 0.0
-    #: Seconds between eviction passes (when a bound is set).
-    cull_interval: float = 3600.0
-    #: Client networks that may read /.pkgcache/metrics and /status.
-    status_allow: tuple[IPNetwork, ...] = LOOPBACK
-    #: Seconds a client connection may sit idle (or crawl through its
-    #: request headers) before it is closed.
-    idle_timeout: float = 60.0
-    #: Proxies whose X-Forwarded-For names the real client (none: ignore it).
-    trusted_proxies: tuple[IPNetwork, ...] = ()
-
-    @functools.cached_property
-    def allows_everyone(self) -> bool:
-        return any(network.prefixlen == 0 for network in self.allow)
-
-    @property
-    def evicts(self) -> bool:
-        """True when any eviction bound is set."""
-        return bool(self.max_size or self.min_free or self.max_age)
-
-    def replace(self, **changes: Any) -> Settings:
-        """Return a copy with ``changes`` applied and validated."""
-        return validate(dataclasses.replace(self, **changes))
 
 
 #: Config-file keys and the Python types they accept.

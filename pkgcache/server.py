@@ -3,9 +3,10 @@
 - SIGTERM / SIGINT: stop accepting, give in-flight responses
   ``shutdown_grace`` seconds, close the rest, remove the partial files of
   unfinished downloads, exit 0.
-- SIGHUP: read the config file again; new settings apply from the next
-  request (sources, timeouts, allow). A bad file is logged and the old
-  settings stay. Address, port and cache folder need a restart.
+- SIGHUP: read the config file again and swap the settings whole; they
+  apply from the next request. A bad file is logged and the old settings
+  stay. Restart-only settings (``settings.RESTART_ONLY``) keep their
+  running values, and the reload says which it ignored.
 
 Exit codes: 0 after a clean stop, 1 when the server cannot run (cache
 folder unusable, port taken, no syslog socket). Usage errors (2) are
@@ -26,28 +27,14 @@ from collections.abc import Callable
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from pkgcache import __version__
-from pkgcache.app import make_app, make_context
-from pkgcache.config import ConfigError, Settings
-from pkgcache.download import Download
-from pkgcache.eviction import Evictor
-from pkgcache.handler import CacheContext
-from pkgcache.store import StoreError
+from pkgcache import __version__, wiring
+from pkgcache.config import ConfigError
+from pkgcache.settings import Settings
+from pkgcache.store.cache import StoreError
 
 log = logging.getLogger("pkgcache")
 
 EXIT_FAILURE = 1
-_LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
-#: Settings that only a restart can change.
-_RESTART_ONLY = (
-    "cache",
-    "host",
-    "port",
-    "upstream_connections",
-    "syslog",
-    "cull_interval",
-    "idle_timeout",
-)
 #: Host names meaning "every address, IPv4 and IPv6".
 _EVERY_ADDRESS = ("::", "*", "")
 
@@ -78,13 +65,9 @@ def setup_logging(settings: Settings) -> None:
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
     root.addHandler(handler)
-    set_verbosity(settings)
+    wiring.set_verbosity(settings)
     # tornado's own access log would repeat ours.
     logging.getLogger("tornado.access").setLevel(logging.CRITICAL)
-
-
-def set_verbosity(settings: Settings) -> None:
-    logging.getLogger().setLevel(_LEVELS[min(settings.verbose, len(_LEVELS) - 1)])
 
 
 #: Connections the kernel queues before we accept them. tornado's 128
@@ -113,20 +96,20 @@ def listen(server: HTTPServer, settings: Settings) -> list[socket.socket]:
 
 
 class Daemon:
-    """The running server: its context, its HTTP server, its signals."""
+    """The running server: its parts (``wiring.py``), sockets and signals."""
 
     def __init__(self, settings: Settings, reload: SettingsLoader | None) -> None:
-        self.settings = settings
         self.reload_settings = reload
-        self.context: CacheContext = make_context(settings)
-        self.server = HTTPServer(
-            make_app(self.context),
-            xheaders=False,
-            idle_connection_timeout=settings.idle_timeout,
-        )
-        self.evictor = Evictor(self.context)
-        self.context.downloads.on_begin.append(self._make_room)
+        parts = wiring.build(settings)
+        self.live = parts.live
+        self.context = parts.context
+        self.server = parts.http_server
+        self.evictor = parts.evictor
         self._stop = asyncio.Event()
+
+    @property
+    def settings(self) -> Settings:
+        return self.live.current
 
     async def run(self) -> None:
         try:
@@ -151,11 +134,6 @@ class Daemon:
         await self._stop.wait()
         await self.shutdown()
 
-    def _make_room(self, download: Download) -> None:
-        size = download.head.content_length if download.head else None
-        if size:
-            self.evictor.make_room(size, self.context.store.final_path(download.key))
-
     def reload(self) -> None:
         """SIGHUP: apply a fresh reading of the config, or keep the old one."""
         if self.reload_settings is None:
@@ -165,18 +143,13 @@ class Daemon:
         except ConfigError as error:
             log.error("reload failed, keeping the old settings: %s", error)
             return
-        ignored = [
-            key
-            for key in _RESTART_ONLY
-            if getattr(new, key) != getattr(self.settings, key)
-        ]
+        ignored = self.live.swap(new)
         if ignored:
-            log.warning("reload: %s change only after a restart", ", ".join(ignored))
-            changes = {key: getattr(self.settings, key) for key in ignored}
-            new = new.replace(**changes)
-        self.settings = new
-        self.context.apply(new)
-        set_verbosity(new)
+            log.warning(
+                "reload: %s changed in the file but need a restart; "
+                "still using the running values",
+                ", ".join(ignored),
+            )
         log.warning("reloaded settings; sources: %s", " ".join(new.sources))
 
     async def shutdown(self) -> None:

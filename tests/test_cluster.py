@@ -135,8 +135,10 @@ def test_cluster_fetches_each_file_once_and_survives_a_node(cluster, origin):
 def test_nodes_see_the_real_client_through_haproxy(cluster):
     port, nodes = cluster
     _get(port, f"/files/{SIZE}/seen.tar")
-    logs = "".join(node.log() for node in nodes)
-    assert '127.0.0.1 "GET /files/' in logs
+    # A node writes its access line just after its answer.
+    assert wait_until(
+        lambda: '127.0.0.1 "GET /files/' in "".join(node.log() for node in nodes)
+    )
 
 
 def test_a_chain_of_two_caches_streams_end_to_end(origin, make_proxy, tmp_path):

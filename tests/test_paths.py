@@ -2,7 +2,7 @@
 
 import pytest
 
-from pkgcache.paths import PathRefused, cache_key
+from pkgcache.store.paths import PathRefused, cache_key
 
 
 @pytest.mark.parametrize(

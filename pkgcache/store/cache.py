@@ -1,16 +1,16 @@
-"""The cache on disk: final files, partial files, publishing, access times.
+"""The cache folder: look-ups of complete files, access times, the partial
+folder's sweep and the publish step.
 
 Layout: the cache root mirrors URL paths (``/distfiles/foo.tar.xz`` is
 ``ROOT/distfiles/foo.tar.xz``), so the root can double as Portage's DISTDIR.
-Downloads in progress live in ``ROOT/.partial/``, on the same file system so
-that publishing is one ``os.replace``. Request paths never reach it: every
-name starting with ``.`` is refused by ``paths.py``. Only this module knows
-that folder and the publish step.
+Downloads in progress live in ``ROOT/.partial/`` (``partial.py``), on the
+same file system so that publishing is one ``os.replace``. Request paths
+never reach it: every name starting with ``.`` is refused by ``paths.py``.
+Only the store package knows that folder and the publish step.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
@@ -18,7 +18,8 @@ import tempfile
 import time
 from typing import NamedTuple
 
-from pkgcache.paths import CacheKey
+from pkgcache.store.partial import PartialFile
+from pkgcache.store.paths import CacheKey
 
 log = logging.getLogger("pkgcache.store")
 
@@ -132,19 +133,21 @@ class CacheStore:
             self._safe_folders.clear()
         self._safe_folders.add(folder)
 
-    def new_partial(self) -> tuple[str, int]:
-        """Create a private partial file; returns its path and a write fd."""
+    def new_partial(self) -> PartialFile:
+        """Create a private partial file for a download (raises OSError)."""
         fd, path = tempfile.mkstemp(dir=self.partial_dir, prefix="dl-")
-        os.fchmod(fd, self.file_mode)
-        return path, fd
+        try:
+            os.fchmod(fd, self.file_mode)
+        except OSError:
+            os.close(fd)
+            raise
+        return PartialFile(self, path, fd)
 
-    def discard(self, partial_path: str) -> None:
-        """Remove a partial file; readers holding it open keep their view."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial_path)
-
-    def publish(self, partial_path: str, key: CacheKey, mtime: float | None) -> str:
-        """Move a complete partial file to its final path, atomically.
+    def put_in_place(
+        self, partial_path: str, key: CacheKey, mtime: float | None
+    ) -> str:
+        """Move a complete partial file to its final path, atomically
+        (``PartialFile.publish``).
 
         ``mtime`` (the upstream's Last-Modified) becomes the file's mtime;
         the access time is set to now, so culling by access time sees a

@@ -1,80 +1,28 @@
-"""The reserved pages under ``/.pkgcache/``: metrics, status, health.
+"""The status of the daemon as plain data, and as a small page for people.
 
-``paths.py`` refuses every path segment starting with ``.``, so these can
-never shadow a cached file. Metrics and status show what the cache holds
-and who asks for it: only networks in ``status_allow`` (default loopback)
-may read them. ``health`` answers every client the cache serves, for load
-balancer checks.
+Built from counters and the download registry only: reading the status
+never touches the disk. ``serving/status.py`` serves it.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import time
 from typing import Any
 
-from tornado.web import HTTPError, RequestHandler
-
 from pkgcache import __version__
-from pkgcache.clients import client_in, resolve_client
-from pkgcache.handler import CacheContext
-from pkgcache.headers import SERVER
-from pkgcache.metrics import RESULTS
+from pkgcache.fetching.registry import Downloads
+from pkgcache.observe.metrics import RESULTS, Metrics
+from pkgcache.settings import Settings
+from pkgcache.store.usage import CacheUsage
 
 STARTED = time.time()
 
 
-class StatusHandler(RequestHandler):
-    """GET /.pkgcache/{metrics,status,status.json,health}."""
-
-    SUPPORTED_METHODS = ("GET", "HEAD")  # type: ignore[assignment]
-
-    def initialize(self, context: CacheContext) -> None:  # type: ignore[override]
-        self.context = context
-
-    def set_default_headers(self) -> None:
-        self._headers["Server"] = SERVER
-
-    def prepare(self) -> None:
-        settings = self.context.settings
-        resolve_client(self.request, settings.trusted_proxies)
-        networks = (
-            settings.allow
-            if self.path_kwargs.get("page") == "health"
-            else (settings.status_allow)
-        )
-        if not client_in(self.request.remote_ip, networks):
-            raise HTTPError(
-                403, "status pages are not open to %s", self.request.remote_ip
-            )
-
-    def get(self, page: str) -> None:
-        self.set_header("Cache-Control", "no-store")
-        if page == "health":
-            self.set_header("Content-Type", "text/plain; charset=utf-8")
-            self.finish("ok\n")
-        elif page == "metrics":
-            self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.finish(self.context.metrics.exposition())
-        elif page == "status.json":
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps(snapshot(self.context), indent=1) + "\n")
-        else:
-            self.set_header("Content-Type", "text/html; charset=utf-8")
-            self.finish(render_html(snapshot(self.context)))
-
-    def head(self, page: str) -> None:
-        self.get(page)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(f"{status_code} {self._reason}\n")
-
-
-def snapshot(context: CacheContext) -> dict[str, Any]:
+def snapshot(
+    metrics: Metrics, usage: CacheUsage, downloads: Downloads, settings: Settings
+) -> dict[str, Any]:
     """The status as plain data: from counters and the registry, no disk."""
-    metrics = context.metrics
     requests = {
         r: int(metrics.value("pkgcache_requests_total", result=r)) for r in RESULTS
     }
@@ -82,17 +30,17 @@ def snapshot(context: CacheContext) -> dict[str, Any]:
     from_cache = metrics.value("pkgcache_served_bytes_total", source="cache")
     from_upstream = metrics.value("pkgcache_served_bytes_total", source="upstream")
     fetched = metrics.value("pkgcache_upstream_bytes_total")
-    downloads = []
-    for download in context.downloads.active():
+    in_flight = []
+    for download in downloads.active():
         size = download.head.content_length if download.head else None
-        downloads.append(
+        in_flight.append(
             {
                 "path": str(download.key),
                 "state": download.state.value,
                 "received": download.received,
                 "size": size,
                 "progress": round(download.received / size, 3) if size else None,
-                "clients": download.readers,
+                "clients": download.reader_count,
                 "seconds": round(time.monotonic() - download.started, 1),
             }
         )
@@ -101,7 +49,7 @@ def snapshot(context: CacheContext) -> dict[str, Any]:
         "uptime_seconds": round(time.time() - STARTED),
         "sources": {
             source: dict(metrics.source_outcomes.get(source, {}))
-            for source in context.settings.sources
+            for source in settings.sources
         },
         "requests": requests,
         "hit_ratio": round(requests["hit"] / answered, 3) if answered else None,
@@ -109,12 +57,12 @@ def snapshot(context: CacheContext) -> dict[str, Any]:
         "bytes_served_from_upstream": int(from_upstream),
         "bytes_fetched_upstream": int(fetched),
         "bytes_saved": int(max(0.0, from_cache + from_upstream - fetched)),
-        "downloads": downloads,
+        "downloads": in_flight,
         "joined_clients": int(metrics.value("pkgcache_joined_clients")),
         "cache": {
-            "files": int(metrics.value("pkgcache_cache_files")),
-            "bytes": int(metrics.value("pkgcache_cache_bytes")),
-            "counted": metrics.cache_counted,
+            "files": usage.files,
+            "bytes": usage.bytes,
+            "counted": usage.counted,
         },
         "evicted": {
             "files": int(metrics.value("pkgcache_evicted_files_total")),

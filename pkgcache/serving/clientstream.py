@@ -1,62 +1,66 @@
 """Send a download that may still be growing to one client.
 
-A ``ClientStream`` reads the partial file from its own offset (following)
-until it has caught up with the download, then asks to be fed each new
-chunk directly by the download's streaming callback (live). A live client
-whose unsent bytes pass ``client_buffer`` is dropped back to following,
-and a follower reads at most two reads ahead of its client, so a slow
-client costs a bounded amount of memory and never slows the download.
-Each stream keeps at most one ``flush()`` in flight.
+A ``ClientStream`` is one reader of a ``Download``. It starts FOLLOWING:
+it reads the partial file from its own offset, at most two reads ahead of
+its client. Once it has sent every byte the download has handed on, it
+turns LIVE and the download feeds it each new batch directly, with no disk
+read. A live reader whose unsent bytes pass ``client_buffer`` turns back
+to FOLLOWING, so a slow client costs a bounded amount of memory and never
+slows the download. When it stops, for whatever reason, it is DONE.
+
+Wake-ups: the download notifies ``progress`` after every batch and at its
+end; a follower checks "bytes to read? ended? failed?" and only then waits,
+and on the one IOLoop thread nothing can run between the check and the
+wait, so no wake-up is lost. A stream's own ``Event`` is set when one of
+its flushes completes or the download stops feeding it; the waiter runs
+on the next IOLoop iteration. Each stream keeps at most one flush in
+flight.
 """
 
 from __future__ import annotations
 
-import os
 from asyncio import Future
 
 from tornado.iostream import StreamClosedError
 from tornado.locks import Event
-from tornado.web import RequestHandler
 
-from pkgcache import direct
 from pkgcache.batches import without_first
-from pkgcache.download import Download, State
+from pkgcache.fetching.download import Download, ReaderState, State
+from pkgcache.serving.output import ClientOutput
 
 #: Read size from the partial file when following.
 READ_SIZE = 1024 * 1024
 #: Unsent bytes a follower may have before it waits to read more (at most
-#: ``client_buffer``): one read in flight and one ready behind it.
+#: ``client_buffer``): one read in flight and one ready behind it, so a
+#: fast client catches up with a fast download instead of trailing it by
+#: one read and one round trip.
 FOLLOW_AHEAD = 2 * READ_SIZE
 
 
 class ClientStream:
-    """One client's view of one download.
+    """One client's view of one download, bytes ``start`` to ``end``
+    (exclusive; None: to the end).
 
-    Create it in the same IOLoop step as the registry look-up that found the
-    download STREAMING, so the partial file is still at its path.
+    Create it in the same IOLoop step that saw the download STREAMING
+    (``Download.attach`` opens its descriptor on the partial file).
     """
 
     def __init__(
         self,
-        handler: RequestHandler,
+        output: ClientOutput,
         download: Download,
         bound: int,
         start: int = 0,
         end: int | None = None,
-    ):
-        """Send bytes ``start`` to ``end`` (exclusive; None: to the end)."""
-        assert download.partial_path is not None
-        self.handler = handler
-        self.connection = handler.request.connection
+    ) -> None:
+        self.output = output
         self.download = download
         self.bound = bound
         #: Position in the file of the next byte to send.
         self.offset = start
-        self.start = start
         self.end = end
-        self.closed = False
-        self._fd = os.open(download.partial_path, os.O_RDONLY)
-        download.readers += 1
+        self.state = ReaderState.FOLLOWING
+        self._file = download.attach(self)
         self._buffered = 0
         self._in_flight = 0
         self._ahead = min(bound, FOLLOW_AHEAD)
@@ -64,8 +68,8 @@ class ClientStream:
         self._wakeup = Event()
 
     @property
-    def sent(self) -> int:
-        return self.offset - self.start
+    def closed(self) -> bool:
+        return self.output.closed
 
     async def run(self) -> bool:
         """Send the bytes; True if they all went out and the download did
@@ -73,25 +77,46 @@ class ClientStream:
         try:
             return await self._run()
         finally:
-            self.download.live.discard(self)
-            self.download.readers -= 1
-            os.close(self._fd)
+            self.state = ReaderState.DONE
+            self.download.detach(self)
+            self._file.close()
 
     def client_left(self) -> None:
         """The client closed its connection: stop sending, keep downloading."""
-        self.closed = True
-        self.download.live.discard(self)
+        self.output.closed = True
+        self.state = ReaderState.DONE
         self.wake()
+
+    def feed(self, chunks: list[bytes], size: int) -> None:
+        """A batch from the download, while LIVE.
+
+        When tornado has nothing queued for this client, the batch goes
+        straight to the socket in one ``sendmsg``; what the socket does not
+        take goes through tornado.
+        """
+        if self.end is not None and self.offset + size >= self.end:
+            chunks = [b"".join(chunks)[: self.end - self.offset]]
+            size = len(chunks[0])
+            self._stop_live()
+        self.offset += size
+        sent = 0 if self._buffered else self.output.send_buffers(chunks)
+        if sent < size:
+            self._send(b"".join(without_first(chunks, sent)))
+        if self._buffered + self._in_flight > self.bound:
+            self._stop_live()
+
+    def wake(self) -> None:
+        self._wakeup.set()
 
     async def _run(self) -> bool:
         download = self.download
         self._start_flush()  # the status and headers go out now, not with data
         while not self.closed:
-            if self in download.live:
+            if self.state is ReaderState.LIVE:
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                if download.ended:
-                    download.live.discard(self)
+                if download.ended and self.state is ReaderState.LIVE:
+                    self.state = ReaderState.FOLLOWING
                 continue
             await self._room()
             if self.closed:
@@ -108,9 +133,9 @@ class ClientStream:
                 self._send(self._read(limit - self.offset))
                 if self._caught_up():
                     # Live now, before waiting for the send to drain: on a
-                    # fast source, new bytes arrive during every wait, and
-                    # a follower that waits first never catches up.
-                    download.live.add(self)
+                    # fast source new bytes arrive during every wait, and a
+                    # follower that waits first never catches up.
+                    self.state = ReaderState.LIVE
                 continue
             if download.ended:
                 await self._drain()
@@ -120,36 +145,20 @@ class ClientStream:
                     and self.offset == download.received
                 )
             if self.offset == download.delivered:
-                download.live.add(self)
+                self.state = ReaderState.LIVE
                 continue
             if download.storage_failed:
                 return False
             await download.progress.wait()
         return False
 
-    def feed(self, chunks: list[bytes], size: int) -> None:
-        """Called by the download with each batch while we are live.
-
-        When tornado has nothing queued for this client, the batch goes
-        straight to the socket in one ``sendmsg``; what the socket does not
-        take goes through tornado. Joining the batch and passing it through
-        tornado's write path cost a tenth of a cold miss's CPU time.
-        """
-        if self.end is not None and self.offset + size >= self.end:
-            chunks = [b"".join(chunks)[: self.end - self.offset]]
-            size = len(chunks[0])
-            self.download.live.discard(self)
-            self.wake()
-        self.offset += size
-        sent = 0 if self._buffered else direct.send_buffers(self.connection, chunks)
-        if sent < size:
-            self._send(b"".join(without_first(chunks, sent)))
-        if self._buffered + self._in_flight > self.bound:
-            self.download.live.discard(self)
-            self.wake()
+    def _stop_live(self) -> None:
+        if self.state is ReaderState.LIVE:
+            self.state = ReaderState.FOLLOWING
+        self.wake()
 
     def _caught_up(self) -> bool:
-        """Has this follower sent every byte received so far, with more to
+        """Has this follower sent every byte handed on so far, with more to
         come (so the download can feed it the rest)?"""
         download = self.download
         return (
@@ -159,25 +168,22 @@ class ClientStream:
             and (self.end is None or self.offset < self.end)
         )
 
-    def wake(self) -> None:
-        self._wakeup.set()
-
     def _read(self, available: int) -> bytes:
-        data = os.pread(self._fd, min(READ_SIZE, available), self.offset)
+        data = self._file.read(self.offset, min(READ_SIZE, available))
         if not data:
             raise OSError(f"partial file of {self.download.key} ended early")
         self.offset += len(data)
         return data
 
     def _send(self, data: bytes) -> None:
-        self.handler.write(data)
+        self.output.queue(data)
         self._buffered += len(data)
         if self._flushing is None:
             self._start_flush()
 
     def _start_flush(self) -> None:
         self._in_flight, self._buffered = self._buffered, 0
-        self._flushing = self.handler.flush()
+        self._flushing = self.output.flush()
         self._flushing.add_done_callback(self._flushed)
 
     def _flushed(self, future: Future[None]) -> None:
@@ -193,10 +199,7 @@ class ClientStream:
         self.wake()
 
     async def _room(self) -> None:
-        """Wait until another read fits in ``FOLLOW_AHEAD``. With one read
-        ready while the previous one drains, a fast client catches up with
-        a fast download; waiting for each read to drain, it trailed by one
-        read and one round trip for the whole file."""
+        """Wait until another read fits in ``FOLLOW_AHEAD``."""
         while (
             self._flushing is not None
             and self._buffered + self._in_flight + READ_SIZE > self._ahead
@@ -206,7 +209,7 @@ class ClientStream:
             self._wakeup.clear()
 
     async def _drain(self) -> None:
-        """Wait until everything handed to the handler reached the kernel."""
+        """Wait until everything handed to tornado reached the kernel."""
         while self._flushing is not None and not self.closed:
             await self._wakeup.wait()
             self._wakeup.clear()

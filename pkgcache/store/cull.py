@@ -1,7 +1,9 @@
 """Cull the cache: by access time, to a total size, or to free disk space.
 
-Used by ``package-cache cull`` (cron, systemd timer) and by the daemon's
-own eviction (``eviction.py``), which runs it in a worker thread. Rules:
+Used by ``package-cache cull`` (cron, systemd timer; its flags are
+``cli.py``'s) and by the daemon's own eviction (``eviction.py``), which
+runs it in a worker thread. Problems are logged, never printed: inside the
+daemon they go wherever its log goes (syslog included). Rules:
 the private partial folder is never entered, symlinks are neither followed
 nor removed, folders left empty are removed (never the root), and removing
 a file that a client is reading is safe: the client keeps its open file
@@ -10,19 +12,16 @@ and the next request is a fresh miss.
 
 from __future__ import annotations
 
-import argparse
+import logging
 import os
 import stat
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeVar
 
-from pkgcache.config import parse_duration, parse_size
-from pkgcache.store import PARTIAL_FOLDER
+from pkgcache.store.cache import PARTIAL_FOLDER
 
-T = TypeVar("T")
+log = logging.getLogger("pkgcache.cull")
 
 
 @dataclass(frozen=True)
@@ -110,9 +109,7 @@ def remove(root: str, victims: list[CachedEntry]) -> CullResult:
         except FileNotFoundError:
             continue
         except OSError as error:
-            print(
-                f"package-cache cull: {victim.path}: {error.strerror}", file=sys.stderr
-            )
+            log.warning("cannot remove %s: %s", victim.path, error.strerror)
             continue
         result.files += 1
         result.bytes += victim.size
@@ -167,69 +164,3 @@ def cull(
     result.scanned_files = len(entries)
     result.scanned_bytes = sum(entry.size for entry in entries)
     return result, victims
-
-
-def main(argv: Sequence[str]) -> int:
-    """``package-cache cull``: one summary line; exit 2 on bad usage."""
-    from pkgcache.cli import OneLineParser
-
-    parser = OneLineParser(
-        prog="package-cache cull",
-        description="Remove cached files by access time, total size or free space.",
-    )
-    parser.add_argument("--cache", required=True, metavar="PATH")
-    parser.add_argument(
-        "--older-than",
-        metavar="DURATION",
-        type=_arg(parse_duration),
-        help="files not accessed for this long (30d, 12h, 3600)",
-    )
-    parser.add_argument(
-        "--max-size",
-        metavar="SIZE",
-        type=_arg(parse_size),
-        help="remove least recently accessed files until the cache "
-        "holds at most SIZE (e.g. 200G)",
-    )
-    parser.add_argument(
-        "--min-free",
-        metavar="SIZE",
-        type=_arg(parse_size),
-        help="... until the file system has SIZE free",
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="list what would go, remove nothing"
-    )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="print each file removed"
-    )
-    args = parser.parse_args(argv)
-    if args.older_than is None and args.max_size is None and args.min_free is None:
-        parser.error("give --older-than, --max-size or --min-free")
-    if not os.path.isdir(args.cache):
-        parser.error(f"--cache {args.cache} is not a folder")
-    result, victims = cull(
-        args.cache,
-        older_than=args.older_than,
-        max_size=args.max_size,
-        min_free=args.min_free,
-        dry_run=args.dry_run,
-    )
-    if args.verbose or args.dry_run:
-        for victim in victims:
-            print(victim.path)
-    verb = "would remove" if args.dry_run else "removed"
-    print(f"package-cache cull: {verb} {result}")
-    return 0
-
-
-def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """Wrap a parser so argparse reports its ValueError as a usage error."""
-
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return convert

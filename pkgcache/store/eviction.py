@@ -2,21 +2,24 @@
 max_age.
 
 A pass scans the whole cache, so it runs in a worker thread; requests never
-wait for it. Passes run every ``cull_interval`` and when a download of known
-size would cross a bound (room is made while the download streams, so it is
-stored into space already freed). The first pass also gives the metrics
-their count of the cache, which later publishes and evictions keep up to
-date without touching the disk.
+wait for it. Passes run every ``cull_interval`` while a bound is set (a
+reload that sets, changes or clears the bounds reschedules them) and when a
+download of known size would cross a bound: room is made while the download
+streams, so it is stored into space already freed. The first pass also
+counts the cache for ``CacheUsage``, which publishes and evictions keep up
+to date without touching the disk; eviction decides from that count.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from pkgcache import cull
-from pkgcache.handler import CacheContext
+from pkgcache.settings import LiveSettings, Settings
+from pkgcache.store import cull
+from pkgcache.store.usage import CacheUsage
 
 log = logging.getLogger("pkgcache.eviction")
 
@@ -24,32 +27,54 @@ log = logging.getLogger("pkgcache.eviction")
 class Evictor:
     """Runs cull passes for one cache, at most one at a time."""
 
-    def __init__(self, context: CacheContext) -> None:
-        self.context = context
+    def __init__(
+        self,
+        live: LiveSettings,
+        root: str,
+        usage: CacheUsage,
+        on_evicted: Callable[[cull.CullResult], None] | None = None,
+    ) -> None:
+        self.live = live
+        self.root = root
+        self.usage = usage
+        self.on_evicted = on_evicted
         self._running = False
         self._again: tuple[int, str | None] | None = None
         self._timer: PeriodicCallback | None = None
+        live.on_change(self.settings_changed)
 
     def start(self) -> None:
         """Count the cache now; cull every ``cull_interval`` if bounded."""
-        settings = self.context.settings
-        if settings.evicts:
-            self._timer = PeriodicCallback(self.run_pass, settings.cull_interval * 1000)
-            self._timer.start()
+        self._schedule(self.live.current)
         self.run_pass()
 
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.stop()
+            self._timer = None
+
+    def settings_changed(self, old: Settings, new: Settings) -> None:
+        """Reschedule when the bounds or the interval changed; a bound that
+        was not set before is applied at once."""
+        if (old.evicts, old.cull_interval) == (new.evicts, new.cull_interval):
+            return
+        self._schedule(new)
+        if new.evicts and not old.evicts:
+            self.run_pass()
+
+    def _schedule(self, settings: Settings) -> None:
+        self.stop()
+        if settings.evicts:
+            self._timer = PeriodicCallback(self.run_pass, settings.cull_interval * 1000)
+            self._timer.start()
 
     def make_room(self, incoming: int, path: str) -> None:
         """A download of ``incoming`` bytes for ``path`` begins: evict now if
         it would cross max_size or min_free."""
-        settings = self.context.settings
+        settings = self.live.current
         if not (settings.max_size or settings.min_free):
             return
-        cached = self.context.metrics.value("pkgcache_cache_bytes")
-        if settings.min_free or cached + incoming > settings.max_size:
+        if settings.min_free or self.usage.bytes + incoming > settings.max_size:
             self.run_pass(incoming, path)
 
     def run_pass(self, reserve: int = 0, path: str | None = None) -> None:
@@ -61,13 +86,12 @@ class Evictor:
         IOLoop.current().add_callback(self._pass, reserve, path)
 
     async def _pass(self, reserve: int, path: str | None) -> None:
-        settings = self.context.settings
-        root = self.context.store.root
+        settings = self.live.current
         try:
             result, _victims = await IOLoop.current().run_in_executor(
                 None,
                 lambda: cull.cull(
-                    root,
+                    self.root,
                     older_than=settings.max_age or None,
                     max_size=settings.max_size or None,
                     min_free=settings.min_free or None,
@@ -78,10 +102,11 @@ class Evictor:
         except Exception:
             log.exception("eviction pass failed")
         else:
-            metrics = self.context.metrics
-            metrics.counted(result.scanned_files, result.scanned_bytes)
+            self.usage.scanned(result.scanned_files, result.scanned_bytes)
             if result.files:
-                metrics.evicted(result.files, result.bytes)
+                self.usage.evicted(result.files, result.bytes)
+                if self.on_evicted is not None:
+                    self.on_evicted(result)
                 log.warning("evicted %s", result)
         finally:
             self._running = False

@@ -1,5 +1,5 @@
-"""Who is asking: the client address, through trusted proxies, and
-whether it is in a list of networks.
+"""Who is asking, and may they: the client address through trusted
+proxies, and ``allowed``, the one access check of every entry point.
 
 Behind HAProxy or another package-cache, every connection comes from the
 proxy. ``X-Forwarded-For`` is believed only when the connection comes
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from tornado.httputil import HTTPServerRequest
 
-from pkgcache.config import IPNetwork
+from pkgcache.settings import EVERYONE, IPNetwork
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -54,3 +54,17 @@ def resolve_client(request: HTTPServerRequest, trusted: Sequence[IPNetwork]) -> 
         request.remote_ip = hop
         if not client_in(hop, trusted):
             return
+
+
+def allowed(
+    request: HTTPServerRequest,
+    networks: Sequence[IPNetwork],
+    trusted: Sequence[IPNetwork] = (),
+) -> bool:
+    """Is the client of ``request`` (the forwarded one, behind ``trusted``
+    proxies) in ``networks``? Sets ``request.remote_ip`` to that client."""
+    if trusted:
+        resolve_client(request, trusted)
+    if networks is EVERYONE:
+        return True  # the default of allow needs no address parsing
+    return client_in(request.remote_ip, networks)

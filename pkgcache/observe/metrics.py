@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from pkgcache.store.usage import CacheUsage
+
 #: Results of a request, as in the access log.
 RESULTS = ("hit", "miss", "joined", "refused", "forbidden", "error")
 
@@ -65,11 +67,14 @@ class Metrics:
             self.requests.labels(result)
         #: Per source: outcome -> count, for the status page.
         self.source_outcomes: dict[str, Tally[str]] = {}
-        #: Set once the start-up count of the cache has finished.
-        self.cache_counted = False
 
     def track_downloads(self, count: Callable[[], int]) -> None:
         self.downloads_in_flight.set_function(lambda: float(count()))
+
+    def track_usage(self, usage: CacheUsage) -> None:
+        """Show the store's own count of the cache (read at each scrape)."""
+        self.cache_files.set_function(lambda: float(usage.files))
+        self.cache_bytes.set_function(lambda: float(usage.bytes))
 
     def request_done(self, result: str, served: int) -> None:
         self.requests.labels(result).inc()
@@ -83,24 +88,12 @@ class Metrics:
         if received:
             self.upstream_bytes.inc(received)
 
-    def stored(self, size: int) -> None:
-        self.cache_files.inc()
-        self.cache_bytes.inc(size)
-
-    def counted(self, files: int, size: int) -> None:
-        """The result of a full scan of the cache replaces the running count."""
-        self.cache_files.set(files)
-        self.cache_bytes.set(size)
-        self.cache_counted = True
-
     def evicted(self, files: int, size: int) -> None:
         self.evicted_files.inc(files)
         self.evicted_bytes.inc(size)
-        self.cache_files.dec(files)
-        self.cache_bytes.dec(size)
 
     def value(self, name: str, **labels: str) -> float:
-        """One current value, for the status page and the tests."""
+        """One current value, for the status page (never for a decision)."""
         return self.registry.get_sample_value(name, labels) or 0.0
 
     def exposition(self) -> bytes:

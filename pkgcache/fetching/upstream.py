@@ -3,15 +3,18 @@
 ``Upstream.fetch`` tries each source until one answers 200, hands that
 response's head to ``on_head`` and its body chunks to ``on_chunk``, and
 reports how it ended. It knows the traps of tornado's curl client (see
-TORNADO-NOTES.md): body chunks can reach us before the header lines that
-precede them, the whole-transfer timeout must be off, the streamed body size
-limit must be raised, and redirects show every header block.
+``docs/architecture.md``): body chunks can reach us before the header lines
+that precede them, the whole-transfer timeout must be off, tornado 6.6's
+streamed body size limit must be raised (``max_file_size`` is enforced
+here, per request, so a reload applies to the next download), and
+redirects show every header block.
 """
 
 from __future__ import annotations
 
 import email.utils
 import enum
+import inspect
 import logging
 import os
 import ssl
@@ -26,8 +29,9 @@ from tornado.httpclient import HTTPRequest
 from tornado.httputil import HTTPHeaders
 
 from pkgcache import __version__
-from pkgcache.config import Settings
-from pkgcache.paths import CacheKey
+from pkgcache.settings import LiveSettings
+from pkgcache.store.paths import CacheKey
+from pkgcache.tornado_internals import set_stream_queue
 
 log = logging.getLogger("pkgcache.upstream")
 
@@ -37,16 +41,14 @@ CURLE_OPERATION_TIMEDOUT = 28
 CURLE_ABORTED_BY_CALLBACK = 42
 
 #: libcurl's read size. Each read is handed on as one batch (download.py),
-#: so larger reads mean fewer writes and sends per megabyte on a fast
-#: source: 1 MiB gave a third more cold-miss throughput than 128 KiB.
+#: so larger reads mean fewer writes and sends per megabyte.
 CURL_BUFFER_SIZE = 1024 * 1024
 #: Body bytes tornado may queue for our streaming callback before it
-#: pauses the transfer (tornado 6.6 pauses at 1 MiB). libcurl reads
-#: several buffers per socket event, so at 1 MiB nearly every event of a
-#: fast download paused: libcurl copied the rest of its read aside, and
-#: resuming took another timer and socket event. 4 MiB gave a quarter more
-#: cold-miss throughput than 1 MiB; 2, 8 and 16 MiB gave less.
+#: pauses the transfer; libcurl reads several buffers per socket event.
 STREAM_QUEUE_SIZE = 4 * 1024 * 1024
+#: No body is too large for the curl client itself: ``max_file_size`` is
+#: checked per request by ``_Attempt``.
+_UNLIMITED = 1 << 62
 
 #: CA bundles of common distributions, used when the Python build names none.
 _CA_BUNDLES = (
@@ -126,19 +128,29 @@ class Upstream:
 
     def __init__(
         self,
-        settings: Settings,
+        live: LiveSettings,
         on_attempt: Callable[[str, str, int], None] | None = None,
     ) -> None:
-        """``on_attempt(source, outcome, bytes)`` hears of every attempt."""
-        self.settings = settings
+        """``on_attempt(source, outcome, bytes)`` hears of every attempt.
+
+        The pool size (``upstream_connections``) is fixed here, so it is a
+        restart-only setting; every other setting is read per request.
+        """
+        self.live = live
         self.on_attempt = on_attempt
-        max_body = settings.max_file_size or 1 << 62
+        options: dict[str, int] = {}
+        if _takes_max_body_size():
+            options["max_body_size"] = _UNLIMITED
         self.client = CurlAsyncHTTPClient(
             force_instance=True,
-            max_clients=settings.upstream_connections,
-            max_body_size=max_body,
+            max_clients=live.current.upstream_connections,
+            **options,
         )
-        self.ca_file = settings.ca_file or system_ca_file()
+        self._system_ca_file = system_ca_file()
+
+    @property
+    def ca_file(self) -> str | None:
+        return self.live.current.ca_file or self._system_ca_file
 
     async def fetch(
         self,
@@ -157,7 +169,7 @@ class Upstream:
         """
         all_not_found = True
         last = FetchResult(Outcome.FAILED, "no source configured")
-        for source in self.settings.sources:
+        for source in self.live.current.sources:
             last = await self._try(source, key, method, on_head, on_chunk)
             if last.outcome in (Outcome.COMPLETE, Outcome.BROKEN):
                 return last
@@ -198,14 +210,22 @@ class Upstream:
                 return False
             return partial.headers.get("Content-Range", "").strip() == expected_range
 
-        sources = list(self.settings.sources)
+        sources = list(self.live.current.sources)
         if broken_source in sources:
             at = sources.index(broken_source) + (0 if same_source_first else 1)
             sources = sources[at:] + sources[:at]
         headers = {"Range": f"bytes={offset}-", "If-Range": validator}
         for source in sources:
             result = await self._try(
-                source, key, "GET", same_file, on_chunk, headers, 206, "resume"
+                source,
+                key,
+                "GET",
+                same_file,
+                on_chunk,
+                headers,
+                206,
+                "resume",
+                offset,
             )
             if result.outcome in (Outcome.COMPLETE, Outcome.BROKEN):
                 return FetchResult(result.outcome, result.detail, source, head)
@@ -221,8 +241,11 @@ class Upstream:
         headers: dict[str, str] | None = None,
         expected_status: int = 200,
         what: str = "fetch",
+        offset: int = 0,
     ) -> FetchResult:
-        """One attempt at one source, logged and counted."""
+        """One attempt at one source, logged and counted. ``offset`` bytes
+        of the file came before this attempt's body (a resume)."""
+        limit = self.live.current.max_file_size
         attempt = _Attempt(
             self,
             source + key.url_path,
@@ -231,6 +254,7 @@ class Upstream:
             on_chunk,
             headers,
             expected_status,
+            limit - offset if limit else None,
         )
         started = time.monotonic()
         result = await attempt.run()
@@ -271,8 +295,13 @@ class _Attempt:
         on_chunk: ChunkCallback | None,
         headers: dict[str, str] | None = None,
         expected_status: int = 200,
+        body_limit: int | None = None,
     ) -> None:
+        """``body_limit``: most body bytes this attempt may pass on; more
+        aborts it (``max_file_size`` for bodies of unknown length)."""
         self.upstream = upstream
+        self.body_limit = body_limit
+        self._too_big = False
         self.headers = {"Accept-Encoding": "identity", **(headers or {})}
         self.expected_status = expected_status
         self.url = url
@@ -293,7 +322,7 @@ class _Attempt:
         self._last_progress = 0.0
 
     async def run(self) -> FetchResult:
-        settings = self.upstream.settings
+        settings = self.upstream.live.current
         request = HTTPRequest(
             self.url,
             method=self.method,
@@ -326,6 +355,8 @@ class _Attempt:
 
     def _classify(self, error: Exception | None) -> FetchResult:
         head = self._head
+        if self._too_big:
+            return FetchResult(Outcome.FAILED, "larger than max_file_size", head=head)
         if self._stalled:
             error = CurlError(
                 CURLE_OPERATION_TIMEDOUT,
@@ -349,13 +380,9 @@ class _Attempt:
         return FetchResult(Outcome.FAILED, str(error) if error else "no response")
 
     def _prepare_curl(self, curl: pycurl.Curl) -> None:
-        settings = self.upstream.settings
+        settings = self.upstream.live.current
         curl.setopt(pycurl.BUFFERSIZE, CURL_BUFFER_SIZE)
-        # tornado keeps this request's queue in curl.info; older versions
-        # have none, and then there is nothing to tune.
-        queue = getattr(curl, "info", {}).get("streaming_buffer")
-        if hasattr(queue, "max_buffer_size"):
-            queue.max_buffer_size = STREAM_QUEUE_SIZE
+        set_stream_queue(curl, STREAM_QUEUE_SIZE)
         curl.setopt(pycurl.NOPROGRESS, 0)
         curl.setopt(pycurl.XFERINFOFUNCTION, self._progress)
         self._stall_timeout = settings.stall_timeout
@@ -430,7 +457,18 @@ class _Attempt:
         """The streaming callback, once per 16 KiB at most: kept short."""
         if self._accepted:
             self.body_bytes += len(chunk)
-            if self.on_chunk is not None:
+            if self.body_limit is not None and self.body_bytes > self.body_limit:
+                self._accepted = False
+                self._too_big = True
+                self._abort = True
+            elif self.on_chunk is not None:
                 self.on_chunk(chunk)
         elif self._accepted is None:
             self._held.append(chunk)
+
+
+def _takes_max_body_size() -> bool:
+    """tornado 6.6 added ``max_body_size`` to the curl client and applies it
+    to streamed bodies; 6.5 has neither the argument nor the limit."""
+    parameters = inspect.signature(CurlAsyncHTTPClient.initialize).parameters
+    return "max_body_size" in parameters

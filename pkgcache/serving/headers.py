@@ -1,8 +1,10 @@
-"""The response headers of a cached file, formatted once where possible.
+"""What a response says about its file: validators, type, and the
+``Representation`` that ``decisions.py`` decides from.
 
-Shared by the general hit path (``handler.py``) and the small-hit fast
-path (``smallhits.py``), so a file looks the same whichever answers it,
-and by misses, whose ETag must match the later hits'.
+Shared by the general hit path (``handler.py``), the small-hit fast path
+(``smallhits.py``) and downloads, so a file looks the same whichever
+answers it, and a miss's ETag matches the later hits'. Formatted once
+where possible.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import time
 
 from pkgcache import __version__
+from pkgcache.serving.decisions import Representation
 
 #: Every answer names us the way tornado's handlers do.
 SERVER = f"package-cache/{__version__}"
@@ -63,3 +66,29 @@ def file_headers(path: str, result: os.stat_result) -> dict[str, str]:
         "Last-Modified": http_date(int(result.st_mtime)),
         "Content-Type": content_type_for(path),
     }
+
+
+def cached_file(
+    path: str, result: os.stat_result
+) -> tuple[Representation, dict[str, str]]:
+    """A complete cached file: what to decide from and the headers to send."""
+    headers = file_headers(path, result)
+    return Representation(
+        result.st_size, headers["Etag"], int(result.st_mtime)
+    ), headers
+
+
+def download_file(
+    path: str, size: int | None, mtime: float | None
+) -> tuple[Representation, dict[str, str]]:
+    """A file still downloading, from the upstream's length and date: the
+    same validators its hits will have, where they are known already."""
+    headers = {"Content-Type": content_type_for(path)}
+    etag = None
+    if size is not None:
+        headers["Accept-Ranges"] = "bytes"
+    if mtime is not None:
+        headers["Last-Modified"] = http_date(int(mtime))
+        if size is not None:
+            etag = headers["Etag"] = etag_for(size, mtime)
+    return Representation(size, etag, None if mtime is None else int(mtime)), headers

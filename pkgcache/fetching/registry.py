@@ -1,0 +1,70 @@
+"""The registry of downloads in flight: at most one per path.
+
+Everything runs on the IOLoop thread, so "look up, then join or start"
+needs no lock: nothing runs between the look-up and the join. A download
+leaves the registry in the same step that publishes or discards its
+partial file, so a request that finds none and sees the final file is a
+plain hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pkgcache.fetching.download import Download
+from pkgcache.fetching.upstream import Upstream
+from pkgcache.settings import LiveSettings
+from pkgcache.store.cache import CacheStore
+from pkgcache.store.paths import CacheKey
+
+DownloadListener = Callable[[Download], None]
+
+
+class Downloads:
+    """Downloads by cache key. ``on_begin`` listeners hear of every download
+    that starts streaming, ``on_end`` ones of every one that ends (eviction,
+    usage, metrics)."""
+
+    def __init__(
+        self, store: CacheStore, upstream: Upstream, live_settings: LiveSettings
+    ) -> None:
+        self.store = store
+        self.upstream = upstream
+        self.live_settings = live_settings
+        self.on_begin: list[DownloadListener] = []
+        self.on_end: list[DownloadListener] = []
+        self._active: dict[CacheKey, Download] = {}
+
+    def active(self) -> list[Download]:
+        return list(self._active.values())
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def get(self, key: CacheKey) -> Download | None:
+        return self._active.get(key)
+
+    def start(self, key: CacheKey) -> Download:
+        """Register and start a download; the caller checked there is none."""
+        assert key not in self._active
+        download = Download(
+            key,
+            self.store,
+            self.upstream,
+            self.live_settings,
+            self._began,
+            self._forget,
+        )
+        self._active[key] = download
+        download.start()
+        return download
+
+    def _began(self, download: Download) -> None:
+        for listener in self.on_begin:
+            listener(download)
+
+    def _forget(self, download: Download) -> None:
+        if self._active.get(download.key) is download:
+            del self._active[download.key]
+        for listener in self.on_end:
+            listener(download)

@@ -1,0 +1,55 @@
+"""The tornado Application: small hits first, then the routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import httputil
+from tornado.web import Application, RequestHandler
+
+from pkgcache.observe.accesslog import log_request
+from pkgcache.serving.context import ServingContext
+from pkgcache.serving.handler import CacheHandler
+from pkgcache.serving.smallhits import small_hit
+from pkgcache.serving.status import StatusHandler
+
+
+class CacheApplication(Application):
+    """tornado's Application, with small hits answered before any handler
+    is built (``smallhits.py``), through its documented ``find_handler``."""
+
+    def __init__(self, context: ServingContext, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.context = context
+
+    def find_handler(
+        self, request: httputil.HTTPServerRequest, **kwargs: Any
+    ) -> httputil.HTTPMessageDelegate:
+        return small_hit(self.context, request) or super().find_handler(
+            request, **kwargs
+        )
+
+
+def make_app(context: ServingContext) -> Application:
+    """Reserved pages under /.pkgcache/, every other path to CacheHandler;
+    every answer logged and counted when it ends."""
+
+    def log_function(handler: RequestHandler) -> None:
+        log_request(handler)
+        if isinstance(handler, CacheHandler):
+            context.metrics.request_done(handler.result, handler.output.sent)
+
+    return CacheApplication(
+        context,
+        [
+            (
+                r"/\.pkgcache/(?P<page>metrics|status|status\.json|health)",
+                StatusHandler,
+                {"context": context},
+            ),
+            (r"(.*)", CacheHandler, {"context": context}),
+        ],
+        log_function=log_function,
+        compress_response=False,
+        serve_traceback=False,
+    )

@@ -1,0 +1,232 @@
+"""The request handler: which file, then a hit, a join or a miss.
+
+A request's way: ``paths.cache_key`` (refused: 400/404/414), then the
+rules that govern the path (``repositories``), then the registry (a
+download in flight: join it), then the store (a complete file: a hit),
+else a new download (a miss). Each of these ends in one place,
+``_respond``: the pure decision (``decisions.decide``: 200, 206, 304, 412,
+416, HEAD) sets status and headers, and a body source (``bodies.py``)
+drains into the client's ``ClientOutput``. Errors before the body are a
+plain-text status (``HTTPError``); once a body has started, a failure cuts
+the connection, so clients see an error instead of a short file.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tornado.httputil import responses
+from tornado.web import HTTPError, RequestHandler
+
+from pkgcache.fetching.download import Download
+from pkgcache.fetching.upstream import Outcome
+from pkgcache.serving import headers
+from pkgcache.serving.bodies import Body, FileBody, GrowingBody, MemoryBody
+from pkgcache.serving.clients import allowed
+from pkgcache.serving.context import ServingContext
+from pkgcache.serving.decisions import Representation, decide
+from pkgcache.serving.output import ClientOutput
+from pkgcache.store.cache import CachedFile, OutsideCache, PathConflict
+from pkgcache.store.paths import CacheKey, PathRefused, cache_key
+from pkgcache.store.smallfiles import SmallFiles
+
+log = logging.getLogger("pkgcache.handler")
+
+
+class PageHandler(RequestHandler):
+    """The base of our handlers: the ``Server`` header on every answer,
+    errors as one plain-text line (never a traceback or HTML), no ETag of
+    tornado's own, and the byte count of pages (``page_bytes``) for the
+    access log."""
+
+    page_bytes = 0
+
+    def set_default_headers(self) -> None:
+        self.set_header("Server", headers.SERVER)
+
+    def compute_etag(self) -> str | None:
+        """Files carry their own validators; pages and errors none."""
+        return None
+
+    def finish_page(self, text: str) -> None:
+        """Finish with a small generated body, counting its bytes."""
+        data = text.encode()
+        if self.request.method != "HEAD":
+            self.page_bytes += len(data)
+        self.finish(data)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        reason = getattr(error, "reason", None) or responses.get(status_code, "")
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish_page(f"{status_code} {reason}\n")
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """HTTP errors are in the access log already; log only real faults."""
+        if not isinstance(value, HTTPError):
+            super().log_exception(typ, value, tb)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Body bytes of this answer that left, for the access log."""
+        return self.page_bytes
+
+
+class CacheHandler(PageHandler):
+    """Serves one request for one path; see the module docstring."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD")  # type: ignore[assignment]
+
+    def initialize(self, context: ServingContext) -> None:  # type: ignore[override]
+        self.context = context
+        #: hit, miss, joined, refused, forbidden or error: for the access log.
+        self.result = "error"
+        self.output = ClientOutput(self)
+        self._growing: GrowingBody | None = None
+        self._counted = False
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.output.sent + self.page_bytes
+
+    @property
+    def unclean(self) -> bool:
+        return self.output.unclean
+
+    def prepare(self) -> None:
+        self.context.in_flight.started()
+        self._counted = True
+        settings = self.context.live.current
+        if not allowed(self.request, settings.allow, settings.trusted_proxies):
+            self.result = "forbidden"
+            log.warning("refused client %s: not in allow", self.request.remote_ip)
+            raise HTTPError(403, "client not allowed")
+
+    def on_finish(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.context.in_flight.finished()
+
+    def on_connection_close(self) -> None:
+        self.output.closed = True
+        if self._growing is not None:
+            self._growing.client_left()
+
+    async def get(self, _path: str) -> None:
+        await self._serve(include_body=True)
+
+    async def head(self, _path: str) -> None:
+        await self._serve(include_body=False)
+
+    async def _serve(self, include_body: bool) -> None:
+        try:
+            key = cache_key(self.request.uri or "/")
+        except PathRefused as refused:
+            self.result = "refused"
+            raise HTTPError(refused.status, "%s", refused.reason) from None
+        self.context.repositories.rules_for(key)  # every path: cached forever
+        download = self.context.downloads.get(key)
+        if download is None:
+            cached = self._lookup(key)
+            if cached is not None:
+                self.result = "hit"
+                await self._serve_file(cached)
+                return
+            if not include_body:
+                await self._head_miss(key)
+                return
+            download = self.context.downloads.start(key)
+            self.result = "miss"
+        else:
+            self.result = "joined"
+        await self._serve_download(key, download)
+
+    def _lookup(self, key: CacheKey) -> CachedFile | None:
+        try:
+            return self.context.store.lookup(key)
+        except OutsideCache as outside:
+            self.result = "refused"
+            raise HTTPError(404, "%s", outside) from None
+        except PathConflict as conflict:
+            self.result = "refused"
+            raise HTTPError(409, "%s", conflict) from None
+
+    async def _serve_file(self, cached: CachedFile) -> None:
+        """A complete file: a hit, or a download that ended meanwhile."""
+        self.context.store.touch(cached.path, cached.stat)
+        representation, file_headers = headers.cached_file(cached.path, cached.stat)
+        body: Body
+        if SmallFiles.fits(cached.stat):
+            try:
+                data = self.context.small_files.read(cached.path, cached.stat)
+            except OSError as error:  # culled between the look-up and now
+                raise HTTPError(503, "%s changed while read", cached.path) from error
+            body = MemoryBody(data)
+        else:
+            body = FileBody(cached.path, cached.stat.st_size)
+        await self._respond(representation, file_headers, body)
+
+    async def _serve_download(self, key: CacheKey, download: Download) -> None:
+        await download.wait_for_head()
+        if download.ended:
+            # It ended before this client saw a byte: serve what it left.
+            cached = self._lookup(key) if download.published else None
+            if cached is not None:
+                await self._serve_file(cached)
+                return
+            assert download.result is not None
+            status = download.result.client_status
+            raise HTTPError(
+                502 if status == 200 else status, "%s", download.result.detail
+            )
+        assert download.head is not None
+        representation, file_headers = headers.download_file(
+            key.relative, download.head.content_length, download.head.last_modified
+        )
+        bound = self.context.live.current.client_buffer
+        self._growing = GrowingBody(download, bound)
+        joined = self.context.metrics.joined_clients
+        if self.result == "joined":
+            joined.inc()
+        try:
+            await self._respond(representation, file_headers, self._growing)
+        finally:
+            if self.result == "joined":
+                joined.dec()
+
+    async def _head_miss(self, key: CacheKey) -> None:
+        """HEAD of an uncached file: ask the sources with HEAD, fetch nothing."""
+        self.result = "miss"
+        result = await self.context.upstream.fetch(key, "HEAD", lambda _head: True)
+        if result.outcome is not Outcome.COMPLETE or result.head is None:
+            raise HTTPError(result.client_status, "%s", result.detail)
+        representation, file_headers = headers.download_file(
+            key.relative, result.head.content_length, result.head.last_modified
+        )
+        await self._respond(representation, file_headers, None)
+
+    async def _respond(
+        self,
+        representation: Representation,
+        file_headers: dict[str, str],
+        body: Body | None,
+    ) -> None:
+        """Decide, set status and headers, then drain the body (if any)."""
+        answer = decide(
+            self.request.method or "GET", self.request.headers, representation
+        )
+        self.set_status(answer.status)
+        self.set_header("X-Package-Cache", self.result)
+        if answer.status in (200, 206, 304):
+            for name, value in file_headers.items():
+                self.set_header(name, value)
+        if answer.status >= 400:
+            self.set_header("Content-Type", "text/plain")
+        for name, value in answer.headers:
+            self.set_header(name, value)
+        if body is None or not answer.send_body:
+            return
+        complete = await body.send(self.output, answer.start, answer.end)
+        if not complete and not self.output.closed:
+            self.output.cut()

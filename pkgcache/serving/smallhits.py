@@ -1,0 +1,118 @@
+"""GETs of small cached files, answered without a RequestHandler.
+
+A small hit is bound by per-request Python work, and most of it is
+tornado's ``RequestHandler``: building the handler, its header object,
+``prepare``/``finish`` and their hooks. A GET of a small file that is on
+disk and not downloading needs none of that: the answer is the file's
+bytes (``smallfiles.py``) behind the same headers and the same decision
+(``decisions.py``: Range, conditions) as the general path. ``app.py`` asks
+``small_hit`` first for every request; anything it does not take (a miss,
+a join, a big file, HEAD, a refused path, a client outside ``allow``, a
+path whose rules are not "cached forever") goes the general way through
+``handler.py``.
+"""
+
+from __future__ import annotations
+
+from tornado import httputil
+from tornado.httputil import HTTPServerRequest, ResponseStartLine
+
+from pkgcache.observe.accesslog import log_access
+from pkgcache.repositories.rules import Policy
+from pkgcache.serving import headers
+from pkgcache.serving.clients import allowed
+from pkgcache.serving.context import ServingContext
+from pkgcache.serving.decisions import Answer, decide
+from pkgcache.store.cache import CachedFile, OutsideCache, PathConflict
+from pkgcache.store.paths import PathRefused, cache_key
+from pkgcache.store.smallfiles import SmallFiles
+
+
+def small_hit(context: ServingContext, request: HTTPServerRequest) -> SmallHit | None:
+    """The answer to ``request`` when it is a GET of a small cached file
+    from an allowed client; None sends it the general way."""
+    if request.method != "GET":
+        return None
+    try:
+        key = cache_key(request.uri or "/")
+    except PathRefused:
+        return None
+    if context.repositories.rules_for(key).policy is not Policy.IMMUTABLE:
+        return None
+    if context.downloads.get(key) is not None:
+        return None
+    try:
+        cached = context.store.lookup(key)
+    except (OutsideCache, PathConflict):
+        return None
+    if cached is None or not SmallFiles.fits(cached.stat):
+        return None
+    settings = context.live.current
+    if not allowed(request, settings.allow, settings.trusted_proxies):
+        return None
+    try:
+        data = context.small_files.read(cached.path, cached.stat)
+    except OSError:
+        return None  # culled meanwhile: the general path says what is left
+    return SmallHit(context, request, cached, data)
+
+
+class SmallHit(httputil.HTTPMessageDelegate):
+    """Sends one small file, read when the headers came, once the request
+    has been read (a GET body, if any, is read and dropped by tornado's
+    connection). Nothing here touches the disk but the access time, so
+    nothing can fail between the headers and the answer."""
+
+    def __init__(
+        self,
+        context: ServingContext,
+        request: HTTPServerRequest,
+        cached: CachedFile,
+        data: bytes,
+    ) -> None:
+        self.context = context
+        self.request = request
+        self.cached = cached
+        self.data = data
+
+    def finish(self) -> None:
+        context = self.context
+        cached = self.cached
+        context.store.touch(cached.path, cached.stat)
+        representation, file_headers = headers.cached_file(cached.path, cached.stat)
+        answer = decide("GET", self.request.headers, representation)
+        body = self.data[answer.start : answer.end] if answer.send_body else b""
+        response = self._headers(answer, file_headers)
+        connection = self.request.connection
+        assert connection is not None
+        # Logged and counted before the bytes go: whoever got the answer
+        # finds its access line and its count.
+        context.metrics.request_done("hit", len(body))
+        log_access(self.request, answer.status, len(body), "hit")
+        # In flight until the bytes left, so a graceful stop waits for a
+        # slow reader of a small hit as for any other request.
+        context.in_flight.started()
+        start_line = ResponseStartLine("", answer.status, _REASONS[answer.status])
+        sent = connection.write_headers(start_line, response, body)
+        connection.finish()
+        sent.add_done_callback(lambda _sent: context.in_flight.finished())
+
+    @staticmethod
+    def _headers(answer: Answer, file_headers: dict[str, str]) -> httputil.HTTPHeaders:
+        response = httputil.HTTPHeaders()
+        response["Server"] = headers.SERVER
+        response["Date"] = headers.now_http_date()
+        response["X-Package-Cache"] = "hit"
+        if answer.status in (200, 206):
+            response.update(file_headers)
+        elif answer.status == 304:
+            response["Etag"] = file_headers["Etag"]
+            response["Last-Modified"] = file_headers["Last-Modified"]
+        else:
+            response["Content-Type"] = "text/plain"
+        for name, value in answer.headers:
+            response[name] = value
+        return response
+
+
+_REASONS = {status: httputil.responses[status] for status in (200, 206, 304, 412, 416)}

@@ -1,0 +1,121 @@
+"""Settings: what the daemon is told, and the one holder everything reads.
+
+``Settings`` is a frozen, validated value (``config.py`` builds it from the
+TOML file and the flags). ``LiveSettings`` holds the current one; SIGHUP
+swaps it whole, so a request reads one consistent set, and nothing keeps a
+copy of its own. Settings that only a restart can change are listed once,
+in ``RESTART_ONLY``. This module imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+EVERYONE: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("0.0.0.0/0"),
+    ipaddress.ip_network("::/0"),
+)
+LOOPBACK: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+
+#: Settings a running daemon cannot change: its sockets, its cache folder,
+#: its log target, the curl client's pool and the HTTP server's timeout
+#: are made once at start-up.
+RESTART_ONLY = (
+    "cache",
+    "host",
+    "port",
+    "syslog",
+    "upstream_connections",
+    "idle_timeout",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon needs to know, validated.
+
+    Durations are seconds, sizes are bytes. A ``max_file_size`` of 0 means
+    no limit.
+    """
+
+    sources: tuple[str, ...] = ()
+    cache: str = "/tmp/package-cache"
+    #: Addresses to listen on; "::" or "*" is every address, IPv4 and IPv6.
+    host: tuple[str, ...] = ("localhost",)
+    port: int = 4000
+    verbose: int = 0
+    syslog: bool = False
+    connect_timeout: float = 10.0
+    stall_timeout: float = 60.0
+    upstream_connections: int = 250
+    max_file_size: int = 0
+    client_buffer: int = 4 * MIB
+    ca_file: str = ""
+    user_agent: str = ""
+    #: Client networks that may use the cache; others get 403.
+    allow: tuple[IPNetwork, ...] = EVERYONE
+    #: Seconds in-flight responses get to finish after SIGTERM.
+    shutdown_grace: float = 10.0
+    #: Eviction bounds (0: none): cache bytes, free bytes, seconds unused.
+    max_size: int = 0
+    min_free: int = 0
+    max_age: float = 0.0
+    #: Seconds between eviction passes (when a bound is set).
+    cull_interval: float = 3600.0
+    #: Client networks that may read /.pkgcache/metrics and /status.
+    status_allow: tuple[IPNetwork, ...] = LOOPBACK
+    #: Seconds a client connection may sit idle (or crawl through its
+    #: request headers) before it is closed.
+    idle_timeout: float = 60.0
+    #: Proxies whose X-Forwarded-For names the real client (none: ignore it).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+
+    @property
+    def evicts(self) -> bool:
+        """True when any eviction bound is set."""
+        return bool(self.max_size or self.min_free or self.max_age)
+
+
+#: Hears ``(old, new)`` after every swap.
+SettingsListener = Callable[[Settings, Settings], None]
+
+
+class LiveSettings:
+    """The current settings, swapped whole on reload.
+
+    Readers take ``live.current`` when they need a value, never a copy kept
+    from start-up; parts that hold state derived from settings (a timer, a
+    log level) subscribe with ``on_change``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.current = settings
+        self._listeners: list[SettingsListener] = []
+
+    def on_change(self, listener: SettingsListener) -> None:
+        self._listeners.append(listener)
+
+    def swap(self, new: Settings) -> list[str]:
+        """Make ``new`` current, keeping the running values of restart-only
+        settings; returns the names of those that ``new`` wanted changed."""
+        old = self.current
+        ignored = [
+            key for key in RESTART_ONLY if getattr(new, key) != getattr(old, key)
+        ]
+        if ignored:
+            new = dataclasses.replace(
+                new, **{key: getattr(old, key) for key in ignored}
+            )
+        self.current = new
+        for listener in self._listeners:
+            listener(old, new)
+        return ignored

@@ -1,0 +1,185 @@
+"""Every use of tornado's private attributes, and nothing else.
+
+Three things make package-cache fast that tornado offers no API for:
+
+- **Writing beside the IOStream**: a live client of a download gets each
+  batch in one ``sendmsg``, and a big hit goes out with ``os.sendfile``,
+  both on the connection's socket. This is allowed only while tornado has
+  nothing queued for it (so bytes stay in order), never for a chunked body
+  (tornado frames each write) or TLS, and what was sent is counted against
+  the response's Content-Length as tornado's own writes are, or
+  ``finish()`` would see a short body.
+- **The curl client's body queue**: tornado 6.6 pauses a transfer when
+  1 MiB of body waits for the streaming callback; a larger queue keeps a
+  fast download from pausing on every socket event.
+
+``missing_internals`` names what a tornado release no longer has; the test
+suite calls it on a real connection, so an upgrade that changes these
+attributes fails loudly there, and here the direct paths just switch off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from tornado.httputil import HTTPConnection
+from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
+
+from pkgcache.batches import IOV_MAX
+
+#: The private attributes of ``tornado.http1connection.HTTP1Connection``
+#: this module reads or writes.
+CONNECTION_INTERNALS = ("stream", "_expected_content_remaining", "_chunking_output")
+#: Bytes per sendfile call; the loop gets a turn between calls.
+SENDFILE_CHUNK = 16 * 1024 * 1024
+#: Longest wait for writability before looking at the stream again:
+#: tornado may drop our write-readiness callback when it updates its own
+#: interest in the socket, and closes the socket when the client goes.
+RECHECK_SECONDS = 1.0
+
+
+def missing_internals(connection: HTTPConnection) -> list[str]:
+    """The attributes this module relies on that ``connection`` lacks."""
+    return [name for name in CONNECTION_INTERNALS if not hasattr(connection, name)]
+
+
+def can_write_beside(connection: HTTPConnection) -> bool:
+    """True when bytes may go to this connection's socket directly now:
+    plain TCP, a body of known length, nothing queued in tornado."""
+    stream = getattr(connection, "stream", None)
+    return (
+        isinstance(stream, IOStream)
+        and not isinstance(stream, SSLIOStream)
+        and stream.socket is not None
+        and not stream.closed()
+        and not stream.writing()
+        and getattr(connection, "_expected_content_remaining", None) is not None
+        and getattr(connection, "_chunking_output", True) is False
+    )
+
+
+def _account(connection: HTTPConnection, size: int) -> None:
+    """Count ``size`` body bytes sent beside tornado as written."""
+    remaining = connection._expected_content_remaining  # type: ignore[attr-defined]
+    connection._expected_content_remaining = remaining - size  # type: ignore[attr-defined]
+
+
+def send_buffers(connection: HTTPConnection, chunks: list[bytes]) -> int:
+    """Send what the socket takes now, in one ``sendmsg``; the byte count.
+
+    0 means "use tornado": it has bytes queued, the body is chunked, or the
+    socket is full or broken (tornado then waits for it, or reports the
+    closed connection).
+    """
+    if not can_write_beside(connection):
+        return 0
+    try:
+        sent = connection.stream.socket.sendmsg(chunks[:IOV_MAX])  # type: ignore[attr-defined]
+    except OSError:
+        return 0
+    _account(connection, sent)
+    return sent
+
+
+async def send_file(
+    connection: HTTPConnection,
+    path: str,
+    offset: int,
+    count: int,
+    on_sent: Callable[[int], None],
+) -> None:
+    """Send ``count`` bytes of ``path`` from ``offset`` with ``os.sendfile``,
+    after tornado wrote the headers and when ``can_write_beside`` said yes.
+
+    ``on_sent`` hears of every byte count that left. Raises
+    ``StreamClosedError`` when the client went away, ``OSError`` when the
+    file ended early.
+    """
+    stream: IOStream = connection.stream  # type: ignore[attr-defined]
+    # Without NODELAY, Nagle holds the first file segment back until the
+    # client's delayed ACK of the header packet; TCP_CORK (nginx's
+    # tcp_nopush) sends only full segments while the file goes out.
+    stream.set_nodelay(True)
+    _cork(stream, True)
+    try:
+        await _sendfile_loop(connection, stream, path, offset, count, on_sent)
+    finally:
+        _cork(stream, False)
+
+
+async def _sendfile_loop(
+    connection: HTTPConnection,
+    stream: IOStream,
+    path: str,
+    offset: int,
+    count: int,
+    on_sent: Callable[[int], None],
+) -> None:
+    """The copy runs in worker threads (sendfile releases the GIL), so
+    several big hits use several cores. The threads write through a
+    duplicate of the socket's descriptor: if tornado closes its own (the
+    client left), ours cannot be reused for another connection while a
+    call is on its way."""
+    loop = asyncio.get_running_loop()
+    sent = 0
+    assert stream.socket is not None
+    out = os.dup(stream.socket.fileno())
+    try:
+        with open(path, "rb", buffering=0) as file:
+            while sent < count:
+                if stream.closed():
+                    raise StreamClosedError()
+                size = min(count - sent, SENDFILE_CHUNK)
+                try:
+                    done = await loop.run_in_executor(
+                        None, os.sendfile, out, file.fileno(), offset + sent, size
+                    )
+                except BlockingIOError:
+                    await _writable(loop, out)
+                    continue
+                except (BrokenPipeError, ConnectionError) as error:
+                    raise StreamClosedError(real_error=error) from None
+                if done == 0:
+                    raise OSError(f"{path} ended {count - sent} bytes early")
+                sent += done
+                _account(connection, done)
+                on_sent(done)
+    finally:
+        os.close(out)
+
+
+def _cork(stream: IOStream, on: bool) -> None:
+    if stream.socket is not None and hasattr(socket, "TCP_CORK"):
+        with contextlib.suppress(OSError):
+            stream.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    ready = loop.create_future()
+    loop.add_writer(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await asyncio.wait_for(ready, RECHECK_SECONDS)
+    except TimeoutError:
+        pass
+    finally:
+        if not ready.done():
+            ready.cancel()
+        with contextlib.suppress(OSError, ValueError):
+            loop.remove_writer(fd)
+
+
+def set_stream_queue(curl: Any, size: int) -> bool:
+    """Let tornado's curl client queue ``size`` bytes of body for this
+    request (``curl`` as given to ``prepare_curl_callback``) before it
+    pauses the transfer. False where tornado has no such queue (before
+    6.6): it then never pauses, and there is nothing to tune."""
+    queue = getattr(curl, "info", {}).get("streaming_buffer")
+    if not hasattr(queue, "max_buffer_size"):
+        return False
+    queue.max_buffer_size = size
+    return True

@@ -1,0 +1,95 @@
+"""Build the daemon's parts and connect them: the one place that knows
+them all.
+
+Store, upstream client, download registry, repositories, evictor, metrics
+and the HTTP application are made here from one ``LiveSettings``, and the
+listeners that tie them together (a download that begins makes room, one
+that is published counts as stored, an eviction is counted, the log level
+follows reloads) are attached here, so no part reaches into another.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from tornado.httpserver import HTTPServer
+
+from pkgcache.fetching.download import Download
+from pkgcache.fetching.registry import Downloads
+from pkgcache.fetching.upstream import Upstream
+from pkgcache.observe.metrics import Metrics
+from pkgcache.repositories.rules import Repositories
+from pkgcache.serving.app import make_app
+from pkgcache.serving.context import InFlight, ServingContext
+from pkgcache.settings import LiveSettings, Settings
+from pkgcache.store.cache import CacheStore
+from pkgcache.store.cull import CullResult
+from pkgcache.store.eviction import Evictor
+from pkgcache.store.smallfiles import SmallFiles
+from pkgcache.store.usage import CacheUsage
+
+#: Log levels of -v counts: errors, warnings, a line per request, debug.
+_LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
+
+
+def set_verbosity(settings: Settings) -> None:
+    logging.getLogger().setLevel(_LEVELS[min(settings.verbose, len(_LEVELS) - 1)])
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The running daemon's parts (``server.py`` starts and stops them)."""
+
+    live: LiveSettings
+    context: ServingContext
+    evictor: Evictor
+    http_server: HTTPServer
+
+
+def build(settings: Settings) -> Parts:
+    """Make every part from ``settings`` and connect them. Call inside the
+    running IOLoop: the curl client and the HTTP server attach to it."""
+    live = LiveSettings(settings)
+    metrics = Metrics()
+    usage = CacheUsage()
+    store = CacheStore(settings.cache)
+    upstream = Upstream(live, on_attempt=metrics.fetch_done)
+    downloads = Downloads(store, upstream, live)
+    metrics.track_downloads(lambda: len(downloads))
+    metrics.track_usage(usage)
+
+    def evicted(result: CullResult) -> None:
+        metrics.evicted(result.files, result.bytes)
+
+    evictor = Evictor(live, store.root, usage, on_evicted=evicted)
+
+    def make_room(download: Download) -> None:
+        size = download.head.content_length if download.head else None
+        if size:
+            evictor.make_room(size, store.final_path(download.key))
+
+    def count_stored(download: Download) -> None:
+        if download.published:
+            usage.stored(download.received)
+
+    downloads.on_begin.append(make_room)
+    downloads.on_end.append(count_stored)
+    live.on_change(lambda _old, new: set_verbosity(new))
+    context = ServingContext(
+        live=live,
+        store=store,
+        upstream=upstream,
+        downloads=downloads,
+        repositories=Repositories(),
+        small_files=SmallFiles(),
+        usage=usage,
+        metrics=metrics,
+        in_flight=InFlight(),
+    )
+    http_server = HTTPServer(
+        make_app(context),
+        xheaders=False,
+        idle_connection_timeout=settings.idle_timeout,
+    )
+    return Parts(live, context, evictor, http_server)
