@@ -25,63 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import runner
-from runner import MIB, curl, link, make_file, parallel_curl, peak_rss_kib, wrk, wrk_cpu
+import w1_cold_coalesced
+from runner import MIB, curl, link, make_file, peak_rss_kib, wrk, wrk_cpu
 
 
 class Workloads(runner.Bench):
     """The workloads not yet in a module of their own."""
-
-    def w1(self, pc_port: int) -> None:
-        """20 clients 0.1 s apart on one cold 20 MB file at 10 MB/s."""
-
-        def run() -> list[float]:
-            name = link(self.s.files, "w1.bin", self.unique("w1"))
-            direct = curl(f"http://127.0.0.1:{self.s.origin_port}/slow{name}")[1]
-            out = []
-            for port in (pc_port, self.s.proxy_port):
-                name = link(self.s.files, "w1.bin", self.unique("w1"))
-                url = f"http://127.0.0.1:{port}{name}"
-                times, firsts = parallel_curl([url] * 20, delay=0.1)
-                out += [
-                    self.s.origin_requests(name),
-                    firsts[-1] * 1000,
-                    max(firsts[1:]) * 1000,
-                    max(done for _, done in times) / direct,
-                ]
-            return out
-
-        cols = self.repeat(run)
-        self.record(
-            "W1 cold coalesced",
-            "origin requests (package-cache / nginx lock), per run",
-            [f"{a:.0f} / {b:.0f}" for a, b in zip(cols[0], cols[4], strict=True)],
-            "1",
-            fmt="{}",
-        )
-        for offset, who, target in (
-            (0, "package-cache", ("<= 50", "-", "<= 1.05")),
-            (4, "nginx proxy_cache_lock", ("-", "-", "-")),
-        ):
-            self.record(
-                "W1",
-                f"latest joiner TTFB ms: {who}",
-                cols[offset + 1],
-                target[0],
-                "{:.0f}",
-            )
-            self.record(
-                "W1",
-                f"worst joiner TTFB ms: {who}",
-                cols[offset + 2],
-                target[1],
-                "{:.0f}",
-            )
-            self.record(
-                "W1",
-                f"last client done / one direct download: {who}",
-                cols[offset + 3],
-                target[2],
-            )
 
     def throughput(self, url: str, streams: int, rounds: int = 1) -> float:
         """MiB/s of ``streams`` concurrent downloads, ``rounds`` times over:
@@ -369,7 +318,7 @@ def main() -> None:
             bench = Workloads(s, args.runs, args.quick)
             # In this order: the table's rows follow it.
             steps: dict[str, Callable[[], None]] = {
-                "W1": lambda: bench.w1(f.slow_port),
+                "W1": lambda: w1_cold_coalesced.run(bench, f.slow_port),
                 "W2": lambda: bench.w2(f.fast[0]),
                 "W3": lambda: bench.w3(f.fast, f.bare, f.tornado_static_port),
                 "W4": bench.w4,
