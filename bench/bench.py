@@ -26,73 +26,12 @@ from pathlib import Path
 
 import runner
 import w1_cold_coalesced
+import w2_big_hit
 from runner import MIB, curl, link, make_file, peak_rss_kib, wrk, wrk_cpu
 
 
 class Workloads(runner.Bench):
     """The workloads not yet in a module of their own."""
-
-    def throughput(self, url: str, streams: int, rounds: int = 1) -> float:
-        """MiB/s of ``streams`` concurrent downloads, ``rounds`` times over:
-        a single 512 MiB stream lasts 0.2 s, too short to time alone."""
-        t0 = time.monotonic()
-        for _ in range(rounds):
-            procs = [
-                subprocess.Popen(["curl", "-fsS", "-o", "/dev/null", url])
-                for _ in range(streams)
-            ]
-            for proc in procs:
-                # wait() with a timeout polls in sleeps of up to 50 ms, which
-                # would quantize a 0.2 s transfer: block in waitpid instead.
-                if proc.wait() != 0:
-                    raise RuntimeError(f"curl {url} failed")
-        size = (self.s.files / url.rsplit("/", 1)[1]).stat().st_size
-        return rounds * streams * size / (time.monotonic() - t0) / MIB
-
-    def w2(self, pc_port: int) -> None:
-        path = "/w2.bin"
-        curl(f"http://127.0.0.1:{pc_port}{path}")  # make it a hit
-        os.sync()  # the fresh copy's writeback would weigh on the first runs
-
-        def run() -> list[float]:
-            out = []
-            for streams in (1, 8):
-                # Alternate who goes first: the second of two big reads in a
-                # row tends to be faster here, whoever it is.
-                pair = [
-                    f"http://127.0.0.1:{pc_port}{path}",
-                    f"http://127.0.0.1:{self.s.static_port}{path}",
-                ]
-                self.flip = not getattr(self, "flip", False)
-                order = pair[::-1] if self.flip else pair
-                rounds = 8 if streams == 1 else 1
-                speeds = {url: self.throughput(url, streams, rounds) for url in order}
-                ours, theirs = speeds[pair[0]], speeds[pair[1]]
-                out += [ours / theirs, ours, theirs]
-            return out
-
-        cols = self.repeat(run)
-        for i, streams in enumerate((1, 8)):
-            self.record(
-                "W2 big hit",
-                f"{streams} stream(s): MB/s vs nginx static",
-                cols[3 * i],
-                ">= 0.9",
-            )
-            self.record(
-                "W2",
-                f"{streams} stream(s): package-cache MiB/s",
-                cols[3 * i + 1],
-                "-",
-                "{:.0f}",
-            )
-            self.record(
-                "W2",
-                f"{streams} stream(s): nginx static MiB/s",
-                cols[3 * i + 2],
-                "-",
-                "{:.0f}",
-            )
 
     def w3(self, pc: tuple[int, int], bare: tuple[int, int], static_port: int) -> None:
         """16 KiB hits; ``pc`` and ``bare`` are (port, pid)."""
@@ -319,7 +258,7 @@ def main() -> None:
             # In this order: the table's rows follow it.
             steps: dict[str, Callable[[], None]] = {
                 "W1": lambda: w1_cold_coalesced.run(bench, f.slow_port),
-                "W2": lambda: bench.w2(f.fast[0]),
+                "W2": lambda: w2_big_hit.run(bench, f.fast[0]),
                 "W3": lambda: bench.w3(f.fast, f.bare, f.tornado_static_port),
                 "W4": bench.w4,
                 "W5": lambda: bench.w5(f.fast[0]),
