@@ -27,56 +27,12 @@ from pathlib import Path
 import runner
 import w1_cold_coalesced
 import w2_big_hit
-from runner import MIB, curl, link, make_file, peak_rss_kib, wrk, wrk_cpu
+import w3_small_hit
+from runner import MIB, curl, link, make_file, peak_rss_kib, wrk
 
 
 class Workloads(runner.Bench):
     """The workloads not yet in a module of their own."""
-
-    def w3(self, pc: tuple[int, int], bare: tuple[int, int], static_port: int) -> None:
-        """16 KiB hits; ``pc`` and ``bare`` are (port, pid)."""
-        path = "/w3.bin"
-        curl(f"http://127.0.0.1:{pc[0]}{path}")
-        seconds = 3 if self.quick else 5
-
-        def run() -> list[float]:
-            # Alternate who goes first, as in W2.
-            self.flip3 = not getattr(self, "flip3", False)
-            order = [pc, bare][:: -1 if self.flip3 else 1]
-            measured = {
-                port: wrk_cpu(f"http://127.0.0.1:{port}{path}", pid, seconds)
-                for port, pid in order
-            }
-            (ours, our_cpu), (theirs, their_cpu) = measured[pc[0]], measured[bare[0]]
-            static = wrk(f"http://127.0.0.1:{static_port}{path}", 32, seconds)["rps"]
-            nginx = wrk(f"http://127.0.0.1:{self.s.static_port}{path}", 32, seconds)[
-                "rps"
-            ]
-            return [
-                ours / theirs,
-                their_cpu / our_cpu,
-                ours / static,
-                ours / nginx,
-                ours,
-                theirs,
-                our_cpu,
-                their_cpu,
-            ]
-
-        cols = self.repeat(run)
-        self.record("W3 small hit", "req/s vs bare tornado handler", cols[0], ">= 0.9")
-        self.record(
-            "W3",
-            "CPU per request: bare tornado handler / package-cache",
-            cols[1],
-            "-",
-        )
-        self.record("W3", "req/s vs tornado StaticFileHandler", cols[2], "-")
-        self.record("W3", "req/s vs nginx static", cols[3], "-")
-        self.record("W3", "package-cache req/s", cols[4], "-", "{:.0f}")
-        self.record("W3", "bare tornado req/s", cols[5], "-", "{:.0f}")
-        self.record("W3", "package-cache CPU us per request", cols[6], "-", "{:.0f}")
-        self.record("W3", "bare tornado CPU us per request", cols[7], "-", "{:.0f}")
 
     def w4(self) -> None:
         """1 GiB cold miss, a 2 MB/s reader and a fast one: peak RSS growth."""
@@ -259,7 +215,9 @@ def main() -> None:
             steps: dict[str, Callable[[], None]] = {
                 "W1": lambda: w1_cold_coalesced.run(bench, f.slow_port),
                 "W2": lambda: w2_big_hit.run(bench, f.fast[0]),
-                "W3": lambda: bench.w3(f.fast, f.bare, f.tornado_static_port),
+                "W3": lambda: w3_small_hit.run(
+                    bench, f.fast, f.bare, f.tornado_static_port
+                ),
                 "W4": bench.w4,
                 "W5": lambda: bench.w5(f.fast[0]),
                 "W6": lambda: bench.w6(f.fast[0]),
