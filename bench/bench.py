@@ -17,7 +17,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,45 +27,12 @@ import runner
 import w1_cold_coalesced
 import w2_big_hit
 import w3_small_hit
-from runner import MIB, curl, link, make_file, peak_rss_kib, wrk
+import w4_slow_client
+from runner import MIB, curl, link, make_file, wrk
 
 
 class Workloads(runner.Bench):
     """The workloads not yet in a module of their own."""
-
-    def w4(self) -> None:
-        """1 GiB cold miss, a 2 MB/s reader and a fast one: peak RSS growth."""
-
-        def run() -> list[float]:
-            cache_name = self.unique("w4cache")
-            port, process = self.s.package_cache(
-                f"http://127.0.0.1:{self.s.origin_port}/fast", cache_name
-            )
-            time.sleep(0.5)
-            before = peak_rss_kib(process.pid)
-            name = link(self.s.files, "w4.bin", self.unique("w4"))
-            url = f"http://127.0.0.1:{port}{name}"
-            slow = subprocess.Popen(
-                ["curl", "-fsS", "-o", "/dev/null", "--limit-rate", "2M", url]
-            )
-            time.sleep(0.3)
-            curl(url)
-            cached = self.s.work / f"cache-{cache_name}"
-            growth = (peak_rss_kib(process.pid) - before) / 1024
-            slow.kill()
-            process.terminate()
-            process.wait(15)
-            shutil.rmtree(cached, ignore_errors=True)
-            return [growth]
-
-        cols = self.repeat(run)
-        self.record(
-            "W4 slow client",
-            "peak RSS growth MiB (1 GiB miss)",
-            cols[0],
-            "<= 32",
-            "{:.1f}",
-        )
 
     def w5(self, pc_port: int) -> None:
         """Cold miss, one client, fast origin: against a direct download.
@@ -218,7 +184,7 @@ def main() -> None:
                 "W3": lambda: w3_small_hit.run(
                     bench, f.fast, f.bare, f.tornado_static_port
                 ),
-                "W4": bench.w4,
+                "W4": lambda: w4_slow_client.run(bench),
                 "W5": lambda: bench.w5(f.fast[0]),
                 "W6": lambda: bench.w6(f.fast[0]),
             }
