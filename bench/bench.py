@@ -6,8 +6,11 @@ nginx and wrk from Debian when missing (as root). Everything runs on
 with min-max, and writes it to ``bench/results.md``. These machines are
 noisy: read the ratios, not the absolute numbers.
 
-Workloads (see issue 5): W1 cold coalesced, W2 big hit, W3 small hit,
-W4 slow client memory, W5 cold miss throughput, W6 1000 connections.
+Workloads (see issue 5), one module each: W1 cold coalesced
+(``w1_cold_coalesced.py``), W2 big hit (``w2_big_hit.py``), W3 small hit
+(``w3_small_hit.py``), W4 slow client memory (``w4_slow_client.py``), W5
+cold miss throughput (``w5_cold_miss.py``), W6 1000 connections
+(``w6_connections.py``). What they share is in ``runner.py``.
 """
 
 from __future__ import annotations
@@ -25,25 +28,7 @@ import w2_big_hit
 import w3_small_hit
 import w4_slow_client
 import w5_cold_miss
-from runner import wrk
-
-
-class Workloads(runner.Bench):
-    """The workloads not yet in a module of their own."""
-
-    def w6(self, pc_port: int) -> None:
-        path = "/w3.bin"
-        seconds = 5 if self.quick else 10
-
-        def run() -> list[float]:
-            result = wrk(f"http://127.0.0.1:{pc_port}{path}", 1000, seconds)
-            nginx = wrk(f"http://127.0.0.1:{self.s.static_port}{path}", 1000, seconds)
-            return [result["errors"], result["p99_ms"], nginx["p99_ms"]]
-
-        cols = self.repeat(run)
-        self.record("W6 1000 connections", "errors", cols[0], "0", "{:.0f}")
-        self.record("W6", "p99 latency ms: package-cache", cols[1], "-", "{:.0f}")
-        self.record("W6", "p99 latency ms: nginx static", cols[2], "-", "{:.0f}")
+import w6_connections
 
 
 def main() -> None:
@@ -63,7 +48,7 @@ def main() -> None:
         work.chmod(0o755)  # nginx workers run as another user
         with runner.servers(work) as s:
             f = runner.prepare(s, args.quick)
-            bench = Workloads(s, args.runs, args.quick)
+            bench = runner.Bench(s, args.runs, args.quick)
             # In this order: the table's rows follow it.
             steps: dict[str, Callable[[], None]] = {
                 "W1": lambda: w1_cold_coalesced.run(bench, f.slow_port),
@@ -73,7 +58,7 @@ def main() -> None:
                 ),
                 "W4": lambda: w4_slow_client.run(bench),
                 "W5": lambda: w5_cold_miss.run(bench, f.fast[0]),
-                "W6": lambda: bench.w6(f.fast[0]),
+                "W6": lambda: w6_connections.run(bench, f.fast[0]),
             }
             for name, step in steps.items():
                 if name in only:
