@@ -6,7 +6,7 @@ nginx and wrk from Debian when missing (as root). Everything runs on
 with min-max, and writes it to ``bench/results.md``. These machines are
 noisy: read the ratios, not the absolute numbers.
 
-Workloads (see issue 5), one module each: W1 cold coalesced
+Workloads, one module each: W1 cold coalesced
 (``w1_cold_coalesced.py``), W2 big hit (``w2_big_hit.py``), W3 small hit
 (``w3_small_hit.py``), W4 slow client memory (``w4_slow_client.py``), W5
 cold miss throughput (``w5_cold_miss.py``), W6 1000 connections

@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
+import struct
 
 from tests.conftest import wait_until
 
@@ -92,3 +94,30 @@ def test_cache_count_at_start_up_includes_existing_files(origin, make_proxy, tmp
     proxy = make_proxy([origin.source("ok")])
     assert wait_until(lambda: metric(proxy, "pkgcache_cache_bytes") == 1234)
     assert metric(proxy, "pkgcache_cache_files") == 1
+
+
+def test_pages_and_errors_log_the_bytes_of_their_body(proxy):
+    for path in ("/.pkgcache/status.json", "/.pkgcache/metrics", "/.hidden"):
+        response = proxy.request(path)
+        line = f'"GET {path}" {response.status} {len(response.body)} '
+        assert len(response.body) > 0
+        assert wait_until(lambda line=line: line in proxy.log()), line
+
+
+def test_an_abandoned_big_hit_counts_only_the_bytes_that_left(proxy):
+    size = 64 * 1024 * 1024
+    path = f"/files/{size}/abandoned.tar"
+    assert len(proxy.request(path).body) == size
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = 0
+        while received < 1024 * 1024:
+            received += len(sock.recv(65536))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    pattern = re.compile(rf'"GET {re.escape(path)}" 200 (\d+) hit')
+    assert wait_until(lambda: pattern.search(proxy.log()) is not None, timeout=15)
+    logged = int(pattern.search(proxy.log()).group(1))
+    assert 1024 * 1024 <= logged < size // 2
+    served = metric(proxy, "pkgcache_served_bytes_total", source="cache")
+    assert served == logged
