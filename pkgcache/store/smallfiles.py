@@ -1,7 +1,7 @@
 """Keep the bytes of small cached files in memory.
 
-A small hit is bound by per-request work, and opening and reading a 16 KiB
-file is a fifth of it. Cached files never change in place (a new download
+A small hit is bound by per-request work, and opening and reading the
+file is a large part of it. Cached files never change in place (a new download
 replaces the file, giving it a new inode), so an entry is valid while the
 stat the hit already did shows the same inode, size and mtime.
 """
