@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import inspect
 import logging
 import os
 import ssl
@@ -47,6 +48,13 @@ CURL_BUFFER_SIZE = 1024 * 1024
 #: resuming took another timer and socket event. 4 MiB gave a quarter more
 #: cold-miss throughput than 1 MiB; 2, 8 and 16 MiB gave less.
 STREAM_QUEUE_SIZE = 4 * 1024 * 1024
+
+#: tornado 6.6 added max_body_size (100 MiB unless raised, also on streamed
+#: bodies); 6.5 has no limit and rejects the argument. Asked of the signature,
+#: not the version, as a distribution's 6.5 may carry the limit as a backport.
+_HAS_MAX_BODY_SIZE = (
+    "max_body_size" in inspect.signature(CurlAsyncHTTPClient.initialize).parameters
+)
 
 #: CA bundles of common distributions, used when the Python build names none.
 _CA_BUNDLES = (
@@ -132,12 +140,10 @@ class Upstream:
         """``on_attempt(source, outcome, bytes)`` hears of every attempt."""
         self.settings = settings
         self.on_attempt = on_attempt
-        max_body = settings.max_file_size or 1 << 62
-        self.client = CurlAsyncHTTPClient(
-            force_instance=True,
-            max_clients=settings.upstream_connections,
-            max_body_size=max_body,
-        )
+        options = {"max_clients": settings.upstream_connections}
+        if _HAS_MAX_BODY_SIZE:
+            options["max_body_size"] = settings.max_file_size or 1 << 62
+        self.client = CurlAsyncHTTPClient(force_instance=True, **options)
         self.ca_file = settings.ca_file or system_ca_file()
 
     async def fetch(
