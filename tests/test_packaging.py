@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,3 +141,36 @@ def test_sdist_contains_what_the_ebuild_installs(tmp_path: Path):
         "tests/test_streaming.py",
     ):
         assert required in names, required
+
+
+def test_ebuilds_require_the_tornado_setup_py_requires():
+    """./dev test smoke-tests the floor in setup.py; the ebuilds must not
+    promise an older tornado than that."""
+    (floor,) = re.findall(r'"tornado>=([\d.]+)"', (ROOT / "setup.py").read_text())
+    for ebuild in EBUILDS:
+        if "net-proxy" in ebuild.parts:
+            found = re.findall(r">=dev-python/tornado-([\d.]+)", ebuild.read_text())
+            assert found == [floor], ebuild
+
+
+@pytest.mark.smoke
+def test_the_proxy_runs_the_tornado_of_this_interpreter(proxy):
+    """The proxy is ``sys.executable -m pkgcache``, so it imports the tornado
+    that pytest runs with: ./dev test relies on that to try the oldest
+    declared tornado, and says which one it wants (PKGCACHE_EXPECT_TORNADO)."""
+    import tornado
+
+    assert proxy.request("/files/1000/which-tornado.tar").status == 200
+    assert proxy.process is not None
+    pid = proxy.process.pid
+    argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    assert os.fsdecode(argv0) == sys.executable
+    # tornado's C extension, when it has one here, shows which copy of
+    # tornado the running proxy imported.
+    here = os.path.dirname(tornado.__file__) + os.sep
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    loaded = {line.split()[-1] for line in maps if "/tornado/" in line}
+    assert all(path.startswith(here) for path in loaded), (here, loaded)
+    expected = os.environ.get("PKGCACHE_EXPECT_TORNADO")
+    if expected:
+        assert tornado.version == expected, f"tornado {tornado.version} in {here}"

@@ -12,6 +12,7 @@ from tests.conftest import wait_until
 from tests.origin import LAST_MODIFIED, LAST_MODIFIED_EPOCH, content
 
 
+@pytest.mark.smoke
 def test_miss_then_hit_fetches_once_and_serves_identical_bytes(proxy, origin):
     path = "/files/50000/foo-1.0.tar.gz"
     first = proxy.request(path)

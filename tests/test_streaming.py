@@ -56,6 +56,7 @@ def test_concurrent_clients_share_one_upstream_download(origin, make_proxy):
     assert digest(proxy.cached(path).read_bytes()) == expected
 
 
+@pytest.mark.smoke
 def test_joiner_gets_bytes_before_the_download_ends(origin, make_proxy):
     origin.rate = 1 * MIB
     proxy = make_proxy([origin.source("slow")])
@@ -100,6 +101,7 @@ def test_a_tiny_file_arrives_whole_on_a_miss(proxy):
     assert response.body == content("tiny.tar", 1024)
 
 
+@pytest.mark.smoke
 def test_a_file_over_100_mib_arrives_whole_on_a_miss(proxy):
     size = 110 * MIB
     path = f"/files/{size}/big.tar"
