@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from tests.conftest import wait_until
 from tests.origin import content
 
@@ -35,6 +37,7 @@ def test_raising_max_file_size_by_reload_lets_big_files_through(origin, make_pro
         assert proxy.cached(f"/files/{size}/{name}").read_bytes() == response.body
 
 
+@pytest.mark.smoke
 def test_lowering_max_file_size_by_reload_refuses_the_next_big_file(origin, make_proxy):
     proxy = make_proxy([origin.source("chunked")])
     size = 3 * MIB

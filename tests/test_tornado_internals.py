@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+import pytest
 import tornado
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import HTTPRequest
@@ -61,6 +62,7 @@ async def _probe() -> tuple[bytes, list[bool]]:
         server.stop()
 
 
+@pytest.mark.smoke
 def test_the_connection_internals_we_write_beside_still_exist():
     body, queues = asyncio.run(_probe())
     assert Probe.seen["missing"] == []
