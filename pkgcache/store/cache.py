@@ -141,7 +141,7 @@ class CacheStore:
         except OSError:
             os.close(fd)
             raise
-        return PartialFile(self, path, fd)
+        return PartialFile(path, fd, self.put_in_place)
 
     def put_in_place(
         self, partial_path: str, key: CacheKey, mtime: float | None

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from pkgcache.batches import IOV_MAX, without_first
 from pkgcache.store.paths import CacheKey
 
-if TYPE_CHECKING:
-    from pkgcache.store.cache import CacheStore
+#: The store's publish step: (partial path, key, mtime) -> final path.
+PutInPlace = Callable[[str, CacheKey, float | None], str]
 
 
 class PartialReader:
@@ -45,8 +45,8 @@ class PartialFile:
     ``close`` ends writing; then exactly one of ``publish`` or ``discard``.
     """
 
-    def __init__(self, store: CacheStore, path: str, fd: int) -> None:
-        self._store = store
+    def __init__(self, path: str, fd: int, put_in_place: PutInPlace) -> None:
+        self._put_in_place = put_in_place
         self._path = path
         self._fd = fd
         #: Bytes in the file, where readers may read.
@@ -83,7 +83,7 @@ class PartialFile:
         discards the file.
         """
         self.close()
-        return self._store.put_in_place(self._path, key, mtime)
+        return self._put_in_place(self._path, key, mtime)
 
     def discard(self) -> None:
         """Remove the file; readers holding it open keep their view."""
