@@ -119,3 +119,15 @@ class LiveSettings:
         for listener in self._listeners:
             listener(old, new)
         return ignored
+
+
+def display_source(url: str) -> str:
+    """``url`` as it may be shown (logs, status pages, metric labels): the
+    password in it, or a lone user name (a token), is replaced by ``***``,
+    so credentials for a mirror never leave the config file."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not sep or not at or "/" in userinfo:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}:***@{host}" if colon else f"{scheme}://***@{host}"
