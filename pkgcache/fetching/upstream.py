@@ -29,7 +29,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.httputil import HTTPHeaders
 
 from pkgcache import __version__
-from pkgcache.settings import LiveSettings
+from pkgcache.settings import LiveSettings, display_source
 from pkgcache.store.paths import CacheKey
 from pkgcache.tornado_internals import set_stream_queue
 
@@ -193,8 +193,11 @@ class Upstream:
         ``same_source_first`` is false: it broke again), then the others in
         order.
         ``If-Range`` carries the first response's ETag (or Last-Modified), so
-        a changed file answers 200 and is refused; a 206 is spliced in only
-        if its Content-Range has the same total length. Returns COMPLETE,
+        a changed file answers 200 and is refused. A 206 is spliced in only
+        if its Content-Range continues the same total length and it carries
+        every validator the first response had (ETag and Last-Modified, the
+        same values): an upstream that ignores If-Range must not splice a
+        new version onto the old one's first half. Returns COMPLETE,
         BROKEN (more bytes came, then it broke again: the caller may resume
         again) or FAILED (nobody could continue).
         """
@@ -205,9 +208,10 @@ class Upstream:
         expected_range = f"bytes {offset}-{total - 1}/{total}"
 
         def same_file(partial: ResponseHead) -> bool:
-            etag = partial.headers.get("ETag")
-            if etag and head.headers.get("ETag") and etag != head.headers["ETag"]:
-                return False
+            for name in ("ETag", "Last-Modified"):
+                first = head.headers.get(name)
+                if first is not None and partial.headers.get(name) != first:
+                    return False
             return partial.headers.get("Content-Range", "").strip() == expected_range
 
         sources = list(self.live.current.sources)
@@ -265,7 +269,7 @@ class Upstream:
             what,
             method,
             key,
-            source,
+            display_source(source),
             f" at byte {headers['Range'][6:-1]}" if headers else "",
             result.outcome.value,
             result.detail,
@@ -273,7 +277,9 @@ class Upstream:
             time.monotonic() - started,
         )
         if self.on_attempt is not None:
-            self.on_attempt(source, result.outcome.name.lower(), attempt.body_bytes)
+            self.on_attempt(
+                display_source(source), result.outcome.name.lower(), attempt.body_bytes
+            )
         return result
 
 
@@ -302,6 +308,8 @@ class _Attempt:
         self.upstream = upstream
         self.body_limit = body_limit
         self._too_big = False
+        #: Why a response that looked acceptable was refused as malformed.
+        self._malformed = ""
         self.headers = {"Accept-Encoding": "identity", **(headers or {})}
         self.expected_status = expected_status
         self.url = url
@@ -355,6 +363,8 @@ class _Attempt:
 
     def _classify(self, error: Exception | None) -> FetchResult:
         head = self._head
+        if self._malformed:
+            return FetchResult(Outcome.FAILED, self._malformed, head=head)
         if self._too_big:
             return FetchResult(Outcome.FAILED, "larger than max_file_size", head=head)
         if self._stalled:
@@ -385,6 +395,12 @@ class _Attempt:
         set_stream_queue(curl, STREAM_QUEUE_SIZE)
         curl.setopt(pycurl.NOPROGRESS, 0)
         curl.setopt(pycurl.XFERINFOFUNCTION, self._progress)
+        # libcurl calls the progress callback only when it drives the
+        # transfer; with a low-speed limit set it wakes the transfer every
+        # second to check, so a silent upstream still reaches _progress.
+        # LOW_SPEED_TIME itself is only the backstop (it averages).
+        curl.setopt(pycurl.LOW_SPEED_LIMIT, 1)
+        curl.setopt(pycurl.LOW_SPEED_TIME, int(settings.stall_timeout) + 2)
         self._stall_timeout = settings.stall_timeout
         self._last_progress = time.monotonic()
 
@@ -443,6 +459,9 @@ class _Attempt:
         self._head = head
         is_folder = urllib.parse.urlsplit(head.url).path.endswith("/")
         self._accepted = head.status == self.expected_status and not is_folder
+        if self._accepted and _framing_is_ambiguous(head):
+            self._accepted = False
+            self._malformed = "both Transfer-Encoding and Content-Length"
         if self._accepted and not self.on_head(head):
             self._accepted = False
             self._refused_by_cache = True
@@ -472,3 +491,11 @@ def _takes_max_body_size() -> bool:
     to streamed bodies; 6.5 has neither the argument nor the limit."""
     parameters = inspect.signature(CurlAsyncHTTPClient.initialize).parameters
     return "max_body_size" in parameters
+
+
+def _framing_is_ambiguous(head: ResponseHead) -> bool:
+    """RFC 9112 section 6.3: Transfer-Encoding overrides Content-Length, and
+    a message with both ought to be handled as an error. libcurl reads the
+    chunked body to its end while the length promises another size: no
+    length check could then be trusted."""
+    return "Transfer-Encoding" in head.headers and "Content-Length" in head.headers
