@@ -66,13 +66,16 @@ def build(settings: Settings) -> Parts:
 
     def make_room(download: Download) -> None:
         size = download.head.content_length if download.head else None
-        if size:
+        if size and not evictor.could_fit(size):
+            download.do_not_keep("larger than max_size")
+        elif size:
             evictor.make_room(size, store.final_path(download.key))
 
     def count_stored(download: Download) -> None:
         if download.published:
             usage.stored(download.received)
 
+    downloads.fits = evictor.could_fit
     downloads.on_begin.append(make_room)
     downloads.on_end.append(count_stored)
     live.on_change(lambda _old, new: set_verbosity(new))

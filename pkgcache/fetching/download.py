@@ -21,6 +21,7 @@ from typing import Protocol
 from tornado.ioloop import IOLoop
 from tornado.locks import Condition, Event
 
+from pkgcache.batches import without_first
 from pkgcache.fetching.upstream import FetchResult, Outcome, ResponseHead, Upstream
 from pkgcache.settings import LiveSettings
 from pkgcache.store.cache import CacheStore, StoreError
@@ -73,7 +74,12 @@ class Download:
         live_settings: LiveSettings,
         on_begin: Callable[[Download], None],
         on_end: Callable[[Download], None],
+        stored: bool = True,
+        fits: Callable[[int], bool] | None = None,
     ) -> None:
+        """``stored`` False: a pass-through for one client, with no partial
+        file (the cache cannot take it). ``fits(size)`` False: a complete
+        file of that size must not be stored (see ``do_not_keep``)."""
         self.key = key
         self.state = State.CONNECTING
         self.head: ResponseHead | None = None
@@ -89,6 +95,16 @@ class Download:
         self.storage_failed = False
         #: True once the complete file is at its final path.
         self.published = False
+        #: False when the file must not be published even if it completes
+        #: (``do_not_keep``), or has no partial file at all.
+        self.keep = stored
+        self._stored = stored
+        self._fits = fits
+        #: The body, kept in memory once it cannot be stored (no partial
+        #: file, or a write failed), while it fits ``client_buffer``, so a
+        #: client that comes after the end still gets it; None otherwise.
+        self._memory: list[bytes] | None = None
+        self._memory_size = 0
         self.started = time.monotonic()
         #: Notified after every batch and at the end: followers wait on it.
         self.progress = Condition()
@@ -117,14 +133,33 @@ class Download:
     def reader_count(self) -> int:
         return len(self._readers)
 
-    def attach(self, reader: Reader) -> PartialReader:
-        """Add a reader; returns its own descriptor on the partial file.
-        Only while STREAMING (the caller checked ``ended`` after
-        ``wait_for_head``, in the same IOLoop step)."""
-        assert self.state is State.STREAMING and self._partial is not None
-        descriptor = self._partial.open_reader()
+    @property
+    def has_partial(self) -> bool:
+        """True when readers can follow the download in its partial file."""
+        return self._partial is not None
+
+    def attach(self, reader: Reader) -> PartialReader | None:
+        """Add a reader; returns its own descriptor on the partial file, or
+        None when there is none (only LIVE reading then). Only while
+        STREAMING (the caller checked ``ended`` after ``wait_for_head``, in
+        the same IOLoop step)."""
+        assert self.state is State.STREAMING
+        descriptor = self._partial.open_reader() if self._partial else None
         self._readers.add(reader)
         return descriptor
+
+    def kept_body(self) -> bytes | None:
+        """The whole body of a DONE download that could not be stored but
+        was small enough to keep in memory; None otherwise."""
+        if self.state is not State.DONE or self._memory is None:
+            return None
+        return b"".join(self._memory)
+
+    def do_not_keep(self, reason: str) -> None:
+        """Serve this download to its clients but never publish it."""
+        if self.keep:
+            self.keep = False
+            log.warning("%s: %s; served, not stored", self.key, reason)
 
     def detach(self, reader: Reader) -> None:
         self._readers.discard(reader)
@@ -173,11 +208,15 @@ class Download:
         if limit and (head.content_length or 0) > limit:
             log.warning("%s is larger than max_file_size; refused", self.key)
             return False
-        try:
-            self._partial = self._store.new_partial()
-        except OSError as error:
-            log.error("cannot create a partial file for %s: %s", self.key, error)
-            return False
+        if self._stored:
+            try:
+                self._partial = self._store.new_partial()
+            except OSError as error:
+                self._store.storage_failed(f"create a file for {self.key}", error)
+                self.storage_failed = True
+                self.keep = False
+        if self._partial is None:
+            self._memory = []
         self.head = head
         self.state = State.STREAMING
         self._head_known.set()
@@ -221,17 +260,44 @@ class Download:
 
     def _store_batch(self, chunks: list[bytes], size: int) -> None:
         if self.storage_failed or self._partial is None:
+            self._keep_in_memory(chunks, size)
             return
+        before = self._partial.written
         try:
             self._partial.write(chunks, size)
         except OSError as error:
             self.storage_failed = True
-            log.error(
-                "cannot write %s to the cache (%s): clients still fed directly "
-                "get the file, it will not be cached",
-                self.key,
-                error.strerror,
-            )
+            self._store.storage_failed(f"write {self.key} to the cache", error)
+            self._keep_from_partial(chunks, self._partial.written - before)
+
+    def _keep_from_partial(self, chunks: list[bytes], stored: int) -> None:
+        """A write failed: keep what the file holds and the rest of the
+        batch in memory instead, if the whole fits."""
+        assert self._partial is not None
+        written = self._partial.written
+        if written > self._settings.current.client_buffer:
+            return
+        reader = self._partial.open_reader()
+        try:
+            start = reader.read(0, written) if written else b""
+        except OSError:
+            return
+        finally:
+            reader.close()
+        if len(start) == written:
+            self._memory = [start] if start else []
+            self._memory_size = written
+            rest = without_first(chunks, stored)
+            self._keep_in_memory(rest, sum(map(len, rest)))
+
+    def _keep_in_memory(self, chunks: list[bytes], size: int) -> None:
+        if self._memory is None:
+            return
+        self._memory_size += size
+        if self._memory_size > self._settings.current.client_buffer:
+            self._memory = None
+        else:
+            self._memory.extend(bytes(chunk) for chunk in chunks)
 
     def _end(self, result: FetchResult) -> None:
         """Publish or discard, leave the registry, wake everyone: one step.
@@ -264,11 +330,14 @@ class Download:
             reader.wake()
 
     def _publish_or_discard(self, partial: PartialFile) -> None:
-        if self.state is State.DONE and not self.storage_failed:
+        if self._fits is not None and not self._fits(self.received):
+            self.do_not_keep("larger than max_size")
+        if self.state is State.DONE and self.keep and not self.storage_failed:
             try:
                 mtime = self.head.last_modified if self.head else None
                 partial.publish(self.key, mtime)
                 self.published = True
+                self._store.storage_works()
                 return
             except StoreError as error:
                 log.error("cannot store %s: %s", self.key, error)

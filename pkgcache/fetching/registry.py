@@ -33,6 +33,9 @@ class Downloads:
         self.live_settings = live_settings
         self.on_begin: list[DownloadListener] = []
         self.on_end: list[DownloadListener] = []
+        #: Whether a complete file of this size may be stored (the cache's
+        #: bounds); None: any size.
+        self.fits: Callable[[int], bool] | None = None
         self._active: dict[CacheKey, Download] = {}
 
     def active(self) -> list[Download]:
@@ -54,8 +57,25 @@ class Downloads:
             self.live_settings,
             self._began,
             self._forget,
+            fits=self.fits,
         )
         self._active[key] = download
+        download.start()
+        return download
+
+    def pass_through(self, key: CacheKey) -> Download:
+        """Start a download for one client that is never registered or
+        stored: the cache could not keep the file (full or read-only disk),
+        and that client must still get it."""
+        download = Download(
+            key,
+            self.store,
+            self.upstream,
+            self.live_settings,
+            lambda _download: None,
+            lambda _download: None,
+            stored=False,
+        )
         download.start()
         return download
 

@@ -66,6 +66,9 @@ class ClientStream:
         self._ahead = min(bound, FOLLOW_AHEAD)
         self._flushing: Future[None] | None = None
         self._wakeup = Event()
+        #: Set when a reader without a partial file to fall back on passed
+        #: its bound: it cannot catch up, so it is cut.
+        self._overflowed = False
 
     @property
     def closed(self) -> bool:
@@ -79,7 +82,8 @@ class ClientStream:
         finally:
             self.state = ReaderState.DONE
             self.download.detach(self)
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
 
     def client_left(self) -> None:
         """The client closed its connection: stop sending, keep downloading."""
@@ -103,6 +107,9 @@ class ClientStream:
         if sent < size:
             self._send(b"".join(without_first(chunks, sent)))
         if self._buffered + self._in_flight > self.bound:
+            if self._file is None:
+                self._overflowed = True
+                self.state = ReaderState.DONE
             self._stop_live()
 
     def wake(self) -> None:
@@ -111,7 +118,7 @@ class ClientStream:
     async def _run(self) -> bool:
         download = self.download
         self._start_flush()  # the status and headers go out now, not with data
-        while not self.closed:
+        while not self.closed and not self._overflowed:
             if self.state is ReaderState.LIVE:
                 await self._wakeup.wait()
                 self._wakeup.clear()
@@ -147,8 +154,8 @@ class ClientStream:
             if self.offset == download.delivered:
                 self.state = ReaderState.LIVE
                 continue
-            if download.storage_failed:
-                return False
+            if download.storage_failed or self._file is None:
+                return False  # bytes it needs are in no file
             await download.progress.wait()
         return False
 
@@ -169,6 +176,7 @@ class ClientStream:
         )
 
     def _read(self, available: int) -> bytes:
+        assert self._file is not None
         data = self._file.read(self.offset, min(READ_SIZE, available))
         if not data:
             raise OSError(f"partial file of {self.download.key} ended early")

@@ -14,6 +14,7 @@ the connection, so clients see an error instead of a short file.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from tornado.httputil import responses
@@ -167,19 +168,19 @@ class CacheHandler(PageHandler):
             body = FileBody(cached.path, cached.stat.st_size)
         await self._respond(representation, file_headers, body)
 
-    async def _serve_download(self, key: CacheKey, download: Download) -> None:
+    async def _serve_download(
+        self, key: CacheKey, download: Download, passing: bool = False
+    ) -> None:
+        """Join ``download``; ``passing``: it is this client's own
+        pass-through, not to be replaced by another."""
         await download.wait_for_head()
         if download.ended:
-            # It ended before this client saw a byte: serve what it left.
-            cached = self._lookup(key) if download.published else None
-            if cached is not None:
-                await self._serve_file(cached)
-                return
-            assert download.result is not None
-            status = download.result.client_status
-            raise HTTPError(
-                502 if status == 200 else status, "%s", download.result.detail
-            )
+            await self._serve_ended(key, download, passing)
+            return
+        if not download.has_partial and download.delivered and not passing:
+            # Nothing to follow: bytes already went by and were not stored.
+            await self._serve_download(key, self._pass_through(key), True)
+            return
         assert download.head is not None
         representation, file_headers = headers.download_file(
             key.relative, download.head.content_length, download.head.last_modified
@@ -190,10 +191,41 @@ class CacheHandler(PageHandler):
         if self.result == "joined":
             joined.inc()
         try:
-            await self._respond(representation, file_headers, self._growing)
+            # Without a partial file, a reader can only take the bytes from
+            # where the download is now: no byte ranges then.
+            ranges = download.has_partial
+            await self._respond(representation, file_headers, self._growing, ranges)
         finally:
             if self.result == "joined":
                 joined.dec()
+
+    async def _serve_ended(
+        self, key: CacheKey, download: Download, passing: bool
+    ) -> None:
+        """The download ended before this client saw a byte: serve what it
+        left (the stored file, the body kept in memory, or a pass-through
+        of its own when the cache could not take it), or its error."""
+        cached = self._lookup(key) if download.published else None
+        if cached is not None:
+            await self._serve_file(cached)
+            return
+        kept = download.kept_body()
+        if kept is not None and download.head is not None:
+            representation, file_headers = headers.download_file(
+                key.relative, len(kept), download.head.last_modified
+            )
+            await self._respond(representation, file_headers, MemoryBody(kept))
+            return
+        assert download.result is not None
+        if download.result.outcome is Outcome.COMPLETE and not passing:
+            await self._serve_download(key, self._pass_through(key), True)
+            return
+        status = download.result.client_status
+        raise HTTPError(502 if status == 200 else status, "%s", download.result.detail)
+
+    def _pass_through(self, key: CacheKey) -> Download:
+        log.info("%s was not stored: fetching it again for this client", key)
+        return self.context.downloads.pass_through(key)
 
     async def _head_miss(self, key: CacheKey) -> None:
         """HEAD of an uncached file: ask the sources with HEAD, fetch nothing."""
@@ -211,11 +243,17 @@ class CacheHandler(PageHandler):
         representation: Representation,
         file_headers: dict[str, str],
         body: Body | None,
+        ranges: bool = True,
     ) -> None:
         """Decide, set status and headers, then drain the body (if any)."""
-        answer = decide(
-            self.request.method or "GET", self.request.headers, representation
-        )
+        request_headers: Mapping[str, str] = self.request.headers
+        if not ranges:
+            request_headers = {
+                name: value
+                for name, value in self.request.headers.items()
+                if name not in ("Range", "If-Range")
+            }
+        answer = decide(self.request.method or "GET", request_headers, representation)
         self.set_status(answer.status)
         self.set_header("X-Package-Cache", self.result)
         if answer.status in (200, 206, 304):

@@ -58,6 +58,7 @@ class CacheStore:
         self.root = os.path.realpath(root)
         self.partial_dir = os.path.join(self.root, PARTIAL_FOLDER)
         self._safe_folders: set[str] = set()
+        self._failing = False
         umask = os.umask(0o022)
         os.umask(umask)
         #: Published files are readable as the umask allows (mkstemp's 0600
@@ -79,8 +80,18 @@ class CacheStore:
             raise StoreError(
                 f"cache folder {self.root} is not usable: {error.strerror}"
             ) from None
+        return self.sweep()
+
+    def sweep(self) -> int:
+        """Remove left-over partial files (start-up, shutdown); returns how
+        many. Never raises: a cache that became unusable is logged."""
         removed = 0
-        for entry in os.scandir(self.partial_dir):
+        try:
+            entries = list(os.scandir(self.partial_dir))
+        except OSError as error:
+            log.warning("cannot look for partial files: %s", error.strerror)
+            return 0
+        for entry in entries:
             try:
                 os.unlink(entry.path)
                 removed += 1
@@ -132,6 +143,26 @@ class CacheStore:
         if len(self._safe_folders) >= SAFE_FOLDERS_REMEMBERED:
             self._safe_folders.clear()
         self._safe_folders.add(folder)
+
+    def storage_failed(self, what: str, error: OSError) -> None:
+        """Log that the cache cannot store (full, read-only): once, until a
+        file is stored again, so a full disk does not flood the log while
+        every miss is served through."""
+        if self._failing:
+            log.debug("cannot %s: %s", what, error.strerror or error)
+            return
+        self._failing = True
+        log.error(
+            "cannot %s (%s): serving downloads through without storing them "
+            "until the cache can be written again",
+            what,
+            error.strerror or error,
+        )
+
+    def storage_works(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.warning("the cache can be written again: storing downloads")
 
     def new_partial(self) -> PartialFile:
         """Create a private partial file for a download (raises OSError)."""

@@ -68,6 +68,12 @@ class Evictor:
             self._timer = PeriodicCallback(self.run_pass, settings.cull_interval * 1000)
             self._timer.start()
 
+    def could_fit(self, size: int) -> bool:
+        """False for a file larger than ``max_size``: storing it would evict
+        everything else and then itself, so it is served and not stored."""
+        max_size = self.live.current.max_size
+        return not max_size or size <= max_size
+
     def make_room(self, incoming: int, path: str) -> None:
         """A download of ``incoming`` bytes for ``path`` begins: evict now if
         it would cross max_size or min_free."""
