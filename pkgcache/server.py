@@ -19,6 +19,7 @@ import asyncio
 import logging
 import logging.handlers
 import os
+import resource
 import signal
 import socket
 import sys
@@ -28,8 +29,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from pkgcache import __version__, wiring
+from pkgcache.accepting import Acceptor, address_of
 from pkgcache.config import ConfigError
-from pkgcache.settings import Settings
+from pkgcache.settings import Settings, display_source
 from pkgcache.store.cache import StoreError
 
 log = logging.getLogger("pkgcache")
@@ -70,6 +72,23 @@ def setup_logging(settings: Settings) -> None:
     logging.getLogger("tornado.access").setLevel(logging.CRITICAL)
 
 
+def raise_descriptor_limit() -> None:
+    """Every client connection is a descriptor, and so is each download's
+    partial file and curl socket: the soft RLIMIT_NOFILE (1024 under
+    systemd and most shells) goes up to the hard limit, as nginx's
+    ``worker_rlimit_nofile`` does. The service files raise the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as error:
+            log.info("descriptor limit %d, not raised to %d: %s", soft, hard, error)
+            return
+        log.info("descriptor limit %d (raised from %d)", hard, soft)
+    else:
+        log.info("descriptor limit %d", soft)
+
+
 #: Connections the kernel queues before we accept them. tornado's 128
 #: drops SYNs when a build farm connects at once (clients then wait for a
 #: retransmit, 1 s or more); nginx uses 511. The kernel caps it at
@@ -77,8 +96,10 @@ def setup_logging(settings: Settings) -> None:
 LISTEN_BACKLOG = 1024
 
 
-def listen(server: HTTPServer, settings: Settings) -> list[socket.socket]:
-    """Bind every configured address; all or nothing."""
+def listen(server: HTTPServer, settings: Settings) -> Acceptor:
+    """Bind every configured address, all or nothing, and accept on them
+    (``accepting.py``, not tornado's ``add_sockets``: it pauses when out of
+    descriptors instead of spinning)."""
     sockets: list[socket.socket] = []
     for host in settings.host:
         address = None if host in _EVERY_ADDRESS else host
@@ -91,8 +112,9 @@ def listen(server: HTTPServer, settings: Settings) -> list[socket.socket]:
             raise StartupError(
                 f"cannot listen on {host} port {settings.port}: {reason}"
             ) from None
-    server.add_sockets(sockets)
-    return sockets
+    acceptor = Acceptor(server, sockets)
+    acceptor.start()
+    return acceptor
 
 
 class Daemon:
@@ -105,6 +127,7 @@ class Daemon:
         self.context = parts.context
         self.server = parts.http_server
         self.evictor = parts.evictor
+        self.acceptor: Acceptor | None = None
         self._stop = asyncio.Event()
 
     @property
@@ -118,14 +141,14 @@ class Daemon:
             raise StartupError(str(error)) from None
         if swept:
             log.warning("removed %d left-over partial files", swept)
-        sockets = listen(self.server, self.settings)
+        self.acceptor = listen(self.server, self.settings)
         self.evictor.start()
         log.warning(
             "package-cache %s serving %s on %s from %s",
             __version__,
             self.context.store.root,
-            ", ".join(_address(s) for s in sockets),
-            " ".join(self.settings.sources),
+            ", ".join(address_of(s) for s in self.acceptor.sockets),
+            " ".join(display_source(s) for s in self.settings.sources),
         )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -150,12 +173,16 @@ class Daemon:
                 "still using the running values",
                 ", ".join(ignored),
             )
-        log.warning("reloaded settings; sources: %s", " ".join(new.sources))
+        log.warning(
+            "reloaded settings; sources: %s",
+            " ".join(display_source(s) for s in new.sources),
+        )
 
     async def shutdown(self) -> None:
         grace = self.settings.shutdown_grace
         log.warning("stopping: %d requests in flight", self.context.in_flight.count)
-        self.server.stop()
+        if self.acceptor is not None:
+            self.acceptor.stop()
         self.evictor.stop()
         try:
             await asyncio.wait_for(self.context.in_flight.wait_idle(), grace)
@@ -174,11 +201,6 @@ class Daemon:
             log.warning("removed %d partial files of unfinished downloads", removed)
 
 
-def _address(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 async def _serve(settings: Settings, reload: SettingsLoader | None) -> None:
     # Built inside the running loop: tornado's curl client and HTTP server
     # attach to the IOLoop that is current when they are created.
@@ -192,6 +214,7 @@ def run(settings: Settings, reload: SettingsLoader | None = None) -> int:
     """
     try:
         setup_logging(settings)
+        raise_descriptor_limit()
         asyncio.run(_serve(settings, reload))
     except StartupError as error:
         print(f"package-cache: error: {error}", file=sys.stderr)

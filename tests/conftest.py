@@ -64,11 +64,14 @@ class Proxy:
         sources: list[str],
         command: list[str] | None = None,
         fsize_limit: int | None = None,
+        # Soft and hard RLIMIT_NOFILE of the process (to run it out of them).
+        nofile: int | None = None,
         **settings: Any,
     ) -> None:
         """``fsize_limit``: RLIMIT_FSIZE of the process (to fake a full disk)."""
         self.command = command or [sys.executable, "-m", "pkgcache"]
         self.fsize_limit = fsize_limit
+        self.nofile = nofile
         self.port = free_port()
         self.cache = tmp / "cache"
         self.log_path = tmp / f"proxy-{self.port}.log"
@@ -109,6 +112,8 @@ class Proxy:
         """In the child: room for many connections, and the file size limit."""
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
         if self.fsize_limit is not None:
             limit = (self.fsize_limit, self.fsize_limit)
             resource.setrlimit(resource.RLIMIT_FSIZE, limit)
