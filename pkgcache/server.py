@@ -196,7 +196,7 @@ class Daemon:
             log.warning("some connections did not close")
         # The curl client is left open: closing it under transfers still in
         # flight makes its pending timers fail; the process ends right after.
-        removed = self.context.store.prepare()
+        removed = self.context.store.sweep()
         if removed:
             log.warning("removed %d partial files of unfinished downloads", removed)
 
