@@ -9,9 +9,11 @@ message names the file and the key, fit to be printed as one line.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
+import unicodedata
 import urllib.parse
 from typing import Any
 
@@ -50,6 +52,31 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": MIB, "G": 1024 * MIB, "T": MIB * MIB}
+#: The largest size: the largest file offset (off_t), 8 EiB less one byte.
+MAX_SIZE = 2**63 - 1
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+#: Each duration setting's bounds in seconds: (low, low itself allowed,
+#: high, the high bound in words). A bound keeps every duration finite and
+#: within what libcurl (milliseconds in a C long) and the timers can take.
+_DURATION_BOUNDS: dict[str, tuple[float, bool, float, str]] = {
+    "connect_timeout": (0.0, False, DAY, "1 day"),
+    "stall_timeout": (0.0, False, DAY, "1 day"),
+    "idle_timeout": (0.0, False, DAY, "1 day"),
+    "shutdown_grace": (0.0, True, HOUR, "1 hour"),
+    "cull_interval": (1.0, True, 30 * DAY, "30 days"),
+    "max_age": (0.0, True, 36500 * DAY, "36500 days, about 100 years"),
+}
+#: Upstream transfers at once: each is a libcurl handle, made at start-up,
+#: with a socket and a 1 MiB read buffer while it transfers.
+MAX_UPSTREAM_CONNECTIONS = 2000
+#: ``client_buffer`` bounds: below one libcurl read, clients never go live;
+#: above 1 GiB, a few slow clients could take the machine's memory.
+MIN_CLIENT_BUFFER = 64 * 1024
+MAX_CLIENT_BUFFER = 1024 * MIB
+#: Settings that are text handed to the OS or sent upstream as a header.
+_TEXT_KEYS = ("cache", "ca_file", "user_agent")
 
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
@@ -57,35 +84,63 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(value: str | int | float) -> float:
-    """``"30d"``, ``"12h"``, ``"90m"``, ``"3600"`` (seconds) -> seconds."""
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"3600"`` (seconds) -> seconds.
+
+    The result is always finite (``inf``, ``nan`` and a string of digits
+    too long for a float are refused); its range is the caller's check.
+    """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    match = _DURATION_RE.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration such as 30d, 12h or 3600")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 30d, 12h or 3600")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration")
+    return seconds
 
 
 def parse_size(value: int | str) -> int:
-    """Parse ``4194304``, ``"4MiB"``, ``"4M"`` or ``"4 MB"`` (all binary units)."""
+    """Parse ``4194304``, ``"4MiB"``, ``"4M"`` or ``"4 MB"`` (all binary units).
+
+    The result is between 0 and ``MAX_SIZE`` (8 EiB): no file or file
+    system is larger, and a bigger number is a typo.
+    """
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    match = _SIZE_RE.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a size such as 4194304 or '4MiB'")
-    unit = (match.group(2) or "").upper()[:1]
-    return int(match.group(1)) * _SIZE_UNITS[unit]
+        size = value
+    else:
+        match = _SIZE_RE.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a size such as 4194304 or '4MiB'")
+        digits = match.group(1).lstrip("0") or "0"
+        if len(digits) > 19:  # more than 8 EiB has: never parse a huge number
+            raise ValueError(f"{value!r} is larger than 8EiB")
+        size = int(digits) * _SIZE_UNITS[(match.group(2) or "").upper()[:1]]
+    if size < 0:
+        raise ValueError("must not be negative")
+    if size > MAX_SIZE:
+        raise ValueError(f"{value!r} is larger than 8EiB")
+    return size
 
 
 def normalize_source(url: str) -> str:
-    """Check that ``url`` is an http(s) URL and strip its trailing ``/``."""
+    """Check that ``url`` is an http(s) URL and strip its trailing ``/``.
+
+    Refused: any ``?`` or ``#`` (even a query or fragment left empty, such
+    as ``http://mirror/x?``: a cache key appended after it would not be part
+    of the path, so every file would be fetched from one URL; write ``%3F``
+    or ``%23`` inside a user name or password), and spaces and control
+    characters, which ``urlsplit`` silently strips or ignores but libcurl
+    would be given.
+    """
+    if any(char.isspace() or _is_control(char) for char in url):
+        raise ValueError(f"{url!r} must not contain spaces or control characters")
+    if "?" in url or "#" in url:
+        raise ValueError(f"{url!r} must not have a query or fragment ('?' or '#')")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{url!r} is not an http:// or https:// URL")
-    if parts.query or parts.fragment:
-        raise ValueError(f"{url!r} must not have a query or fragment")
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
@@ -147,9 +202,12 @@ def build(values: dict[str, Any], where: str = "settings") -> Settings:
         for key in ("max_file_size", "client_buffer", "max_size", "min_free"):
             if key in values:
                 values[key] = _checked(key, parse_size, values[key])
-        for key in ("max_age", "cull_interval", "idle_timeout"):
+        for key in _DURATION_BOUNDS:
             if key in values:
                 values[key] = _checked(key, parse_duration, values[key])
+        for key in _TEXT_KEYS:
+            if key in values:
+                _checked(key, _plain_text, values[key])
         if "host" in values:
             values["host"] = _checked("host", parse_hosts, values["host"])
         for key in ("allow", "status_allow", "trusted_proxies"):
@@ -176,28 +234,51 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"port {settings.port} is not between 0 and 65535")
     if not settings.cache:
         raise ConfigError("cache must be a folder path")
-    for key in ("connect_timeout", "stall_timeout"):
-        if getattr(settings, key) <= 0:
-            raise ConfigError(f"{key} must be more than 0 seconds")
-    if settings.upstream_connections < 1:
-        raise ConfigError("upstream_connections must be at least 1")
-    if settings.client_buffer < 64 * 1024:
-        raise ConfigError("client_buffer must be at least 64KiB")
+    for key in _DURATION_BOUNDS:
+        _check_duration(key, getattr(settings, key))
+    if not 1 <= settings.upstream_connections <= MAX_UPSTREAM_CONNECTIONS:
+        raise ConfigError(
+            f"upstream_connections must be between 1 and "
+            f"{MAX_UPSTREAM_CONNECTIONS}, not {settings.upstream_connections}"
+        )
+    if not MIN_CLIENT_BUFFER <= settings.client_buffer <= MAX_CLIENT_BUFFER:
+        raise ConfigError("client_buffer must be at least 64KiB and at most 1GiB")
     if settings.ca_file and not os.path.isfile(settings.ca_file):
         raise ConfigError(f"ca_file {settings.ca_file!r} is not a file")
     if not settings.allow:
         raise ConfigError("allow is empty: no client could use the cache")
-    if settings.idle_timeout <= 0:
-        raise ConfigError("idle_timeout must be more than 0 seconds")
-    if settings.cull_interval < 1:
-        raise ConfigError("cull_interval must be at least 1 second")
-    if settings.max_age < 0:
-        raise ConfigError("max_age must not be negative")
-    if settings.shutdown_grace < 0:
-        raise ConfigError("shutdown_grace must not be negative")
+    if any(_is_control(char) for host in settings.host for char in host):
+        raise ConfigError("host must not contain control characters")
     if settings.verbose < 0:
         raise ConfigError("verbose must not be negative")
     return settings
+
+
+def _check_duration(key: str, seconds: float) -> None:
+    """Raise ``ConfigError`` unless ``seconds`` is finite and within the
+    bounds ``_DURATION_BOUNDS`` gives ``key``."""
+    low, low_allowed, high, words = _DURATION_BOUNDS[key]
+    above_low = seconds >= low if low_allowed else seconds > low
+    if not (math.isfinite(seconds) and above_low and seconds <= high):
+        first = "at least" if low_allowed else "more than"
+        raise ConfigError(
+            f"{key} must be {first} {low:g} and at most {high:.0f} seconds "
+            f"({words}), not {seconds:g}"
+        )
+
+
+def _is_control(char: str) -> bool:
+    """A control character (Unicode category Cc: C0, DEL, C1)?"""
+    return unicodedata.category(char) == "Cc"
+
+
+def _plain_text(text: str) -> str:
+    """``text`` if it has no control character: a NUL in a path is an
+    error from the OS, and a CR or LF in ``user_agent`` would start a new
+    header line in every upstream request."""
+    if any(_is_control(char) for char in text):
+        raise ValueError(f"{text!r} must not contain control characters")
+    return text
 
 
 def _checked(key: str, parse: Any, value: Any) -> Any:
