@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import wait_until
 from tests.origin import content
 
 SEGMENTS = [
@@ -152,3 +153,48 @@ def test_a_thousand_concurrent_connections(origin, make_proxy):
     for i in range(5):
         assert origin.count("ok", 300000, f"joined-{i}.tar") == 1
     assert os.path.exists(proxy.cached("/files/5000/miss-299.tar"))
+
+
+def access_lines(proxy, marker: bytes) -> list[bytes]:
+    """The proxy's access lines (as bytes, whatever their encoding) for a
+    request whose target holds ``marker``."""
+    log = proxy.log_path.read_bytes()
+    return [line for line in log.split(b"\n") if b' "GET /' in line and marker in line]
+
+
+def printable_ascii(line: bytes) -> bool:
+    return all(0x20 <= byte <= 0x7E for byte in line)
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "escaped"),
+    [
+        # NEL as a raw byte: tornado passes it on (obs-text), paths refuses it.
+        (b"/files/10/nel-\x85.tar", 400, b"/files/10/nel-\\x85.tar"),
+        # CSI in the query: the path is a file, the log must still escape it.
+        (b"/files/10/csi.tar?\x9b31m", 200, b"/files/10/csi.tar?\\x9b31m"),
+        (b'/files/10/quote.tar?"\\', 200, b"/files/10/quote.tar?\\x22\\x5c"),
+    ],
+)
+def test_raw_control_bytes_never_reach_the_log_raw(
+    origin, make_proxy, target, status, escaped
+):
+    proxy = make_proxy([origin.source("ok")])
+    answer = raw(
+        proxy.port,
+        b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    assert int(answer.split()[1]) == status, answer[:200]
+    marker = target.split(b"/")[-1][:4]
+    assert wait_until(lambda: access_lines(proxy, marker))
+    (line,) = access_lines(proxy, marker)
+    assert printable_ascii(line), line
+    assert b'"GET ' + escaped + b'" ' + str(status).encode() in line
+
+
+def test_a_raw_escape_byte_is_tornados_400_and_never_logged(origin, make_proxy):
+    proxy = make_proxy([origin.source("ok")])
+    request = b"GET /files/10/esc-\x1b[31m.tar HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert raw(proxy.port, request).startswith(b"HTTP/1.1 400 ")
+    assert wait_until(lambda: b"Malformed HTTP" in proxy.log_path.read_bytes())
+    assert b"\x1b" not in proxy.log_path.read_bytes()

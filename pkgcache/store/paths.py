@@ -9,6 +9,7 @@ store's and the hit handler's concern).
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass
 
@@ -21,6 +22,19 @@ MAX_PATH_BYTES = 2048
 #: such as ``+`` appear in real distfile names (``gtk+-3.24.tar.xz``) and
 #: mirrors expect them as written.
 _UPSTREAM_SAFE = "/!$&'()*+,;=:@~-._"
+
+#: Characters no file name may hold: every character of Unicode categories
+#: Cc (C0 controls, DEL, C1 controls such as NEL and CSI), Zl (U+2028) and
+#: Zp (U+2029), which end or rewrite a line in logs and terminals, and the
+#: Bidi_Control characters (category Cf: U+061C, U+200E, U+200F,
+#: U+202A-U+202E, U+2066-U+2069), which make a name display as another
+#: one. Other Cf characters (ZWJ, ZWNJ, soft hyphen) occur in real names in
+#: some scripts and reorder nothing, so they pass. Spelled out rather than
+#: looked up with ``unicodedata`` per character: the sets are fixed by the
+#: Unicode standard, and a hit is checked on every request.
+_REFUSED_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 class PathRefused(Exception):
@@ -76,7 +90,8 @@ def cache_key(target: str) -> CacheKey:
     """Validate a request target and return its cache key.
 
     Refused (``PathRefused``): percent-encoded ``/`` or ``\\``, NUL and other
-    control characters, backslashes, bytes that are not UTF-8, ``.`` and
+    control characters, line and paragraph separators and bidi controls
+    (``_REFUSED_CHARS``), backslashes, bytes that are not UTF-8, ``.`` and
     ``..`` segments (400); a path ending in ``/`` or naming only the root,
     and any segment starting with ``.`` (404: directories and hidden names,
     which include the store's private folders, are never served). Empty
@@ -115,6 +130,6 @@ def _decode_segment(raw_segment: str) -> str:
         raise PathRefused(400, "path is not UTF-8") from None
     if "/" in segment or "\\" in segment:
         raise PathRefused(400, "encoded separator or backslash in path")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in segment):
+    if _REFUSED_CHARS.search(segment):
         raise PathRefused(400, "control character in path")
     return segment
