@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,8 @@ from pkgcache.batches import IOV_MAX
 #: The private attributes of ``tornado.http1connection.HTTP1Connection``
 #: this module reads or writes.
 CONNECTION_INTERNALS = ("stream", "_expected_content_remaining", "_chunking_output")
+#: ... and of its ``tornado.iostream.IOStream``.
+STREAM_INTERNALS = ("_write_buffer_size",)
 #: Bytes per sendfile call; the loop gets a turn between calls.
 SENDFILE_CHUNK = 16 * 1024 * 1024
 #: Longest wait for writability before looking at the stream again:
@@ -45,7 +48,18 @@ RECHECK_SECONDS = 1.0
 
 def missing_internals(connection: HTTPConnection) -> list[str]:
     """The attributes this module relies on that ``connection`` lacks."""
-    return [name for name in CONNECTION_INTERNALS if not hasattr(connection, name)]
+    missing = [name for name in CONNECTION_INTERNALS if not hasattr(connection, name)]
+    stream = getattr(connection, "stream", None)
+    return missing + [name for name in STREAM_INTERNALS if not hasattr(stream, name)]
+
+
+def unsent_bytes(connection: HTTPConnection) -> int | None:
+    """Bytes tornado holds for this connection that the socket has not
+    taken yet; None when that cannot be known. A send makes progress while
+    this falls."""
+    stream = getattr(connection, "stream", None)
+    size = getattr(stream, "_write_buffer_size", None)
+    return size if isinstance(size, int) else None
 
 
 def can_write_beside(connection: HTTPConnection) -> bool:
@@ -92,13 +106,14 @@ async def send_file(
     offset: int,
     count: int,
     on_sent: Callable[[int], None],
+    send_timeout: float,
 ) -> None:
     """Send ``count`` bytes of ``path`` from ``offset`` with ``os.sendfile``,
     after tornado wrote the headers and when ``can_write_beside`` said yes.
 
     ``on_sent`` hears of every byte count that left. Raises
-    ``StreamClosedError`` when the client went away, ``OSError`` when the
-    file ended early.
+    ``StreamClosedError`` when the client went away or took nothing for
+    ``send_timeout`` seconds, ``OSError`` when the file ended early.
     """
     stream: IOStream = connection.stream  # type: ignore[attr-defined]
     # Without NODELAY, Nagle holds the first file segment back until the
@@ -107,7 +122,9 @@ async def send_file(
     stream.set_nodelay(True)
     _cork(stream, True)
     try:
-        await _sendfile_loop(connection, stream, path, offset, count, on_sent)
+        await _sendfile_loop(
+            connection, stream, path, offset, count, on_sent, send_timeout
+        )
     finally:
         _cork(stream, False)
 
@@ -119,6 +136,7 @@ async def _sendfile_loop(
     offset: int,
     count: int,
     on_sent: Callable[[int], None],
+    send_timeout: float,
 ) -> None:
     """The copy runs in worker threads (sendfile releases the GIL), so
     several big hits use several cores. The threads write through a
@@ -127,6 +145,7 @@ async def _sendfile_loop(
     call is on its way."""
     loop = asyncio.get_running_loop()
     sent = 0
+    last_progress = loop.time()
     assert stream.socket is not None
     out = os.dup(stream.socket.fileno())
     try:
@@ -140,6 +159,8 @@ async def _sendfile_loop(
                         None, os.sendfile, out, file.fileno(), offset + sent, size
                     )
                 except BlockingIOError:
+                    if loop.time() - last_progress > send_timeout:
+                        raise StreamClosedError() from None  # it stopped reading
                     await _writable(loop, out)
                     continue
                 except (BrokenPipeError, ConnectionError) as error:
@@ -147,6 +168,7 @@ async def _sendfile_loop(
                 if done == 0:
                     raise OSError(f"{path} ended {count - sent} bytes early")
                 sent += done
+                last_progress = loop.time()
                 _account(connection, done)
                 on_sent(done)
     finally:
@@ -171,6 +193,30 @@ async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
             ready.cancel()
         with contextlib.suppress(OSError, ValueError):
             loop.remove_writer(fd)
+
+
+def close_as_failure(connection: HTTPConnection) -> None:
+    """Close a response cut short so that every client can tell.
+
+    With a Content-Length or chunked framing a plain close already shows
+    the body is incomplete. A body delimited by the close itself (unknown
+    length to an HTTP/1.0 client) would look complete: that one is ended
+    with a TCP reset instead.
+    """
+    close_delimited = (
+        getattr(connection, "_expected_content_remaining", None) is None
+        and getattr(connection, "_chunking_output", True) is False
+    )
+    stream = getattr(connection, "stream", None)
+    sock = getattr(stream, "socket", None)
+    if close_delimited and sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    connection.close()
+
+
+#: SO_LINGER on with a zero timeout: close() sends RST.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 def set_stream_queue(curl: Any, size: int) -> bool:

@@ -17,6 +17,8 @@ test knows what a client must receive. Modes:
 - ``shifty``: as ``flaky``, but the ETag changes on every request.
 - ``liar``: as ``flaky``, but a 206 claims a different total length.
 - ``truncate``: promises the full length, sends half, closes; ignores Range.
+- ``chunkcut``: as ``chunked`` at ``Origin.rate``, but closes after half the body, without
+  the last chunk.
 - ``stall``: sends half, then nothing (until the client gives up).
 - ``cookie``: as ``ok``, with Set-Cookie and hop-by-hop headers.
 - ``e404``, ``e500``: an HTML error page with that status.
@@ -115,7 +117,7 @@ class FileHandler(tornado.web.RequestHandler):
             self.set_status(206)
             self.set_header("Content-Range", f"bytes {start}-{size - 1}/{total}")
             body = body[start:]
-        if mode not in ("chunked", "crumbs"):
+        if mode not in ("chunked", "crumbs", "chunkcut"):
             self.set_header("Content-Length", len(body))
         if not include_body:
             return
@@ -149,7 +151,8 @@ class FileHandler(tornado.web.RequestHandler):
         if mode == "late":
             await self.flush()
             await asyncio.sleep(2)
-        end = len(body) // 2 if mode in ("truncate", "stall") else len(body)
+        cut = ("truncate", "stall", "chunkcut")
+        end = len(body) // 2 if mode in cut else len(body)
         if mode == "crumbs":
             await self.flush()  # the head, announcing a chunked body
             pieces = (body[start : start + CRUMB] for start in range(0, end, CRUMB))
@@ -157,13 +160,13 @@ class FileHandler(tornado.web.RequestHandler):
             await self.request.connection.stream.write(framed)  # in one go
             self.finish()  # the last, empty chunk
             return
-        delay = PIECE / self.origin.rate if mode == "slow" else 0
+        delay = PIECE / self.origin.rate if mode in ("slow", "chunkcut") else 0
         for start in range(0, end, PIECE):
             self.write(body[start : min(end, start + PIECE)])
             await self.flush()
             if delay:
                 await asyncio.sleep(delay)
-        if mode == "truncate":
+        if mode in ("truncate", "chunkcut"):
             self.request.connection.close()
             return
         if mode == "stall":

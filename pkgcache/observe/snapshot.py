@@ -13,7 +13,7 @@ from typing import Any
 from pkgcache import __version__
 from pkgcache.fetching.registry import Downloads
 from pkgcache.observe.metrics import RESULTS, Metrics
-from pkgcache.settings import Settings
+from pkgcache.settings import Settings, display_source
 from pkgcache.store.usage import CacheUsage
 
 STARTED = time.time()
@@ -48,7 +48,9 @@ def snapshot(
         "version": __version__,
         "uptime_seconds": round(time.time() - STARTED),
         "sources": {
-            source: dict(metrics.source_outcomes.get(source, {}))
+            display_source(source): dict(
+                metrics.source_outcomes.get(display_source(source), {})
+            )
             for source in settings.sources
         },
         "requests": requests,

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tornado.httputil import responses
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.upstream import Outcome
@@ -50,6 +50,11 @@ class PageHandler(RequestHandler):
         """Files carry their own validators; pages and errors none."""
         return None
 
+    def data_received(self, chunk: bytes) -> None:
+        """A GET or HEAD body means nothing here: dropped as it streams in
+        (``stream_request_body``), so memory stays bounded whatever a client
+        sends."""
+
     def finish_page(self, text: str) -> None:
         """Finish with a small generated body, counting its bytes."""
         data = text.encode()
@@ -74,6 +79,7 @@ class PageHandler(RequestHandler):
         return self.page_bytes
 
 
+@stream_request_body
 class CacheHandler(PageHandler):
     """Serves one request for one path; see the module docstring."""
 
@@ -83,7 +89,7 @@ class CacheHandler(PageHandler):
         self.context = context
         #: hit, miss, joined, refused, forbidden or error: for the access log.
         self.result = "error"
-        self.output = ClientOutput(self)
+        self.output = ClientOutput(self, context.live.current.idle_timeout)
         self._growing: GrowingBody | None = None
         self._counted = False
 

@@ -13,19 +13,27 @@ file that looks complete.
 
 from __future__ import annotations
 
+import logging
 from asyncio import Future
 
 from tornado.httputil import HTTPConnection
+from tornado.ioloop import IOLoop
+from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
 from pkgcache import tornado_internals
+
+log = logging.getLogger("pkgcache.serving")
 
 
 class ClientOutput:
     """One response's body on its way to one client."""
 
-    def __init__(self, handler: RequestHandler) -> None:
+    def __init__(self, handler: RequestHandler, send_timeout: float) -> None:
+        """``send_timeout``: a client that takes no byte for this long is
+        cut off, so it cannot hold its socket and file forever."""
         self.handler = handler
+        self.send_timeout = send_timeout
         connection = handler.request.connection
         assert connection is not None
         self.connection: HTTPConnection = connection
@@ -59,7 +67,28 @@ class ClientOutput:
             counted(future)
         else:
             future.add_done_callback(counted)
+            self._watch(future, tornado_internals.unsent_bytes(self.connection))
         return future
+
+    def _watch(self, future: Future[None], unsent: int | None) -> None:
+        """Cut the client off if ``future`` is still pending after
+        ``send_timeout`` with no byte taken meanwhile."""
+
+        def check() -> None:
+            if future.done() or self.closed:
+                return
+            now = tornado_internals.unsent_bytes(self.connection)
+            if now is not None and unsent is not None and now < unsent:
+                self._watch(future, now)
+                return
+            log.info("client took nothing for %gs: closing", self.send_timeout)
+            self.close()
+            # Closing the connection ourselves drops tornado's pending write
+            # future unresolved: fail it, so whoever waits on it ends.
+            if not future.done():
+                future.set_exception(StreamClosedError())
+
+        IOLoop.current().call_later(self.send_timeout, check)
 
     def send_buffers(self, chunks: list[bytes]) -> int:
         """Send what the socket takes now beside tornado; 0 means use
@@ -75,7 +104,7 @@ class ClientOutput:
     async def send_file(self, path: str, offset: int, count: int) -> None:
         """``count`` bytes of ``path`` from ``offset`` by ``os.sendfile``."""
         await tornado_internals.send_file(
-            self.connection, path, offset, count, self._count
+            self.connection, path, offset, count, self._count, self.send_timeout
         )
 
     def _count(self, size: int) -> None:
@@ -87,6 +116,8 @@ class ClientOutput:
         self.connection.close()
 
     def cut(self) -> None:
-        """End the response without a clean end (our side failed)."""
+        """End the response without a clean end (our side failed), in a way
+        no client mistakes for the end of the file."""
         self.unclean = True
-        self.close()
+        self.closed = True
+        tornado_internals.close_as_failure(self.connection)

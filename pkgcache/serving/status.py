@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from tornado.web import HTTPError
+from tornado.web import HTTPError, stream_request_body
 
 from pkgcache.observe.snapshot import render_html, snapshot
 from pkgcache.serving.clients import allowed
@@ -19,6 +19,7 @@ from pkgcache.serving.context import ServingContext
 from pkgcache.serving.handler import PageHandler
 
 
+@stream_request_body
 class StatusHandler(PageHandler):
     """GET /.pkgcache/{metrics,status,status.json,health}."""
 
