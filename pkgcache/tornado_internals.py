@@ -37,7 +37,7 @@ from pkgcache.batches import IOV_MAX
 #: this module reads or writes.
 CONNECTION_INTERNALS = ("stream", "_expected_content_remaining", "_chunking_output")
 #: ... and of its ``tornado.iostream.IOStream``.
-STREAM_INTERNALS = ("_write_buffer_size",)
+STREAM_INTERNALS = ("_total_write_done_index",)
 #: Bytes per sendfile call; the loop gets a turn between calls.
 SENDFILE_CHUNK = 16 * 1024 * 1024
 #: Longest wait for writability before looking at the stream again:
@@ -53,13 +53,13 @@ def missing_internals(connection: HTTPConnection) -> list[str]:
     return missing + [name for name in STREAM_INTERNALS if not hasattr(stream, name)]
 
 
-def unsent_bytes(connection: HTTPConnection) -> int | None:
-    """Bytes tornado holds for this connection that the socket has not
-    taken yet; None when that cannot be known. A send makes progress while
-    this falls."""
+def bytes_taken(connection: HTTPConnection) -> int | None:
+    """How many bytes tornado has written to this connection's socket so
+    far; None when that cannot be known. A send makes progress while this
+    grows."""
     stream = getattr(connection, "stream", None)
-    size = getattr(stream, "_write_buffer_size", None)
-    return size if isinstance(size, int) else None
+    count = getattr(stream, "_total_write_done_index", None)
+    return count if isinstance(count, int) else None
 
 
 def can_write_beside(connection: HTTPConnection) -> bool:

@@ -17,8 +17,8 @@ test knows what a client must receive. Modes:
 - ``shifty``: as ``flaky``, but the ETag changes on every request.
 - ``liar``: as ``flaky``, but a 206 claims a different total length.
 - ``truncate``: promises the full length, sends half, closes; ignores Range.
-- ``chunkcut``: as ``chunked`` at ``Origin.rate``, but closes after half the body, without
-  the last chunk.
+- ``chunkcut``: as ``chunked`` at ``Origin.rate``, but closes after half
+  the body, without the last chunk.
 - ``stall``: sends half, then nothing (until the client gives up).
 - ``cookie``: as ``ok``, with Set-Cookie and hop-by-hop headers.
 - ``e404``, ``e500``: an HTML error page with that status.

@@ -138,3 +138,20 @@ def test_an_http10_client_sees_a_broken_download_as_an_error(origin, make_proxy)
         with pytest.raises(ConnectionResetError):
             while sock.recv(65536):
                 assert time.monotonic() - started < 30
+
+
+def test_a_slow_client_that_keeps_reading_is_not_cut_off(origin, make_proxy):
+    proxy = make_proxy([origin.source("ok")], idle_timeout=1)
+    size = 2 * MIB
+    path = f"/files/{size}/slow-but-steady.tar"
+    for _round in ("miss", "hit"):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+            )
+            data = b""
+            while chunk := sock.recv(32 * 1024):
+                data += chunk
+                time.sleep(0.05)  # about 640 KB/s: each send takes over 1 s
+        assert data.endswith(content("slow-but-steady.tar", size)), _round

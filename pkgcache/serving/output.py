@@ -67,18 +67,18 @@ class ClientOutput:
             counted(future)
         else:
             future.add_done_callback(counted)
-            self._watch(future, tornado_internals.unsent_bytes(self.connection))
+            self._watch(future, tornado_internals.bytes_taken(self.connection))
         return future
 
-    def _watch(self, future: Future[None], unsent: int | None) -> None:
+    def _watch(self, future: Future[None], taken: int | None) -> None:
         """Cut the client off if ``future`` is still pending after
         ``send_timeout`` with no byte taken meanwhile."""
 
         def check() -> None:
             if future.done() or self.closed:
                 return
-            now = tornado_internals.unsent_bytes(self.connection)
-            if now is not None and unsent is not None and now < unsent:
+            now = tornado_internals.bytes_taken(self.connection)
+            if now is not None and taken is not None and now > taken:
                 self._watch(future, now)
                 return
             log.info("client took nothing for %gs: closing", self.send_timeout)
