@@ -198,3 +198,16 @@ def test_a_raw_escape_byte_is_tornados_400_and_never_logged(origin, make_proxy):
     assert raw(proxy.port, request).startswith(b"HTTP/1.1 400 ")
     assert wait_until(lambda: b"Malformed HTTP" in proxy.log_path.read_bytes())
     assert b"\x1b" not in proxy.log_path.read_bytes()
+
+
+def test_a_raw_utf8_name_is_the_same_file_as_its_percent_encoded_form(
+    origin, make_proxy
+):
+    proxy = make_proxy([origin.source("ok")])
+    request = b"GET /files/10/caf\xc3\xa9.tar HTTP/1.1\r\nHost: x\r\n"
+    request += b"Connection: close\r\n\r\n"
+    assert raw(proxy.port, request).startswith(b"HTTP/1.1 200 ")
+    assert proxy.cached("/files/10/café.tar").read_bytes() == content("café.tar", 10)
+    assert origin.count("ok", 10, "caf%C3%A9.tar") == 1
+    response = proxy.request("/files/10/caf%C3%A9.tar")
+    assert response.headers["X-Package-Cache"] == "hit"

@@ -24,6 +24,9 @@ BIDI_CONTROLS = (
         ("/gtk%2B-3.tar.xz", "gtk+-3.tar.xz", "/gtk+-3.tar.xz"),
         ("/sp%20ace.tar", "sp ace.tar", "/sp%20ace.tar"),
         ("/caf%C3%A9.tar", "café.tar", "/caf%C3%A9.tar"),
+        # Raw UTF-8 bytes, as tornado decodes the request line (latin-1):
+        # the same file as the percent-encoded name.
+        ("/caf\xc3\xa9.tar", "café.tar", "/caf%C3%A9.tar"),
         # Invisible, but reorder nothing: ZWNJ (Persian names), soft hyphen.
         ("/a%E2%80%8Cb.tar", "a\u200cb.tar", "/a%E2%80%8Cb.tar"),
         ("/a%C2%ADb.tar", "a\u00adb.tar", "/a%C2%ADb.tar"),
@@ -59,6 +62,8 @@ def test_file_paths_map_to_their_key(target, relative, url_path):
         ("/a%e2%80%aeb", 400),  # RIGHT-TO-LEFT OVERRIDE
         ("/a%e2%81%a6b", 400),  # LEFT-TO-RIGHT ISOLATE
         ("/a\x85b", 400),  # a raw byte 0x85, as tornado decodes the line
+        ("/caf\xe9.tar", 400),  # a raw latin-1 byte: not UTF-8
+        ("/\u20ac.tar", 400),  # not a byte at all: tornado never gives this
         ("/%ff%fe", 400),
         ("/./a", 400),
         ("/.partial/dl-x", 404),

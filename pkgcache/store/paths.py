@@ -89,6 +89,10 @@ def target_path(target: str) -> str:
 def cache_key(target: str) -> CacheKey:
     """Validate a request target and return its cache key.
 
+    ``target`` is the request target as tornado gives it: the bytes of the
+    request line decoded as latin-1 (raw bytes and ``%XX`` escapes alike
+    are UTF-8 once decoded).
+
     Refused (``PathRefused``): percent-encoded ``/`` or ``\\``, NUL and other
     control characters, line and paragraph separators and bidi controls
     (``_REFUSED_CHARS``), backslashes, bytes that are not UTF-8, ``.`` and
@@ -123,9 +127,19 @@ def cache_key(target: str) -> CacheKey:
 
 
 def _decode_segment(raw_segment: str) -> str:
-    """Percent-decode one segment, refusing anything that is not a plain name."""
+    """Percent-decode one segment, refusing anything that is not a plain name.
+
+    ``raw_segment`` holds bytes, one character each, as tornado decodes the
+    request line (latin-1): a raw UTF-8 name and its percent-encoded form
+    give the same name, and a character above U+00FF cannot come from the
+    wire (400).
+    """
     try:
-        segment = urllib.parse.unquote_to_bytes(raw_segment).decode("utf-8")
+        raw_bytes = raw_segment.encode("latin-1")
+    except UnicodeEncodeError:
+        raise PathRefused(400, "path is not bytes") from None
+    try:
+        segment = urllib.parse.unquote_to_bytes(raw_bytes).decode("utf-8")
     except UnicodeDecodeError:
         raise PathRefused(400, "path is not UTF-8") from None
     if "/" in segment or "\\" in segment:
