@@ -102,13 +102,14 @@ def send_buffers(connection: HTTPConnection, chunks: list[bytes]) -> int:
 
 async def send_file(
     connection: HTTPConnection,
-    path: str,
+    fd: int,
     offset: int,
     count: int,
     on_sent: Callable[[int], None],
     send_timeout: float,
 ) -> None:
-    """Send ``count`` bytes of ``path`` from ``offset`` with ``os.sendfile``,
+    """Send ``count`` bytes of the file open as ``fd``, from ``offset``, with
+    ``os.sendfile``,
     after tornado wrote the headers and when ``can_write_beside`` said yes.
 
     ``on_sent`` hears of every byte count that left. Raises
@@ -123,7 +124,7 @@ async def send_file(
     _cork(stream, True)
     try:
         await _sendfile_loop(
-            connection, stream, path, offset, count, on_sent, send_timeout
+            connection, stream, fd, offset, count, on_sent, send_timeout
         )
     finally:
         _cork(stream, False)
@@ -132,7 +133,7 @@ async def send_file(
 async def _sendfile_loop(
     connection: HTTPConnection,
     stream: IOStream,
-    path: str,
+    fd: int,
     offset: int,
     count: int,
     on_sent: Callable[[int], None],
@@ -149,28 +150,27 @@ async def _sendfile_loop(
     assert stream.socket is not None
     out = os.dup(stream.socket.fileno())
     try:
-        with open(path, "rb", buffering=0) as file:
-            while sent < count:
-                if stream.closed():
-                    raise StreamClosedError()
-                size = min(count - sent, SENDFILE_CHUNK)
-                try:
-                    done = await loop.run_in_executor(
-                        None, os.sendfile, out, file.fileno(), offset + sent, size
-                    )
-                except BlockingIOError:
-                    if loop.time() - last_progress > send_timeout:
-                        raise StreamClosedError() from None  # it stopped reading
-                    await _writable(loop, out)
-                    continue
-                except (BrokenPipeError, ConnectionError) as error:
-                    raise StreamClosedError(real_error=error) from None
-                if done == 0:
-                    raise OSError(f"{path} ended {count - sent} bytes early")
-                sent += done
-                last_progress = loop.time()
-                _account(connection, done)
-                on_sent(done)
+        while sent < count:
+            if stream.closed():
+                raise StreamClosedError()
+            size = min(count - sent, SENDFILE_CHUNK)
+            try:
+                done = await loop.run_in_executor(
+                    None, os.sendfile, out, fd, offset + sent, size
+                )
+            except BlockingIOError:
+                if loop.time() - last_progress > send_timeout:
+                    raise StreamClosedError() from None  # it stopped reading
+                await _writable(loop, out)
+                continue
+            except (BrokenPipeError, ConnectionError) as error:
+                raise StreamClosedError(real_error=error) from None
+            if done == 0:
+                raise OSError(f"the file ended {count - sent} bytes early")
+            sent += done
+            last_progress = loop.time()
+            _account(connection, done)
+            on_sent(done)
     finally:
         os.close(out)
 

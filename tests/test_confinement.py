@@ -88,3 +88,25 @@ def test_file_where_a_folder_is_needed_gets_a_clean_error(proxy):
     assert proxy.cached("/files/10/a").read_bytes() == content("a", 10)
     assert proxy.request("/files/10").status == 409
     assert proxy.request("/files/10/a").status == 200
+
+
+@pytest.mark.parametrize("size", [100, 200_000])
+def test_a_folder_swapped_for_a_symlink_after_it_was_served_is_not_followed(
+    origin, make_proxy, tmp_path: Path, size
+):
+    """The cache doubles as a DISTDIR: another process may replace a folder
+    that was already served by a symlink out of the cache."""
+    proxy = make_proxy([origin.source("ok")])
+    path = f"/files/{size}/swapped.tar"
+    assert proxy.request(path).body == content("swapped.tar", size)
+    assert proxy.request(path).headers["X-Package-Cache"] == "hit"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "swapped.tar").write_bytes(b"do not serve me".ljust(size, b"!"))
+    folder = proxy.cache / "files" / str(size)
+    os.rename(folder, tmp_path / "moved-away")
+    os.symlink(outside, folder)
+    for _ in range(2):  # the general path and the small-hit path
+        response = proxy.request(path)
+        assert b"do not serve me" not in response.body
+        assert response.status == 404

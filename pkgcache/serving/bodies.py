@@ -21,6 +21,7 @@ A source that is not sent (HEAD, 304) holds nothing that needs releasing.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -41,12 +42,18 @@ class Body(Protocol):
         """Send bytes ``start`` to ``end``; True when all went out."""
         ...
 
+    def close(self) -> None:
+        """Release what the body holds; called once, sent or not."""
+
 
 class MemoryBody:
     """A whole file's bytes, already read."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+
+    def close(self) -> None:
+        pass
 
     async def send(self, output: ClientOutput, start: int, end: int | None) -> bool:
         output.queue(self.data[start:end])
@@ -59,18 +66,26 @@ class MemoryBody:
 
 
 class FileBody:
-    """A complete file in the cache, of ``size`` bytes."""
+    """A complete file in the cache, of ``size`` bytes, open as ``fd`` (the
+    store's confined open: bytes come from the inode that was checked, not
+    from whatever the path names by then). ``path`` is for messages."""
 
-    def __init__(self, path: str, size: int) -> None:
-        self.path = path
+    def __init__(self, fd: int, size: int, path: str) -> None:
+        self.fd = fd
         self.size = size
+        self.path = path
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     async def send(self, output: ClientOutput, start: int, end: int | None) -> bool:
         end = self.size if end is None else end
         try:
             await output.flush()  # the headers, before bytes go beside tornado
             if output.can_send_file():
-                await output.send_file(self.path, start, end - start)
+                await output.send_file(self.fd, start, end - start)
             else:
                 for chunk in self._chunks(start, end):
                     output.queue(chunk)
@@ -84,15 +99,13 @@ class FileBody:
         return True
 
     def _chunks(self, start: int, end: int) -> Iterator[bytes]:
-        with open(self.path, "rb", buffering=0) as file:
-            file.seek(start)
-            remaining = end - start
-            while remaining > 0:
-                chunk = file.read(min(HIT_READ_SIZE, remaining))
-                if not chunk:
-                    raise OSError(f"{self.path} ended {remaining} bytes early")
-                remaining -= len(chunk)
-                yield chunk
+        position = start
+        while position < end:
+            chunk = os.pread(self.fd, min(HIT_READ_SIZE, end - position), position)
+            if not chunk:
+                raise OSError(f"{self.path} ended {end - position} bytes early")
+            position += len(chunk)
+            yield chunk
 
 
 class GrowingBody:
@@ -107,6 +120,9 @@ class GrowingBody:
     async def send(self, output: ClientOutput, start: int, end: int | None) -> bool:
         self.stream = ClientStream(output, self.download, self.bound, start, end)
         return await self.stream.run()
+
+    def close(self) -> None:
+        pass
 
     def client_left(self) -> None:
         if self.stream is not None:

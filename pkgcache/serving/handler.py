@@ -164,14 +164,23 @@ class CacheHandler(PageHandler):
         self.context.store.touch(cached.path, cached.stat)
         representation, file_headers = headers.cached_file(cached.path, cached.stat)
         body: Body
-        if SmallFiles.fits(cached.stat):
-            try:
-                data = self.context.small_files.read(cached.path, cached.stat)
-            except OSError as error:  # culled between the look-up and now
-                raise HTTPError(503, "%s changed while read", cached.path) from error
-            body = MemoryBody(data)
-        else:
-            body = FileBody(cached.path, cached.stat.st_size)
+        try:
+            if SmallFiles.fits(cached.stat):
+                body = MemoryBody(
+                    self.context.small_files.read(
+                        cached.path,
+                        cached.stat,
+                        lambda: self.context.store.open_verified(cached),
+                    )
+                )
+            else:
+                fd = self.context.store.open_verified(cached)
+                body = FileBody(fd, cached.stat.st_size, cached.path)
+        except OutsideCache as outside:
+            self.result = "refused"
+            raise HTTPError(404, "%s", outside) from None
+        except OSError as error:  # culled between the look-up and now
+            raise HTTPError(503, "%s changed while read", cached.path) from error
         await self._respond(representation, file_headers, body)
 
     async def _serve_download(
@@ -269,8 +278,12 @@ class CacheHandler(PageHandler):
             self.set_header("Content-Type", "text/plain")
         for name, value in answer.headers:
             self.set_header(name, value)
-        if body is None or not answer.send_body:
-            return
-        complete = await body.send(self.output, answer.start, answer.end)
-        if not complete and not self.output.closed:
-            self.output.cut()
+        try:
+            if body is None or not answer.send_body:
+                return
+            complete = await body.send(self.output, answer.start, answer.end)
+            if not complete and not self.output.closed:
+                self.output.cut()
+        finally:
+            if body is not None:
+                body.close()

@@ -101,10 +101,11 @@ class ClientOutput:
         """True when ``send_file`` may be used now (headers flushed)."""
         return tornado_internals.can_write_beside(self.connection)
 
-    async def send_file(self, path: str, offset: int, count: int) -> None:
-        """``count`` bytes of ``path`` from ``offset`` by ``os.sendfile``."""
+    async def send_file(self, fd: int, offset: int, count: int) -> None:
+        """``count`` bytes of the file open as ``fd``, from ``offset``, by
+        ``os.sendfile``."""
         await tornado_internals.send_file(
-            self.connection, path, offset, count, self._count, self.send_timeout
+            self.connection, fd, offset, count, self._count, self.send_timeout
         )
 
     def _count(self, size: int) -> None:

@@ -51,9 +51,11 @@ def small_hit(context: ServingContext, request: HTTPServerRequest) -> SmallHit |
     if not allowed(request, settings.allow, settings.trusted_proxies):
         return None
     try:
-        data = context.small_files.read(cached.path, cached.stat)
-    except OSError:
-        return None  # culled meanwhile: the general path says what is left
+        data = context.small_files.read(
+            cached.path, cached.stat, lambda: context.store.open_verified(cached)
+        )
+    except (OSError, OutsideCache):
+        return None  # culled or swapped meanwhile: the general path says
     return SmallHit(context, request, cached, data)
 
 

@@ -135,6 +135,40 @@ class CacheStore:
         self._check_folder(os.path.dirname(path), key)
         return CachedFile(path, result)
 
+    def open_verified(self, cached: CachedFile) -> int:
+        """Open a looked-up file for reading, confined to the cache.
+
+        The look-up's folder check is remembered, and another process may
+        swap a folder for a symlink out of the cache afterwards, so every
+        file is checked again once opened, where no swap can follow: the
+        descriptor must be the inode the look-up saw, and its real path
+        (what the kernel says it opened) must lie under the root. Returns
+        a descriptor the caller closes; raises ``OutsideCache`` or
+        ``OSError``.
+        """
+        fd = os.open(cached.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            opened = os.fstat(fd)
+            same = (opened.st_dev, opened.st_ino) == (
+                cached.stat.st_dev,
+                cached.stat.st_ino,
+            )
+            if not same or not self._inside_root(self._real_path(fd, cached.path)):
+                raise OutsideCache(f"{cached.path} leads out of the cache")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @staticmethod
+    def _real_path(fd: int, path: str) -> str:
+        """The path the kernel knows for ``fd``; ``path`` resolved where
+        /proc is not mounted."""
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return os.path.realpath(path)
+
     def _check_folder(self, folder: str, key: CacheKey) -> None:
         if folder in self._safe_folders:
             return
@@ -219,6 +253,6 @@ class CacheStore:
         except OSError as error:
             log.debug("cannot update access time of %s: %s", path, error)
 
-    def _inside_root(self, folder: str) -> bool:
-        real = os.path.realpath(folder)
+    def _inside_root(self, path: str) -> bool:
+        real = os.path.realpath(path)
         return real == self.root or real.startswith(self.root + os.sep)

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
+
+#: Opens the file for reading and returns a descriptor (the store's
+#: confined open).
+Opener = Callable[[], int]
 
 #: Files up to this size are kept in memory...
 SMALL_FILE = 64 * 1024
@@ -31,15 +36,20 @@ class SmallFiles:
     def fits(result: os.stat_result) -> bool:
         return result.st_size <= SMALL_FILE
 
-    def read(self, path: str, result: os.stat_result) -> bytes:
-        """The whole file at ``path`` (whose stat is ``result``)."""
+    def read(self, path: str, result: os.stat_result, open_file: Opener) -> bytes:
+        """The whole file at ``path`` (whose stat is ``result``): from
+        memory when the entry is that same inode, else read through
+        ``open_file`` (the store's confined open)."""
         identity = (result.st_ino, result.st_size, result.st_mtime_ns)
         entry = self._entries.get(path)
         if entry is not None and entry[0] == identity:
             self._entries.move_to_end(path)
             return entry[1]
-        with open(path, "rb", buffering=0) as file:
-            data = file.read(result.st_size + 1)
+        fd = open_file()
+        try:
+            data = os.read(fd, result.st_size + 1)
+        finally:
+            os.close(fd)
         if len(data) != result.st_size:
             return data  # changed under us: serve it, do not keep it
         self._forget(path)
