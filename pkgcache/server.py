@@ -31,6 +31,7 @@ from tornado.netutil import bind_sockets
 from pkgcache import __version__, wiring
 from pkgcache.accepting import Acceptor, address_of
 from pkgcache.config import ConfigError
+from pkgcache.observe.redact import RedactCredentials
 from pkgcache.settings import Settings, display_source
 from pkgcache.store.cache import StoreError
 
@@ -66,6 +67,7 @@ def setup_logging(settings: Settings) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
+    handler.addFilter(RedactCredentials())
     root.addHandler(handler)
     wiring.set_verbosity(settings)
     # tornado's own access log would repeat ours.

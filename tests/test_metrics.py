@@ -121,3 +121,17 @@ def test_an_abandoned_big_hit_counts_only_the_bytes_that_left(proxy):
     assert 1024 * 1024 <= logged < size // 2
     served = metric(proxy, "pkgcache_served_bytes_total", source="cache")
     assert served == logged
+
+
+def test_source_passwords_are_never_shown(origin, make_proxy):
+    source = origin.source("ok").replace("http://", "http://mirror:s3cret@")
+    proxy = make_proxy([source])
+    assert proxy.request("/files/100/secretive.tar").status == 200
+    pages = [
+        proxy.request(f"/.pkgcache/{page}").body.decode()
+        for page in ("metrics", "status", "status.json")
+    ]
+    for text in [*pages, proxy.log()]:
+        assert "s3cret" not in text
+    assert all("mirror:***@" in text for text in pages)
+    assert "mirror:***@" in proxy.log()
