@@ -22,6 +22,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.upstream import Outcome
+from pkgcache.observe.accesslog import escape
 from pkgcache.serving import headers
 from pkgcache.serving.bodies import Body, FileBody, GrowingBody, MemoryBody
 from pkgcache.serving.clients import allowed
@@ -107,7 +108,8 @@ class CacheHandler(PageHandler):
         settings = self.context.live.current
         if not allowed(self.request, settings.allow, settings.trusted_proxies):
             self.result = "forbidden"
-            log.warning("refused client %s: not in allow", self.request.remote_ip)
+            client = escape(self.request.remote_ip or "-")
+            log.warning("refused client %s: not in allow", client)
             raise HTTPError(403, "client not allowed")
 
     def on_finish(self) -> None:

@@ -13,6 +13,7 @@ import json
 
 from tornado.web import HTTPError, stream_request_body
 
+from pkgcache.observe.accesslog import escape
 from pkgcache.observe.snapshot import render_html, snapshot
 from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
@@ -36,7 +37,9 @@ class StatusHandler(PageHandler):
         if not allowed(self.request, networks, settings.trusted_proxies):
             self.result = "forbidden"
             raise HTTPError(
-                403, "status pages are not open to %s", self.request.remote_ip
+                403,
+                "status pages are not open to %s",
+                escape(self.request.remote_ip or "-"),
             )
 
     def get(self, page: str) -> None:
