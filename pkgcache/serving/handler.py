@@ -191,6 +191,12 @@ class CacheHandler(PageHandler):
         """Join ``download``; ``passing``: it is this client's own
         pass-through, not to be replaced by another."""
         await download.wait_for_head()
+        if self.request.method == "HEAD" and download.head is not None:
+            representation, file_headers = headers.download_file(
+                key.relative, download.head.content_length, download.head.last_modified
+            )
+            await self._respond(representation, file_headers, None)
+            return
         if download.ended:
             await self._serve_ended(key, download, passing)
             return

@@ -88,7 +88,9 @@ class ClientOutput:
             if not future.done():
                 future.set_exception(StreamClosedError())
 
-        IOLoop.current().call_later(self.send_timeout, check)
+        loop = IOLoop.current()
+        timer = loop.call_later(self.send_timeout, check)
+        future.add_done_callback(lambda _done: loop.remove_timeout(timer))
 
     def send_buffers(self, chunks: list[bytes]) -> int:
         """Send what the socket takes now beside tornado; 0 means use
