@@ -109,46 +109,30 @@ async def send_file(
     send_timeout: float,
 ) -> None:
     """Send ``count`` bytes of the file open as ``fd``, from ``offset``, with
-    ``os.sendfile``,
-    after tornado wrote the headers and when ``can_write_beside`` said yes.
+    ``os.sendfile``, after tornado wrote the headers and when
+    ``can_write_beside`` said yes.
 
     ``on_sent`` hears of every byte count that left. Raises
     ``StreamClosedError`` when the client went away or took nothing for
     ``send_timeout`` seconds, ``OSError`` when the file ended early.
+
+    The copy runs in worker threads (sendfile releases the GIL), so several
+    big hits use several cores. The threads write through a duplicate of
+    the socket's descriptor: if tornado closes its own (the client left),
+    ours cannot be reused for another connection while a call is on its
+    way.
     """
     stream: IOStream = connection.stream  # type: ignore[attr-defined]
+    assert stream.socket is not None
+    loop = asyncio.get_running_loop()
     # Without NODELAY, Nagle holds the first file segment back until the
     # client's delayed ACK of the header packet; TCP_CORK (nginx's
     # tcp_nopush) sends only full segments while the file goes out.
     stream.set_nodelay(True)
     _cork(stream, True)
-    try:
-        await _sendfile_loop(
-            connection, stream, fd, offset, count, on_sent, send_timeout
-        )
-    finally:
-        _cork(stream, False)
-
-
-async def _sendfile_loop(
-    connection: HTTPConnection,
-    stream: IOStream,
-    fd: int,
-    offset: int,
-    count: int,
-    on_sent: Callable[[int], None],
-    send_timeout: float,
-) -> None:
-    """The copy runs in worker threads (sendfile releases the GIL), so
-    several big hits use several cores. The threads write through a
-    duplicate of the socket's descriptor: if tornado closes its own (the
-    client left), ours cannot be reused for another connection while a
-    call is on its way."""
-    loop = asyncio.get_running_loop()
+    out = os.dup(stream.socket.fileno())
     sent = 0
     last_progress = loop.time()
-    assert stream.socket is not None
-    out = os.dup(stream.socket.fileno())
     try:
         while sent < count:
             if stream.closed():
@@ -173,6 +157,7 @@ async def _sendfile_loop(
             on_sent(done)
     finally:
         os.close(out)
+        _cork(stream, False)
 
 
 def _cork(stream: IOStream, on: bool) -> None:

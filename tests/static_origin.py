@@ -32,6 +32,7 @@ class StaticOrigin:
         self.port = 0
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: HTTPServer | None = None
 
     @property
     def url(self) -> str:
@@ -44,7 +45,18 @@ class StaticOrigin:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
+        """Close the listening socket (later connections are refused, as
+        from a mirror that is gone) and stop the loop."""
+        if self._loop is not None and self._server is not None:
+            stopped = threading.Event()
+
+            def close() -> None:
+                assert self._server is not None
+                self._server.stop()
+                stopped.set()
+
+            self._loop.call_soon_threadsafe(close)
+            stopped.wait(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
 
     def count(self, suffix: str) -> int:
@@ -57,7 +69,7 @@ class StaticOrigin:
         app = tornado.web.Application(
             [(r"/(.*)", _CountingFiles, {"path": str(self.root)})], mirror=self
         )
-        server = HTTPServer(app)
+        server = self._server = HTTPServer(app)
         sockets = bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
         server.add_sockets(sockets)
