@@ -48,11 +48,11 @@ class StaticOrigin:
         """Close the listening socket (later connections are refused, as
         from a mirror that is gone) and stop the loop."""
         if self._loop is not None and self._server is not None:
+            self._server, server = None, self._server
             stopped = threading.Event()
 
             def close() -> None:
-                assert self._server is not None
-                self._server.stop()
+                server.stop()
                 stopped.set()
 
             self._loop.call_soon_threadsafe(close)
