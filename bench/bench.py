@@ -1,16 +1,18 @@
 """Benchmark package-cache beside nginx and bare tornado, in one run.
 
 Run with ``make bench`` (or ``python bench/bench.py --runs 3``). Installs
-nginx and wrk from Debian when missing (as root). Everything runs on
-127.0.0.1. Prints one markdown table of ratios, medians of ``--runs`` runs
-with min-max, and writes it to ``bench/results.md``. These machines are
-noisy: read the ratios, not the absolute numbers.
+nginx, wrk and (for W7) apt-cacher-ng from Debian when missing (as root).
+Everything runs on 127.0.0.1. Prints one markdown table of ratios, medians
+of ``--runs`` runs with min-max, and writes it to ``bench/results.md``.
+These machines are noisy: read the ratios, not the absolute numbers.
 
 Workloads, one module each: W1 cold coalesced
 (``w1_cold_coalesced.py``), W2 big hit (``w2_big_hit.py``), W3 small hit
 (``w3_small_hit.py``), W4 slow client memory (``w4_slow_client.py``), W5
 cold miss throughput (``w5_cold_miss.py``), W6 1000 connections
-(``w6_connections.py``). What they share is in ``runner.py``.
+(``w6_connections.py``), W7 20 apt-get update after the indexes changed,
+beside apt-cacher-ng (``w7_apt_update.py``). What they share is in
+``runner.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import w3_small_hit
 import w4_slow_client
 import w5_cold_miss
 import w6_connections
+import w7_apt_update
 
 
 def main() -> None:
@@ -37,7 +40,7 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="smaller files, short runs"
     )
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7")
     args = parser.parse_args()
     runner.ensure_tools()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -59,6 +62,7 @@ def main() -> None:
                 "W4": lambda: w4_slow_client.run(bench),
                 "W5": lambda: w5_cold_miss.run(bench, f.fast[0]),
                 "W6": lambda: w6_connections.run(bench, f.fast[0]),
+                "W7": lambda: w7_apt_update.run(bench),
             }
             for name, step in steps.items():
                 if name in only:

@@ -85,7 +85,16 @@ def wait_port(port: int, timeout: float = 15) -> None:
 def ensure_tools() -> None:
     missing = [
         pkg
-        for tool, pkg in (("nginx", "nginx-light"), ("wrk", "wrk"), ("curl", "curl"))
+        for tool, pkg in (
+            ("nginx", "nginx-light"),
+            ("wrk", "wrk"),
+            ("curl", "curl"),
+            # W7: apt-cacher-ng, and what tests/aptrepo.py builds a signed
+            # repository with.
+            ("apt-cacher-ng", "apt-cacher-ng"),
+            ("apt-ftparchive", "apt-utils"),
+            ("gpg", "gnupg"),
+        )
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists()
     ]
     if not missing:
