@@ -17,7 +17,9 @@ import unicodedata
 import urllib.parse
 from typing import Any
 
-from pkgcache.settings import MIB, IPNetwork, Settings
+from pkgcache.repositories.globs import BadGlob, compile_glob
+from pkgcache.repositories.presets import POLICIES, PRESETS
+from pkgcache.settings import MIB, IPNetwork, RepositorySettings, Settings
 
 
 class ConfigError(Exception):
@@ -48,6 +50,7 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "status_allow": (list,),
     "trusted_proxies": (list,),
     "idle_timeout": (int, float, str),
+    "repository": (list,),
 }
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -221,6 +224,11 @@ def build(values: dict[str, Any], where: str = "settings") -> Settings:
                 _checked(f"sources[{i}]", normalize_source, url)
                 for i, url in enumerate(values["sources"])
             )
+        if "repository" in values:
+            values["repositories"] = tuple(
+                _repository(i, table)
+                for i, table in enumerate(values.pop("repository"))
+            )
         return validate(Settings(**values))
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
@@ -228,8 +236,11 @@ def build(values: dict[str, Any], where: str = "settings") -> Settings:
 
 def validate(settings: Settings) -> Settings:
     """Check ranges and relations that single values cannot show."""
-    if not settings.sources:
-        raise ConfigError("no source: give at least one --source URL")
+    if not settings.sources and not settings.repositories:
+        raise ConfigError(
+            "no source: give at least one --source URL or a [[repository]]"
+        )
+    _check_repositories(settings.all_repositories)
     if not 0 <= settings.port <= 65535:
         raise ConfigError(f"port {settings.port} is not between 0 and 65535")
     if not settings.cache:
@@ -286,3 +297,128 @@ def _checked(key: str, parse: Any, value: Any) -> Any:
         return parse(value)
     except ValueError as error:
         raise ConfigError(f"{key}: {error}") from None
+
+
+#: The keys of a ``[[repository]]`` table.
+_REPOSITORY_KEYS = (
+    "name",
+    "prefix",
+    "kind",
+    "sources",
+    "fresh_for",
+    "stale_if_error",
+    "negative_for",
+    "offline",
+    "rules",
+)
+_REPOSITORY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+#: A repository's durations may be 0 (fresh_for 0: revalidate every time).
+_REPOSITORY_DURATION_MAX = 36500 * DAY
+
+
+def _repository(index: int, table: Any) -> RepositorySettings:
+    """One ``[[repository]]`` table, checked."""
+    where = f"repository[{index}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table ([[repository]])")
+    for key in table:
+        if key not in _REPOSITORY_KEYS:
+            raise ConfigError(f"{where}: unknown setting {key!r}")
+    name = table.get("name")
+    if not isinstance(name, str) or not _REPOSITORY_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: name must match [a-z0-9][a-z0-9_-]*, not {name!r}")
+    where = f"repository {name!r}"
+    prefix = table.get("prefix")
+    if not isinstance(prefix, str) or not _is_prefix(prefix):
+        raise ConfigError(
+            f"{where}: prefix must start and end with '/' and hold plain path "
+            f"segments, not {prefix!r}"
+        )
+    kind = table.get("kind", "generic")
+    if kind not in PRESETS:
+        raise ConfigError(
+            f"{where}: kind must be one of {', '.join(PRESETS)}, not {kind!r}"
+        )
+    sources = table.get("sources")
+    if (
+        not isinstance(sources, list)
+        or not sources
+        or not all(isinstance(url, str) for url in sources)
+    ):
+        raise ConfigError(f"{where}: sources must be a non-empty list of URLs")
+    durations = {}
+    for key in ("fresh_for", "stale_if_error", "negative_for"):
+        if key in table:
+            seconds = _checked(f"{where}: {key}", parse_duration, table[key])
+            if not 0 <= seconds <= _REPOSITORY_DURATION_MAX:
+                raise ConfigError(f"{where}: {key} must be between 0 and 36500 days")
+            durations[key] = seconds
+    offline = table.get("offline", False)
+    if not isinstance(offline, bool):
+        raise ConfigError(f"{where}: offline must be true or false")
+    return RepositorySettings(
+        name=name,
+        prefix=prefix,
+        kind=kind,
+        sources=tuple(
+            _checked(f"{where}: sources[{i}]", normalize_source, url)
+            for i, url in enumerate(sources)
+        ),
+        offline=offline,
+        rules=_rules(where, table.get("rules", [])),
+        **durations,
+    )
+
+
+def _rules(where: str, rules: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(rules, list):
+        raise ConfigError(f"{where}: rules must be a list of {{match, policy}} tables")
+    checked = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict) or set(rule) != {"match", "policy"}:
+            raise ConfigError(
+                f'{where}: rules[{i}] must be {{ match = "GLOB", policy = "..." }}'
+            )
+        glob, policy = rule["match"], rule["policy"]
+        if policy not in POLICIES:
+            raise ConfigError(
+                f"{where}: rules[{i}]: policy must be one of {', '.join(POLICIES)}, "
+                f"not {policy!r}"
+            )
+        try:
+            compile_glob(glob if isinstance(glob, str) else "")
+        except BadGlob as error:
+            raise ConfigError(f"{where}: rules[{i}]: bad glob {error}") from None
+        checked.append((glob, policy))
+    return tuple(checked)
+
+
+def _is_prefix(prefix: str) -> bool:
+    if not (prefix.startswith("/") and prefix.endswith("/")):
+        return False
+    segments = [part for part in prefix.split("/") if part]
+    if "//" in prefix:
+        return False
+    return all(
+        not part.startswith(".")
+        and "\\" not in part
+        and not any(_is_control(char) or char.isspace() for char in part)
+        for part in segments
+    )
+
+
+def _check_repositories(repositories: tuple[RepositorySettings, ...]) -> None:
+    """Names and prefixes are unique (the top-level sources are the
+    repository "default" at "/")."""
+    names: set[str] = set()
+    prefixes: dict[str, str] = {}
+    for repo in repositories:
+        if repo.name in names:
+            raise ConfigError(f"two repositories are named {repo.name!r}")
+        names.add(repo.name)
+        if repo.prefix in prefixes:
+            raise ConfigError(
+                f"repositories {prefixes[repo.prefix]!r} and {repo.name!r} "
+                f"have the same prefix {repo.prefix!r}"
+            )
+        prefixes[repo.prefix] = repo.name

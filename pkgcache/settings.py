@@ -40,6 +40,25 @@ RESTART_ONLY = (
 
 
 @dataclass(frozen=True)
+class RepositorySettings:
+    """One ``[[repository]]``: requests under ``prefix`` go to ``sources``
+    (the prefix replaced by each source URL in turn), by the rules of
+    ``kind`` after the repository's own ``rules`` (``(glob, policy)``,
+    first match wins). Durations are seconds; ``stale_if_error`` 0 is no
+    limit."""
+
+    name: str
+    prefix: str
+    sources: tuple[str, ...]
+    kind: str = "generic"
+    fresh_for: float = 60.0
+    stale_if_error: float = 0.0
+    negative_for: float = 30.0
+    offline: bool = False
+    rules: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the daemon needs to know, validated.
 
@@ -78,6 +97,20 @@ class Settings:
     idle_timeout: float = 60.0
     #: Proxies whose X-Forwarded-For names the real client (none: ignore it).
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    #: The ``[[repository]]`` sections, in file order.
+    repositories: tuple[RepositorySettings, ...] = ()
+
+    @property
+    def all_repositories(self) -> tuple[RepositorySettings, ...]:
+        """The configured repositories, plus the top-level ``sources`` as
+        package-cache 0.2's one repository: prefix "/", every file kept
+        forever, no negative caching."""
+        if not self.sources:
+            return self.repositories
+        default = RepositorySettings(
+            name="default", prefix="/", sources=self.sources, negative_for=0.0
+        )
+        return (*self.repositories, default)
 
     @property
     def evicts(self) -> bool:

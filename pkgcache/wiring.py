@@ -26,6 +26,7 @@ from pkgcache.settings import LiveSettings, Settings
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.cull import CullResult
 from pkgcache.store.eviction import Evictor
+from pkgcache.store.meta import MetaStore
 from pkgcache.store.smallfiles import SmallFiles
 from pkgcache.store.usage import CacheUsage
 
@@ -55,7 +56,10 @@ def build(settings: Settings) -> Parts:
     usage = CacheUsage()
     store = CacheStore(settings.cache)
     upstream = Upstream(live, on_attempt=metrics.fetch_done)
-    downloads = Downloads(store, upstream, live)
+    meta = MetaStore(store.root)
+    downloads = Downloads(store, upstream, live, meta)
+    repositories = Repositories(settings.all_repositories)
+    live.on_change(lambda _old, new: repositories.update(new.all_repositories))
     metrics.track_downloads(lambda: len(downloads))
     metrics.track_usage(usage)
 
@@ -84,8 +88,9 @@ def build(settings: Settings) -> Parts:
         store=store,
         upstream=upstream,
         downloads=downloads,
-        repositories=Repositories(),
+        repositories=repositories,
         small_files=SmallFiles(),
+        meta=meta,
         usage=usage,
         metrics=metrics,
         in_flight=InFlight(),

@@ -6,6 +6,7 @@ so a test can tell what reached the origin."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections import Counter
 from pathlib import Path
@@ -16,6 +17,14 @@ from tornado.netutil import bind_sockets
 
 
 class _CountingFiles(tornado.web.StaticFileHandler):
+    def compute_etag(self) -> str | None:
+        """Size and mtime, as mirrors do: tornado's own content hash is
+        remembered per path forever, so a republished file kept its ETag."""
+        result = os.stat(self.absolute_path) if self.absolute_path else None
+        return (
+            None if result is None else f'"{result.st_size:x}-{result.st_mtime_ns:x}"'
+        )
+
     def prepare(self) -> None:
         mirror: StaticOrigin = self.settings["mirror"]
         mirror.requests[self.request.path] += 1
@@ -45,19 +54,19 @@ class StaticOrigin:
         return self
 
     def stop(self) -> None:
-        """Close the listening socket (later connections are refused, as
-        from a mirror that is gone) and stop the loop."""
-        if self._loop is not None and self._server is not None:
-            self._server, server = None, self._server
-            stopped = threading.Event()
+        """Close the listening socket and every open connection (later
+        connections are refused, as from a mirror that is gone), then stop
+        the loop. Stopping twice is harmless."""
+        if self._loop is None or self._server is None:
+            return
+        self._server, server = None, self._server
 
-            def close() -> None:
-                server.stop()
-                stopped.set()
+        async def close() -> None:
+            server.stop()
+            await server.close_all_connections()
 
-            self._loop.call_soon_threadsafe(close)
-            stopped.wait(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
 
     def count(self, suffix: str) -> int:
         """Requests for paths ending in ``suffix``."""

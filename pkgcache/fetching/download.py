@@ -12,19 +12,30 @@ download never waits for a reader and never stops because one left.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import logging
+import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
+import tornado.util
 from tornado.ioloop import IOLoop
 from tornado.locks import Condition, Event
 
 from pkgcache.batches import without_first
-from pkgcache.fetching.upstream import FetchResult, Outcome, ResponseHead, Upstream
+from pkgcache.fetching.upstream import (
+    FetchResult,
+    Outcome,
+    ResponseHead,
+    Route,
+    Upstream,
+)
 from pkgcache.settings import LiveSettings
 from pkgcache.store.cache import CacheStore, StoreError
+from pkgcache.store.meta import MetaStore, Validators
 from pkgcache.store.partial import PartialFile, PartialReader
 from pkgcache.store.paths import CacheKey
 
@@ -63,6 +74,20 @@ class Reader(Protocol):
         """The download ended, or stopped feeding this reader."""
 
 
+@dataclass(frozen=True)
+class FetchPlan:
+    """How a download fetches and what it keeps: the route (sources and
+    path), the stored copy's validators when it revalidates one (a
+    conditional request; 304 = NOT_MODIFIED), whether the new file's
+    validators are recorded (volatile files), and whether it is kept at
+    all (``pass`` files are streamed, never stored)."""
+
+    route: Route | None = None
+    revalidating: Validators | None = None
+    record_validators: bool = False
+    keep: bool = True
+
+
 class Download:
     """One upstream fetch of one path, its partial file and its readers."""
 
@@ -76,11 +101,20 @@ class Download:
         on_end: Callable[[Download], None],
         stored: bool = True,
         fits: Callable[[int], bool] | None = None,
+        plan: FetchPlan | None = None,
+        meta: MetaStore | None = None,
     ) -> None:
         """``stored`` False: a pass-through for one client, with no partial
         file (the cache cannot take it). ``fits(size)`` False: a complete
-        file of that size must not be stored (see ``do_not_keep``)."""
+        file of that size must not be stored (see ``do_not_keep``).
+        ``meta`` records validators when the plan asks for it."""
         self.key = key
+        self.plan = plan or FetchPlan()
+        self._meta = meta
+        #: True when a revalidation was answered 304: the stored copy stays.
+        self.not_modified = False
+        #: Seconds a 4xx from every source is remembered (registry's).
+        self.negative_for = 0.0
         self.state = State.CONNECTING
         self.head: ResponseHead | None = None
         self.result: FetchResult | None = None
@@ -97,7 +131,7 @@ class Download:
         self.published = False
         #: False when the file must not be published even if it completes
         #: (``do_not_keep``), or has no partial file at all.
-        self.keep = stored
+        self.keep = stored and self.plan.keep
         self._stored = stored
         self._fits = fits
         #: The body, kept in memory once it cannot be stored (no partial
@@ -159,6 +193,8 @@ class Download:
         """Serve this download to its clients but never publish it."""
         if self.keep:
             self.keep = False
+            if self._memory is None and not self.delivered:
+                self._memory = []
             log.warning("%s: %s; served, not stored", self.key, reason)
 
     def detach(self, reader: Reader) -> None:
@@ -167,14 +203,32 @@ class Download:
     def start(self) -> None:
         IOLoop.current().add_callback(self._run)
 
-    async def wait_for_head(self) -> None:
-        """Return once the response head is known or the download ended."""
-        await self._head_known.wait()
+    async def wait_for_head(self, timeout: float | None = None) -> bool:
+        """Return once the response head is known or the download ended:
+        True, or False when ``timeout`` seconds passed first."""
+        if timeout is None:
+            await self._head_known.wait()
+            return True
+        try:
+            await self._head_known.wait(timeout=datetime.timedelta(seconds=timeout))
+        except tornado.util.TimeoutError:
+            return False
+        return True
 
     async def _run(self) -> None:
         try:
+            plan = self.plan
+            conditional = plan.revalidating
+            route = plan.route
+            if conditional is not None and route is not None:
+                route = route.starting_with(conditional.source)
             result = await self._upstream.fetch(
-                self.key, "GET", self._begin, self._write
+                self.key,
+                "GET",
+                self._begin,
+                self._write,
+                route,
+                conditional.conditional_headers() if conditional else None,
             )
             resumes = 0
             while result.outcome is Outcome.BROKEN and resumes < MAX_RESUMES:
@@ -193,6 +247,7 @@ class Download:
                     result.source,
                     self._write,
                     same_source_first=resumes == 1,
+                    route=self.plan.route,
                 )
                 if resumed.outcome is Outcome.FAILED:
                     break
@@ -215,7 +270,7 @@ class Download:
                 self._store.storage_failed(f"create a file for {self.key}", error)
                 self.storage_failed = True
                 self.keep = False
-        if self._partial is None:
+        if self._partial is None or not self.keep:
             self._memory = []
         self.head = head
         self.state = State.STREAMING
@@ -262,6 +317,8 @@ class Download:
         if self.storage_failed or self._partial is None:
             self._keep_in_memory(chunks, size)
             return
+        if not self.keep:  # never published: a late client gets memory
+            self._keep_in_memory(chunks, size)
         before = self._partial.written
         try:
             self._partial.write(chunks, size)
@@ -316,7 +373,15 @@ class Download:
                 result.head,
             )
         self.result = result
-        self.state = State.DONE if result.outcome is Outcome.COMPLETE else State.FAILED
+        self.not_modified = result.outcome is Outcome.NOT_MODIFIED
+        done = result.outcome in (Outcome.COMPLETE, Outcome.NOT_MODIFIED)
+        self.state = State.DONE if done else State.FAILED
+        if self.not_modified:
+            self._confirm_stored_copy()
+        elif result.outcome is Outcome.NOT_FOUND and self.plan.revalidating:
+            self._store.remove(self.key)  # gone upstream: the copy goes too
+            if self._meta is not None:
+                self._meta.forget(self.key)
         if self._partial is not None:
             self._publish_or_discard(self._partial)
         if self.state is State.FAILED and self.head is not None:
@@ -335,10 +400,39 @@ class Download:
         if self.state is State.DONE and self.keep and not self.storage_failed:
             try:
                 mtime = self.head.last_modified if self.head else None
-                partial.publish(self.key, mtime)
+                final = partial.publish(self.key, mtime)
                 self.published = True
                 self._store.storage_works()
+                self._record_validators(final)
                 return
             except StoreError as error:
                 log.error("cannot store %s: %s", self.key, error)
         partial.discard()
+
+    def _record_validators(self, final: str) -> None:
+        """For a volatile file: what to revalidate it with, and when."""
+        if not self.plan.record_validators or self._meta is None or self.head is None:
+            return
+        try:
+            result = os.stat(final)
+        except OSError:
+            return
+        headers = self.head.headers
+        source = self.result.source if self.result is not None else None
+        self._meta.write(
+            self.key,
+            result,
+            Validators(
+                headers.get("ETag"), headers.get("Last-Modified"), source, time.time()
+            ),
+        )
+
+    def _confirm_stored_copy(self) -> None:
+        """A 304: the stored copy is current; it is fresh from now on."""
+        if self._meta is None:
+            return
+        try:
+            result = os.stat(self._store.final_path(self.key))
+        except OSError:
+            return
+        self._meta.confirmed(self.key, result)

@@ -9,15 +9,19 @@ plain hit.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
-from pkgcache.fetching.download import Download
-from pkgcache.fetching.upstream import Upstream
+from pkgcache.fetching.download import Download, FetchPlan
+from pkgcache.fetching.upstream import Outcome, Upstream
 from pkgcache.settings import LiveSettings
 from pkgcache.store.cache import CacheStore
+from pkgcache.store.meta import MetaStore
 from pkgcache.store.paths import CacheKey
 
 DownloadListener = Callable[[Download], None]
+#: Missing paths remembered at most; forgotten all at once past this.
+MISSING_REMEMBERED = 100_000
 
 
 class Downloads:
@@ -26,9 +30,14 @@ class Downloads:
     usage, metrics)."""
 
     def __init__(
-        self, store: CacheStore, upstream: Upstream, live_settings: LiveSettings
+        self,
+        store: CacheStore,
+        upstream: Upstream,
+        live_settings: LiveSettings,
+        meta: MetaStore | None = None,
     ) -> None:
         self.store = store
+        self.meta = meta
         self.upstream = upstream
         self.live_settings = live_settings
         self.on_begin: list[DownloadListener] = []
@@ -37,6 +46,8 @@ class Downloads:
         #: bounds); None: any size.
         self.fits: Callable[[int], bool] | None = None
         self._active: dict[CacheKey, Download] = {}
+        #: Paths every source answered 4xx, until when (monotonic).
+        self._missing: dict[CacheKey, float] = {}
 
     def active(self) -> list[Download]:
         return list(self._active.values())
@@ -47,8 +58,12 @@ class Downloads:
     def get(self, key: CacheKey) -> Download | None:
         return self._active.get(key)
 
-    def start(self, key: CacheKey) -> Download:
-        """Register and start a download; the caller checked there is none."""
+    def start(
+        self, key: CacheKey, plan: FetchPlan | None = None, negative_for: float = 0
+    ) -> Download:
+        """Register and start a download; the caller checked there is none.
+        A path that every source answers 4xx is remembered as missing for
+        ``negative_for`` seconds (``known_missing``)."""
         assert key not in self._active
         download = Download(
             key,
@@ -58,12 +73,25 @@ class Downloads:
             self._began,
             self._forget,
             fits=self.fits,
+            plan=plan,
+            meta=self.meta,
         )
+        download.negative_for = negative_for
         self._active[key] = download
         download.start()
         return download
 
-    def pass_through(self, key: CacheKey) -> Download:
+    def known_missing(self, key: CacheKey) -> bool:
+        """True while ``key`` is remembered as answered 4xx by every source."""
+        until = self._missing.get(key)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self._missing[key]
+        return False
+
+    def pass_through(self, key: CacheKey, plan: FetchPlan | None = None) -> Download:
         """Start a download for one client that is never registered or
         stored: the cache could not keep the file (full or read-only disk),
         and that client must still get it."""
@@ -75,6 +103,7 @@ class Downloads:
             lambda _download: None,
             lambda _download: None,
             stored=False,
+            plan=plan,
         )
         download.start()
         return download
@@ -86,5 +115,10 @@ class Downloads:
     def _forget(self, download: Download) -> None:
         if self._active.get(download.key) is download:
             del self._active[download.key]
+        result = download.result
+        if download.negative_for and result and result.outcome is Outcome.NOT_FOUND:
+            if len(self._missing) >= MISSING_REMEMBERED:
+                self._missing.clear()
+            self._missing[download.key] = time.monotonic() + download.negative_for
         for listener in self.on_end:
             listener(download)

@@ -70,10 +70,29 @@ def system_ca_file() -> str | None:
 
 class Outcome(enum.Enum):
     COMPLETE = "complete"
+    #: A conditional request answered 304: the cached copy is current.
+    NOT_MODIFIED = "not modified"
     NOT_FOUND = "not found"
     FAILED = "failed"
     TIMEOUT = "timeout"
     BROKEN = "broken mid-stream"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a path is fetched from: the sources in order, and the path to
+    append to each (percent-encoded, starting with ``/``)."""
+
+    sources: tuple[str, ...]
+    path: str
+
+    def starting_with(self, source: str | None) -> Route:
+        """The same route with ``source`` asked first (where a cached copy
+        came from), then the others in order."""
+        if source not in self.sources:
+            return self
+        rest = tuple(other for other in self.sources if other != source)
+        return Route((source, *rest), self.path)
 
 
 @dataclass(frozen=True)
@@ -158,20 +177,35 @@ class Upstream:
         method: str,
         on_head: HeadCallback,
         on_chunk: ChunkCallback | None = None,
+        route: Route | None = None,
+        conditional: dict[str, str] | None = None,
     ) -> FetchResult:
-        """Try the sources in order until one gives a 200 for ``key``.
+        """Try the sources of ``route`` in order until one gives a 200 for
+        ``key`` (default: the top-level sources, the key's own path).
 
         A 4xx, a 5xx, a refused connection or a timeout before the response
         head moves on to the next source. Once ``on_head`` accepted a
         response, a failure ends the fetch (BROKEN): its bytes already went
         to clients. All sources saying 4xx is NOT_FOUND; otherwise the last
-        failure decides between TIMEOUT and FAILED.
+        failure decides between TIMEOUT and FAILED. With ``conditional``
+        headers (If-None-Match, If-Modified-Since), a 304 ends the fetch
+        as NOT_MODIFIED.
         """
+        route = route or Route(self.live.current.sources, key.url_path)
         all_not_found = True
         last = FetchResult(Outcome.FAILED, "no source configured")
-        for source in self.live.current.sources:
-            last = await self._try(source, key, method, on_head, on_chunk)
-            if last.outcome in (Outcome.COMPLETE, Outcome.BROKEN):
+        for source in route.sources:
+            last = await self._try(
+                source,
+                key,
+                method,
+                on_head,
+                on_chunk,
+                conditional,
+                what="revalidate" if conditional else "fetch",
+                path=route.path,
+            )
+            if last.outcome in (Outcome.COMPLETE, Outcome.BROKEN, Outcome.NOT_MODIFIED):
                 return last
             all_not_found = all_not_found and last.outcome is Outcome.NOT_FOUND
         if not all_not_found and last.outcome is Outcome.NOT_FOUND:
@@ -186,6 +220,7 @@ class Upstream:
         broken_source: str | None,
         on_chunk: ChunkCallback,
         same_source_first: bool = True,
+        route: Route | None = None,
     ) -> FetchResult:
         """Continue a broken download at ``offset`` with a Range request.
 
@@ -214,7 +249,8 @@ class Upstream:
                     return False
             return partial.headers.get("Content-Range", "").strip() == expected_range
 
-        sources = list(self.live.current.sources)
+        route = route or Route(self.live.current.sources, key.url_path)
+        sources = list(route.sources)
         if broken_source in sources:
             at = sources.index(broken_source) + (0 if same_source_first else 1)
             sources = sources[at:] + sources[:at]
@@ -230,6 +266,7 @@ class Upstream:
                 206,
                 "resume",
                 offset,
+                route.path,
             )
             if result.outcome in (Outcome.COMPLETE, Outcome.BROKEN):
                 return FetchResult(result.outcome, result.detail, source, head)
@@ -246,13 +283,14 @@ class Upstream:
         expected_status: int = 200,
         what: str = "fetch",
         offset: int = 0,
+        path: str | None = None,
     ) -> FetchResult:
         """One attempt at one source, logged and counted. ``offset`` bytes
         of the file came before this attempt's body (a resume)."""
         limit = self.live.current.max_file_size
         attempt = _Attempt(
             self,
-            source + key.url_path,
+            source + (key.url_path if path is None else path),
             method,
             on_head,
             on_chunk,
@@ -270,7 +308,9 @@ class Upstream:
             method,
             key,
             display_source(source),
-            f" at byte {headers['Range'][6:-1]}" if headers else "",
+            f" at byte {headers['Range'][6:-1]}"
+            if headers and "Range" in headers
+            else "",
             result.outcome.value,
             result.detail,
             attempt.body_bytes,
@@ -310,6 +350,10 @@ class _Attempt:
         self._too_big = False
         #: Why a response that looked acceptable was refused as malformed.
         self._malformed = ""
+        self._conditional = bool(
+            headers and ("If-None-Match" in headers or "If-Modified-Since" in headers)
+        )
+        self._not_modified = False
         self.headers = {"Accept-Encoding": "identity", **(headers or {})}
         self.expected_status = expected_status
         self.url = url
@@ -363,6 +407,9 @@ class _Attempt:
 
     def _classify(self, error: Exception | None) -> FetchResult:
         head = self._head
+        errno = getattr(error, "errno", None)
+        if self._not_modified and errno in (None, CURLE_ABORTED_BY_CALLBACK):
+            return FetchResult(Outcome.NOT_MODIFIED, "HTTP 304", head=head)
         if self._malformed:
             return FetchResult(Outcome.FAILED, self._malformed, head=head)
         if self._too_big:
@@ -459,6 +506,8 @@ class _Attempt:
         self._head = head
         is_folder = urllib.parse.urlsplit(head.url).path.endswith("/")
         self._accepted = head.status == self.expected_status and not is_folder
+        if head.status == 304 and self._conditional:
+            self._not_modified = True
         if self._accepted and _framing_is_ambiguous(head):
             self._accepted = False
             self._malformed = "both Transfer-Encoding and Content-Length"

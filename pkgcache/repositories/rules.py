@@ -1,16 +1,18 @@
-"""The rules that govern a path, asked before hit or miss.
+"""Which repository a path belongs to, and the rules that govern it.
 
 The handler (and the small-hit path) ask ``Repositories.rules_for(key)``
-once per request, before looking in the cache, and act on the answer:
-today every path has the same one, ``CACHED_FOREVER`` (package files are
-immutable: the version is in the name). This is the seam for repositories
-with their own rules (volatile index files revalidated after a while,
-files passed through unstored): they return other ``PathRules`` here, and
-the handler's hit, miss and join steps consult ``policy``.
+once per request, before looking in the cache: the repository with the
+longest prefix that the path lies under, and the policy of the path
+within it (the repository's own ``rules`` first, then its kind's preset,
+else immutable). No repository: None, and the request is answered 404.
 
-Subclassing notes: override ``rules_for`` only; it must be pure (the same
-key always gets the same rules until the next reload) and cheap, since it
-runs on every request, small hits included.
+- ``immutable``: kept forever once complete; a hit never asks upstream.
+- ``volatile``: kept, and revalidated with a conditional request once
+  older than the repository's ``fresh_for``.
+- ``pass``: streamed from upstream and never stored.
+
+Pure: the same key always gets the same rules until the next reload,
+which builds a new ``Repositories`` from the new settings.
 """
 
 from __future__ import annotations
@@ -18,30 +20,87 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from pkgcache.repositories.globs import compile_glob
+from pkgcache.repositories.presets import PRESETS
+from pkgcache.settings import RepositorySettings
 from pkgcache.store.paths import CacheKey
 
 
 class Policy(enum.Enum):
-    #: Kept forever once complete; a hit never asks upstream.
     IMMUTABLE = "immutable"
+    VOLATILE = "volatile"
+    PASS = "pass"
+
+
+@dataclass(frozen=True)
+class Repository:
+    """One repository's settings with its prefix as path segments."""
+
+    settings: RepositorySettings
+    prefix: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.settings.sources
+
+    @classmethod
+    def of(cls, settings: RepositorySettings) -> Repository:
+        return cls(settings, tuple(part for part in settings.prefix.split("/") if part))
 
 
 @dataclass(frozen=True, slots=True)
 class PathRules:
-    """What governs one path: the repository it belongs to and its policy."""
+    """What governs one path: its repository, its policy, and its path
+    below the prefix."""
 
-    repository: str
+    repository: Repository
     policy: Policy
+    below: CacheKey
 
-
-#: The one answer of a cache without repositories (package-cache 0.2's
-#: behaviour): every file is kept forever.
-CACHED_FOREVER = PathRules("generic", Policy.IMMUTABLE)
+    @property
+    def upstream_path(self) -> str:
+        """The path to append to each source URL, percent-encoded again."""
+        return self.below.url_path
 
 
 class Repositories:
-    """Routes a path to the rules that govern it."""
+    """Routes a path to its repository and policy."""
 
-    def rules_for(self, key: CacheKey) -> PathRules:
-        """The rules for ``key``; see the subclassing notes above."""
-        return CACHED_FOREVER
+    def __init__(self, repositories: tuple[RepositorySettings, ...] = ()) -> None:
+        self.update(repositories)
+
+    def update(self, repositories: tuple[RepositorySettings, ...]) -> None:
+        """Use these repositories from the next request on (a reload)."""
+        built = [Repository.of(settings) for settings in repositories]
+        #: Longest prefix first: the first that fits is the longest.
+        self.repositories = sorted(built, key=lambda repo: -len(repo.prefix))
+        self._rules = {
+            repo.name: [
+                (compile_glob(glob), Policy(policy))
+                for glob, policy in (*repo.settings.rules, *PRESETS[repo.settings.kind])
+            ]
+            for repo in built
+        }
+
+    def rules_for(self, key: CacheKey) -> PathRules | None:
+        """The rules for ``key``, or None when no repository serves it."""
+        segments = key.segments
+        for repo in self.repositories:
+            depth = len(repo.prefix)
+            if len(segments) > depth and segments[:depth] == repo.prefix:
+                below = CacheKey(segments[depth:]) if depth else key
+                return PathRules(repo, self._policy(repo, below), below)
+        return None
+
+    def _policy(self, repo: Repository, below: CacheKey) -> Policy:
+        rules = self._rules[repo.name]
+        if rules:
+            path = below.relative
+            for pattern, policy in rules:
+                if pattern.fullmatch(path):
+                    return policy
+        return Policy.IMMUTABLE

@@ -12,6 +12,7 @@ from pkgcache.observe.metrics import Metrics
 from pkgcache.repositories.rules import Repositories
 from pkgcache.settings import LiveSettings
 from pkgcache.store.cache import CacheStore
+from pkgcache.store.meta import MetaStore
 from pkgcache.store.smallfiles import SmallFiles
 from pkgcache.store.usage import CacheUsage
 
@@ -47,6 +48,7 @@ class ServingContext:
     downloads: Downloads
     repositories: Repositories
     small_files: SmallFiles
+    meta: MetaStore
     usage: CacheUsage
     metrics: Metrics
     in_flight: InFlight

@@ -14,15 +14,18 @@ the connection, so clients see an error instead of a short file.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from tornado.httputil import responses
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
-from pkgcache.fetching.download import Download
-from pkgcache.fetching.upstream import Outcome
+from pkgcache.fetching.download import Download, FetchPlan
+from pkgcache.fetching.upstream import Outcome, Route
 from pkgcache.observe.accesslog import escape
+from pkgcache.repositories.freshness import is_fresh, may_serve_stale
+from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving import headers
 from pkgcache.serving.bodies import Body, FileBody, GrowingBody, MemoryBody
 from pkgcache.serving.clients import allowed
@@ -30,6 +33,7 @@ from pkgcache.serving.context import ServingContext
 from pkgcache.serving.decisions import Representation, decide
 from pkgcache.serving.output import ClientOutput
 from pkgcache.store.cache import CachedFile, OutsideCache, PathConflict
+from pkgcache.store.meta import Validators
 from pkgcache.store.paths import CacheKey, PathRefused, cache_key
 from pkgcache.store.smallfiles import SmallFiles
 
@@ -90,6 +94,8 @@ class CacheHandler(PageHandler):
         self.context = context
         #: hit, miss, joined, refused, forbidden or error: for the access log.
         self.result = "error"
+        #: The repository that serves the path, for the metrics.
+        self.repository = "-"
         self.output = ClientOutput(self, context.live.current.idle_timeout)
         self._growing: GrowingBody | None = None
         self._counted = False
@@ -134,22 +140,67 @@ class CacheHandler(PageHandler):
         except PathRefused as refused:
             self.result = "refused"
             raise HTTPError(refused.status, "%s", refused.reason) from None
-        self.context.repositories.rules_for(key)  # every path: cached forever
+        rules = self.context.repositories.rules_for(key)
+        if rules is None:
+            self.result = "refused"
+            raise HTTPError(404, "no repository serves %s", key)
+        self.repository = rules.repository.name
+        self._rules = rules
         download = self.context.downloads.get(key)
-        if download is None:
-            cached = self._lookup(key)
-            if cached is not None:
-                self.result = "hit"
-                await self._serve_file(cached)
-                return
-            if not include_body:
-                await self._head_miss(key)
-                return
-            download = self.context.downloads.start(key)
-            self.result = "miss"
-        else:
+        if download is not None:
             self.result = "joined"
+            volatile = rules.policy is Policy.VOLATILE
+            stale = self._lookup(key) if volatile else None
+            await self._serve_download(key, download, stale=stale)
+            return
+        cached = self._lookup(key) if rules.policy is not Policy.PASS else None
+        settings = rules.repository.settings
+        if cached is not None:
+            if self._needs_revalidation(key, cached) and include_body:
+                self.result = "refreshed"
+                plan = self._plan(rules, self._validators(key, cached))
+                download = self.context.downloads.start(
+                    key, plan, settings.negative_for
+                )
+                await self._serve_download(key, download, stale=cached)
+                return
+            self.result = "hit"
+            await self._serve_file(cached)
+            return
+        if settings.offline:
+            raise HTTPError(504, "%s is not cached and the repository is offline", key)
+        if self.context.downloads.known_missing(key):
+            self.result = "negative"
+            raise HTTPError(404, "no source had %s a moment ago", key)
+        if not include_body:
+            await self._head_miss(key)
+            return
+        download = self.context.downloads.start(
+            key, self._plan(rules, None), settings.negative_for
+        )
+        self.result = "pass" if rules.policy is Policy.PASS else "miss"
         await self._serve_download(key, download)
+
+    def _needs_revalidation(self, key: CacheKey, cached: CachedFile) -> bool:
+        rules = self._rules
+        if rules.policy is not Policy.VOLATILE or rules.repository.settings.offline:
+            return False
+        validators = self.context.meta.read(key, cached.stat)
+        return not is_fresh(validators, rules.repository.settings, time.time())
+
+    def _validators(self, key: CacheKey, cached: CachedFile) -> Validators:
+        """The stored copy's validators; none recorded: a plain request."""
+        found = self.context.meta.read(key, cached.stat)
+        return found or Validators(None, None, None, 0.0)
+
+    @staticmethod
+    def _plan(rules: PathRules, revalidating: Validators | None) -> FetchPlan:
+        return FetchPlan(
+            route=Route(rules.repository.sources, rules.upstream_path),
+            revalidating=revalidating,
+            record_validators=rules.policy is Policy.VOLATILE,
+            keep=rules.policy is not Policy.PASS,
+        )
 
     def _lookup(self, key: CacheKey) -> CachedFile | None:
         try:
@@ -186,11 +237,27 @@ class CacheHandler(PageHandler):
         await self._respond(representation, file_headers, body)
 
     async def _serve_download(
-        self, key: CacheKey, download: Download, passing: bool = False
+        self,
+        key: CacheKey,
+        download: Download,
+        passing: bool = False,
+        stale: CachedFile | None = None,
     ) -> None:
         """Join ``download``; ``passing``: it is this client's own
-        pass-through, not to be replaced by another."""
-        await download.wait_for_head()
+        pass-through, not to be replaced by another; ``stale``: a cached
+        copy it may replace (a revalidation), served if no answer comes
+        within ``stall_timeout``."""
+        if stale is not None and self._may_serve_stale(key, stale):
+            wait = self.context.live.current.stall_timeout
+            if not await download.wait_for_head(wait):
+                self.result = "stale"
+                await self._serve_file(stale)
+                return
+        else:
+            await download.wait_for_head()
+        if download.not_modified or (stale is not None and download.ended):
+            await self._serve_revalidated(key, download, stale)
+            return
         if self.request.method == "HEAD" and download.head is not None:
             representation, file_headers = headers.download_file(
                 key.relative, download.head.content_length, download.head.last_modified
@@ -204,6 +271,8 @@ class CacheHandler(PageHandler):
             # Nothing to follow: bytes already went by and were not stored.
             await self._serve_download(key, self._pass_through(key), True)
             return
+        if stale is not None:
+            self.result = "refreshed"
         assert download.head is not None
         representation, file_headers = headers.download_file(
             key.relative, download.head.content_length, download.head.last_modified
@@ -221,6 +290,33 @@ class CacheHandler(PageHandler):
         finally:
             if self.result == "joined":
                 joined.dec()
+
+    async def _serve_revalidated(
+        self, key: CacheKey, download: Download, stale: CachedFile | None
+    ) -> None:
+        """A revalidation ended before this client saw a byte: the copy was
+        current (304), a new version was stored, the file is gone upstream,
+        or no source answered (the stale copy, within ``stale_if_error``)."""
+        result = download.result
+        assert result is not None
+        if download.not_modified or download.published:
+            cached = self._lookup(key)
+            if cached is not None:
+                self.result = "revalidated" if download.not_modified else "refreshed"
+                await self._serve_file(cached)
+                return
+        failed = result.outcome in (Outcome.FAILED, Outcome.TIMEOUT)
+        if stale is not None and failed and self._may_serve_stale(key, stale):
+            log.warning("serving a stale %s: %s", key, result.detail)
+            self.result = "stale"
+            await self._serve_file(stale)
+            return
+        await self._serve_ended(key, download, passing=False)
+
+    def _may_serve_stale(self, key: CacheKey, stale: CachedFile) -> bool:
+        validators = self.context.meta.read(key, stale.stat)
+        settings = self._rules.repository.settings
+        return may_serve_stale(validators, settings, time.time())
 
     async def _serve_ended(
         self, key: CacheKey, download: Download, passing: bool
@@ -248,12 +344,16 @@ class CacheHandler(PageHandler):
 
     def _pass_through(self, key: CacheKey) -> Download:
         log.info("%s was not stored: fetching it again for this client", key)
-        return self.context.downloads.pass_through(key)
+        return self.context.downloads.pass_through(key, self._plan(self._rules, None))
 
     async def _head_miss(self, key: CacheKey) -> None:
         """HEAD of an uncached file: ask the sources with HEAD, fetch nothing."""
         self.result = "miss"
-        result = await self.context.upstream.fetch(key, "HEAD", lambda _head: True)
+        rules = self._rules
+        route = Route(rules.repository.sources, rules.upstream_path)
+        result = await self.context.upstream.fetch(
+            key, "HEAD", lambda _head: True, None, route
+        )
         if result.outcome is not Outcome.COMPLETE or result.head is None:
             raise HTTPError(result.client_status, "%s", result.detail)
         representation, file_headers = headers.download_file(

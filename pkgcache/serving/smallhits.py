@@ -14,17 +14,20 @@ path whose rules are not "cached forever") goes the general way through
 
 from __future__ import annotations
 
+import time
+
 from tornado import httputil
 from tornado.httputil import HTTPServerRequest, ResponseStartLine
 
 from pkgcache.observe.accesslog import log_access
-from pkgcache.repositories.rules import Policy
+from pkgcache.repositories.freshness import is_fresh
+from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving import headers
 from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.decisions import Answer, decide
 from pkgcache.store.cache import CachedFile, OutsideCache, PathConflict
-from pkgcache.store.paths import PathRefused, cache_key
+from pkgcache.store.paths import CacheKey, PathRefused, cache_key
 from pkgcache.store.smallfiles import SmallFiles
 
 
@@ -37,7 +40,8 @@ def small_hit(context: ServingContext, request: HTTPServerRequest) -> SmallHit |
         key = cache_key(request.uri or "/")
     except PathRefused:
         return None
-    if context.repositories.rules_for(key).policy is not Policy.IMMUTABLE:
+    rules = context.repositories.rules_for(key)
+    if rules is None or rules.policy is Policy.PASS:
         return None
     if context.downloads.get(key) is not None:
         return None
@@ -46,6 +50,8 @@ def small_hit(context: ServingContext, request: HTTPServerRequest) -> SmallHit |
     except (OutsideCache, PathConflict):
         return None
     if cached is None or not SmallFiles.fits(cached.stat):
+        return None
+    if rules.policy is Policy.VOLATILE and not _fresh(context, rules, key, cached):
         return None
     settings = context.live.current
     if not allowed(request, settings.allow, settings.trusted_proxies):
@@ -118,3 +124,13 @@ class SmallHit(httputil.HTTPMessageDelegate):
 
 
 _REASONS = {status: httputil.responses[status] for status in (200, 206, 304, 412, 416)}
+
+
+def _fresh(
+    context: ServingContext, rules: PathRules, key: CacheKey, cached: CachedFile
+) -> bool:
+    settings = rules.repository.settings
+    if settings.offline:
+        return True
+    validators = context.meta.read(key, cached.stat)
+    return is_fresh(validators, settings, time.time())

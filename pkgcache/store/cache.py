@@ -11,6 +11,7 @@ Only the store package knows that folder and the publish step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -238,6 +239,17 @@ class CacheStore:
         except OSError as error:
             raise StoreError(f"cannot store {key}: {error}") from None
         return final
+
+    def remove(self, key: CacheKey) -> None:
+        """Remove the cached file of ``key`` (gone upstream); readers that
+        hold it open keep their view."""
+        try:
+            cached = self.lookup(key)
+        except StoreError:
+            return
+        if cached is not None and cached.path == self.final_path(key):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(cached.path)
 
     def touch(self, path: str, result: os.stat_result) -> None:
         """Record an access on a hit, at most once per ``ATIME_INTERVAL``.

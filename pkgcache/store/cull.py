@@ -3,11 +3,11 @@
 Used by ``package-cache cull`` (cron, systemd timer; its flags are
 ``cli.py``'s) and by the daemon's own eviction (``eviction.py``), which
 runs it in a worker thread. Problems are logged, never printed: inside the
-daemon they go wherever its log goes (syslog included). Rules:
-the private partial folder is never entered, symlinks are neither followed
-nor removed, folders left empty are removed (never the root), and removing
-a file that a client is reading is safe: the client keeps its open file
-and the next request is a fresh miss.
+daemon they go wherever its log goes (syslog included). Rules: the
+private partial and validator folders are never entered, symlinks are
+neither followed nor removed, folders left empty are removed (never the
+root), and removing a file that a client is reading is safe: the client
+keeps its open file and the next request is a fresh miss.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pkgcache.store.cache import PARTIAL_FOLDER
+from pkgcache.store.meta import META_FOLDER
 
 log = logging.getLogger("pkgcache.cull")
 
@@ -55,7 +56,7 @@ def scan(root: str) -> Iterator[CachedEntry]:
         except OSError:
             continue
         for entry in entries:
-            if folder == root and entry.name == PARTIAL_FOLDER:
+            if folder == root and entry.name in (PARTIAL_FOLDER, META_FOLDER):
                 continue
             try:
                 result = entry.stat(follow_symlinks=False)

@@ -1,0 +1,283 @@
+"""Repositories: routing by prefix, volatile files revalidated after
+fresh_for, stale copies when sources fail, offline, negative answers,
+pass-through, validators kept across restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Proxy, wait_until
+from tests.static_origin import StaticOrigin
+
+INDEX = "dists/stable/InRelease"
+
+
+@pytest.fixture
+def mirror(tmp_path: Path):
+    root = tmp_path / "mirror"
+    (root / "dists/stable").mkdir(parents=True)
+    (root / "pool").mkdir()
+    (root / INDEX).write_bytes(b"version 1\n")
+    (root / "pool/hello_1.0_all.deb").write_bytes(b"deb" * 1000)
+    server = StaticOrigin(root).start()
+    yield server
+    server.stop()
+
+
+def publish(mirror: StaticOrigin, path: str, data: bytes) -> None:
+    """A new version of a file, with a later mtime (and so Last-Modified)."""
+    target = mirror.root / path
+    target.write_bytes(data)
+    later = time.time() + 5
+    os.utime(target, (later, later))
+
+
+def debian(mirror: StaticOrigin, **settings) -> dict:
+    return {
+        "name": "debian",
+        "prefix": "/debian/",
+        "kind": "debian",
+        "sources": [mirror.url],
+        "fresh_for": "1s",
+        **settings,
+    }
+
+
+def test_a_request_goes_to_the_repository_with_the_longest_prefix(make_proxy, tmp_path):
+    roots = {}
+    for name in ("outer", "inner"):
+        roots[name] = tmp_path / name
+        (roots[name] / "x").mkdir(parents=True)
+        (roots[name] / "x" / "f.txt").write_text(name)
+    outer, inner = (StaticOrigin(roots[name]).start() for name in ("outer", "inner"))
+    try:
+        repositories = [
+            {"name": "outer", "prefix": "/a/", "sources": [outer.url]},
+            {"name": "inner", "prefix": "/a/b/", "sources": [inner.url]},
+        ]
+        proxy = make_proxy([], repository=repositories)
+        assert proxy.request("/a/x/f.txt").body == b"outer"
+        assert proxy.request("/a/b/x/f.txt").body == b"inner"
+        assert proxy.cached("/a/b/x/f.txt").read_text() == "inner"
+        assert proxy.request("/elsewhere/x/f.txt").status == 404
+    finally:
+        outer.stop()
+        inner.stop()
+
+
+def test_a_volatile_index_is_revalidated_after_fresh_for(make_proxy, mirror):
+    proxy = make_proxy([], repository=[debian(mirror)])
+    path = f"/debian/{INDEX}"
+    first = proxy.request(path)
+    assert first.body == b"version 1\n"
+    assert first.headers["X-Package-Cache"] == "miss"
+    assert proxy.request(path).headers["X-Package-Cache"] == "hit"
+    assert mirror.count(INDEX) == 1  # fresh: nobody asked upstream
+    time.sleep(1.2)
+    again = proxy.request(path)
+    assert again.headers["X-Package-Cache"] == "revalidated"
+    assert again.body == b"version 1\n"
+    assert mirror.count(INDEX) == 2
+    publish(mirror, INDEX, b"version 2, longer\n")
+    assert proxy.request(path).body == b"version 1\n"  # fresh again after the 304
+    time.sleep(1.2)
+    refreshed = proxy.request(path)
+    assert refreshed.headers["X-Package-Cache"] == "refreshed"
+    assert refreshed.body == b"version 2, longer\n"
+    assert proxy.cached(path).read_bytes() == b"version 2, longer\n"
+    # Package files are immutable: never asked again.
+    deb = "/debian/pool/hello_1.0_all.deb"
+    assert proxy.request(deb).status == 200
+    time.sleep(1.2)
+    assert proxy.request(deb).headers["X-Package-Cache"] == "hit"
+    assert mirror.count("hello_1.0_all.deb") == 1
+
+
+def test_concurrent_requests_for_a_stale_index_make_one_upstream_request(
+    make_proxy, mirror
+):
+    proxy = make_proxy([], repository=[debian(mirror)])
+    path = f"/debian/{INDEX}"
+    assert proxy.request(path).status == 200
+    publish(mirror, INDEX, b"version 2\n" * 1000)
+    time.sleep(1.2)
+    bodies: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: bodies.append(proxy.request(path).body))
+        for _ in range(50)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(bodies) == 50
+    assert set(bodies) == {b"version 2\n" * 1000}
+    assert mirror.count(INDEX) == 2
+
+
+def test_a_stale_copy_is_served_when_every_source_fails(make_proxy, mirror):
+    proxy = make_proxy([], repository=[debian(mirror)])
+    path = f"/debian/{INDEX}"
+    assert proxy.request(path).status == 200
+    mirror.stop()
+    time.sleep(1.2)
+    stale = proxy.request(path)
+    assert stale.status == 200
+    assert stale.headers["X-Package-Cache"] == "stale"
+    assert stale.body == b"version 1\n"
+
+
+def test_a_stale_copy_past_stale_if_error_is_not_served(make_proxy, mirror):
+    proxy = make_proxy([], repository=[debian(mirror, stale_if_error="1s")])
+    path = f"/debian/{INDEX}"
+    assert proxy.request(path).status == 200
+    mirror.stop()
+    time.sleep(2.3)
+    assert proxy.request(path).status in (502, 504)
+
+
+def test_offline_never_asks_upstream_for_cached_files(make_proxy, mirror):
+    proxy = make_proxy([], repository=[debian(mirror)])
+    path = f"/debian/{INDEX}"
+    assert proxy.request(path).status == 200
+    settings = {**proxy.settings, "repository": [debian(mirror, offline=True)]}
+    proxy.write_config(**settings)
+    proxy.send(signal.SIGHUP)
+    assert wait_until(lambda: "reloaded settings" in proxy.log())
+    time.sleep(1.2)
+    assert proxy.request(path).headers["X-Package-Cache"] == "hit"
+    assert mirror.count(INDEX) == 1
+    assert proxy.request("/debian/pool/not-cached.deb").status == 504
+    assert mirror.count("not-cached.deb") == 0
+
+
+def test_a_missing_file_is_asked_once_per_source_for_negative_for(
+    make_proxy, mirror, tmp_path
+):
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    other = StaticOrigin(other_root).start()
+    try:
+        repository = debian(mirror, negative_for="30s")
+        repository["sources"] = [mirror.url, other.url]
+        proxy = make_proxy([], repository=[repository])
+        path = "/debian/dists/stable/main/Contents-amd64.sig"
+        statuses = [proxy.request(path).status for _ in range(20)]
+        assert statuses == [404] * 20
+        assert mirror.count("Contents-amd64.sig") == 1
+        assert other.count("Contents-amd64.sig") == 1
+        assert "negative" in proxy.log()
+    finally:
+        other.stop()
+
+
+def test_a_file_gone_upstream_is_gone_from_the_cache(make_proxy, mirror):
+    proxy = make_proxy([], repository=[debian(mirror, negative_for="0")])
+    path = f"/debian/{INDEX}"
+    assert proxy.request(path).status == 200
+    (mirror.root / INDEX).unlink()
+    time.sleep(1.2)
+    assert proxy.request(path).status == 404
+    assert not proxy.cached(path).exists()
+
+
+def test_pass_files_are_streamed_and_never_stored(make_proxy, mirror):
+    rules = [{"match": "dists/*/Changelogs/**", "policy": "pass"}]
+    (mirror.root / "dists/stable/Changelogs").mkdir()
+    (mirror.root / "dists/stable/Changelogs/hello").write_text("changes\n")
+    proxy = make_proxy([], repository=[debian(mirror, rules=rules)])
+    path = "/debian/dists/stable/Changelogs/hello"
+    for _ in range(2):
+        response = proxy.request(path)
+        assert response.body == b"changes\n"
+        assert response.headers["X-Package-Cache"] == "pass"
+    assert not proxy.cached(path).exists()
+    assert mirror.count("Changelogs/hello") == 2
+
+
+def test_validators_survive_a_restart(tmp_path, mirror):
+    first = Proxy(tmp_path, [], repository=[debian(mirror)]).start()
+    path = f"/debian/{INDEX}"
+    try:
+        assert first.request(path).status == 200
+    finally:
+        assert first.stop() == 0
+    second = Proxy(tmp_path, [], repository=[debian(mirror)])
+    second.cache = first.cache
+    second.write_config(**{**second.settings, "cache": str(first.cache)})
+    second.start()
+    try:
+        time.sleep(1.2)
+        again = second.request(path)
+        assert again.headers["X-Package-Cache"] == "revalidated"
+        assert mirror.count(INDEX) == 2
+    finally:
+        second.stop()
+    assert "Traceback" not in first.log() + second.log()
+
+
+def test_a_slow_reader_of_the_old_version_gets_it_whole(make_proxy, mirror):
+    old = b"old " * 500_000  # 2 MB
+    publish(mirror, INDEX, old)
+    proxy = make_proxy([], repository=[debian(mirror)])
+    path = f"/debian/{INDEX}"
+    assert proxy.request(path).body == old
+    slow = proxy.open(path)
+    first = slow.read(1000)
+    publish(mirror, INDEX, b"new " * 600_000)
+    time.sleep(1.2)
+    assert proxy.request(path).body == b"new " * 600_000
+    assert first + slow.read() == old
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('{name = "Bad", prefix = "/a/", sources = ["http://h"]}', "name must match"),
+        ('{name = "a", prefix = "a/", sources = ["http://h"]}', "prefix must start"),
+        ('{name = "a", prefix = "/a/", sources = ["http://h"], kind = "x"}', "kind"),
+        ('{name = "a", prefix = "/a/", sources = []}', "sources must be"),
+        ('{name = "a", prefix = "/a/", sources = ["http://h"], colour = 1}', "unknown"),
+        (
+            '{name = "a", prefix = "/a/", sources = ["http://h"], rules = '
+            '[{match = "a**", policy = "pass"}]}',
+            "bad glob",
+        ),
+        (
+            '{name = "a", prefix = "/a/", sources = ["http://h"], rules = '
+            '[{match = "a/*", policy = "sometimes"}]}',
+            "policy must be",
+        ),
+        (
+            '{name = "a", prefix = "/a/", sources = ["http://h"]}, '
+            '{name = "a", prefix = "/b/", sources = ["http://h"]}',
+            "two repositories are named",
+        ),
+        (
+            '{name = "a", prefix = "/a/", sources = ["http://h"]}, '
+            '{name = "b", prefix = "/a/", sources = ["http://h"]}',
+            "same prefix",
+        ),
+    ],
+)
+def test_a_bad_repository_is_one_line_and_exit_2(tmp_path, table, message):
+    config = tmp_path / "bad.conf"
+    config.write_text(f"repository = [{table}]\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pkgcache", "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
