@@ -78,6 +78,7 @@ def build(settings: Settings) -> Parts:
     def count_stored(download: Download) -> None:
         if download.published:
             usage.stored(download.received)
+        metrics.downloaded(download.plan.repository, download.received)
 
     downloads.fits = evictor.could_fit
     downloads.on_begin.append(make_room)

@@ -4,6 +4,7 @@ pass-through, validators kept across restarts."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -281,3 +282,25 @@ def test_a_bad_repository_is_one_line_and_exit_2(tmp_path, table, message):
     assert done.returncode == 2
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_metrics_and_status_per_repository(make_proxy, mirror):
+    proxy = make_proxy([], repository=[debian(mirror)])
+    path = f"/debian/{INDEX}"
+    proxy.request(path)
+    proxy.request(path)
+    time.sleep(1.2)
+    proxy.request(path)
+    metrics = proxy.request("/.pkgcache/metrics").body.decode()
+    for result in ("miss", "hit", "revalidated"):
+        labels = f'repository="debian",result="{result}"'
+        assert f"pkgcache_repository_requests_total{{{labels}}} 1.0" in metrics
+    assert (
+        'pkgcache_repository_upstream_bytes_total{repository="debian"} 10.0' in metrics
+    )
+    status = json.loads(proxy.request("/.pkgcache/status.json").body)
+    (repository,) = status["repositories"]
+    assert repository["name"] == "debian" and repository["kind"] == "debian"
+    assert repository["requests"]["revalidated"] == 1
+    assert list(repository["sources"]) == [mirror.url]
+    assert b"<h2>Repositories</h2>" in proxy.request("/.pkgcache/status").body

@@ -86,6 +86,8 @@ class FetchPlan:
     revalidating: Validators | None = None
     record_validators: bool = False
     keep: bool = True
+    #: The repository it is for, for the metrics.
+    repository: str = "-"
 
 
 class Download:

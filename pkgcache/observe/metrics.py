@@ -15,7 +15,21 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from pkgcache.store.usage import CacheUsage
 
 #: Results of a request, as in the access log.
-RESULTS = ("hit", "miss", "joined", "refused", "forbidden", "error")
+RESULTS = (
+    "hit",
+    "miss",
+    "joined",
+    "revalidated",
+    "refreshed",
+    "stale",
+    "negative",
+    "pass",
+    "refused",
+    "forbidden",
+    "error",
+)
+#: Results answered from the cache's own copy.
+FROM_CACHE = frozenset(("hit", "revalidated", "stale"))
 
 
 class Metrics:
@@ -63,6 +77,18 @@ class Metrics:
         self.evicted_bytes = Counter(
             "pkgcache_evicted_bytes", "Bytes removed by eviction", registry=r
         )
+        self.repository_requests = Counter(
+            "pkgcache_repository_requests",
+            "Requests answered, by repository and result",
+            ["repository", "result"],
+            registry=r,
+        )
+        self.repository_upstream_bytes = Counter(
+            "pkgcache_repository_upstream_bytes",
+            "Body bytes downloaded from sources, by repository",
+            ["repository"],
+            registry=r,
+        )
         for result in RESULTS:
             self.requests.labels(result)
         #: Per source: outcome -> count, for the status page.
@@ -76,11 +102,30 @@ class Metrics:
         self.cache_files.set_function(lambda: float(usage.files))
         self.cache_bytes.set_function(lambda: float(usage.bytes))
 
-    def request_done(self, result: str, served: int) -> None:
+    def request_done(self, result: str, served: int, repository: str = "-") -> None:
         self.requests.labels(result).inc()
+        if repository != "-":
+            self.repository_requests.labels(repository, result).inc()
         if served:
-            source = "cache" if result == "hit" else "upstream"
+            source = "cache" if result in FROM_CACHE else "upstream"
             self.served_bytes.labels(source).inc(served)
+
+    def downloaded(self, repository: str, received: int) -> None:
+        if received:
+            self.repository_upstream_bytes.labels(repository).inc(received)
+
+    def repository_results(self, repository: str) -> dict[str, int]:
+        """Requests of one repository by result, for the status page."""
+        return {
+            result: int(
+                self.value(
+                    "pkgcache_repository_requests_total",
+                    repository=repository,
+                    result=result,
+                )
+            )
+            for result in RESULTS
+        }
 
     def fetch_done(self, source: str, outcome: str, received: int) -> None:
         self.fetches.labels(source, outcome).inc()

@@ -26,7 +26,9 @@ def snapshot(
     requests = {
         r: int(metrics.value("pkgcache_requests_total", result=r)) for r in RESULTS
     }
-    answered = requests["hit"] + requests["miss"] + requests["joined"]
+    served = ("hit", "miss", "joined", "revalidated", "refreshed", "stale", "pass")
+    answered = sum(requests[result] for result in served)
+    from_copy = requests["hit"] + requests["revalidated"] + requests["stale"]
     from_cache = metrics.value("pkgcache_served_bytes_total", source="cache")
     from_upstream = metrics.value("pkgcache_served_bytes_total", source="upstream")
     fetched = metrics.value("pkgcache_upstream_bytes_total")
@@ -54,12 +56,33 @@ def snapshot(
             for source in settings.sources
         },
         "requests": requests,
-        "hit_ratio": round(requests["hit"] / answered, 3) if answered else None,
+        "hit_ratio": round(from_copy / answered, 3) if answered else None,
         "bytes_served_from_cache": int(from_cache),
         "bytes_served_from_upstream": int(from_upstream),
         "bytes_fetched_upstream": int(fetched),
         "bytes_saved": int(max(0.0, from_cache + from_upstream - fetched)),
         "downloads": in_flight,
+        "repositories": [
+            {
+                "name": repository.name,
+                "prefix": repository.prefix,
+                "kind": repository.kind,
+                "sources": {
+                    display_source(source): dict(
+                        metrics.source_outcomes.get(display_source(source), {})
+                    )
+                    for source in repository.sources
+                },
+                "requests": metrics.repository_results(repository.name),
+                "upstream_bytes": int(
+                    metrics.value(
+                        "pkgcache_repository_upstream_bytes_total",
+                        repository=repository.name,
+                    )
+                ),
+            }
+            for repository in settings.all_repositories
+        ],
         "joined_clients": int(metrics.value("pkgcache_joined_clients")),
         "cache": {
             "files": usage.files,
@@ -91,6 +114,13 @@ def render_html(status: dict[str, Any]) -> str:
         + "</td></tr>"
         for source, tally in status["sources"].items()
     )
+    repositories = "".join(
+        f"<tr><td>{html.escape(r['name'])}</td><td>{html.escape(r['prefix'])}</td>"
+        f"<td>{r['kind']}</td><td>{html.escape(' '.join(r['sources']))}</td><td>"
+        + html.escape(", ".join(f"{k} {v}" for k, v in r["requests"].items() if v))
+        + f"</td><td>{_bytes(r['upstream_bytes'])}</td></tr>"
+        for r in status["repositories"]
+    )
     ratio = status["hit_ratio"]
     requests = ", ".join(f"{k} {v}" for k, v in status["requests"].items())
     return f"""<!DOCTYPE html>
@@ -107,6 +137,9 @@ Evicted: {status["evicted"]["files"]} files, {_bytes(status["evicted"]["bytes"])
 <h2>Downloads in flight</h2>
 <table><tr><th>path</th><th>state</th><th>received</th><th>size</th>
 <th>progress</th><th>clients</th></tr>{rows}</table>
+<h2>Repositories</h2>
+<table><tr><th>name</th><th>prefix</th><th>kind</th><th>sources</th>
+<th>requests</th><th>downloaded</th></tr>{repositories}</table>
 <h2>Sources</h2>
 <table><tr><th>source</th><th>outcomes</th></tr>{sources}</table>
 </body></html>

@@ -37,7 +37,9 @@ def make_app(context: ServingContext) -> Application:
     def log_function(handler: RequestHandler) -> None:
         log_request(handler)
         if isinstance(handler, CacheHandler):
-            context.metrics.request_done(handler.result, handler.output.sent)
+            context.metrics.request_done(
+                handler.result, handler.output.sent, handler.repository
+            )
 
     return CacheApplication(
         context,

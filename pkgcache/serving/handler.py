@@ -200,6 +200,7 @@ class CacheHandler(PageHandler):
             revalidating=revalidating,
             record_validators=rules.policy is Policy.VOLATILE,
             keep=rules.policy is not Policy.PASS,
+            repository=rules.repository.name,
         )
 
     def _lookup(self, key: CacheKey) -> CachedFile | None:

@@ -62,7 +62,7 @@ def small_hit(context: ServingContext, request: HTTPServerRequest) -> SmallHit |
         )
     except (OSError, OutsideCache):
         return None  # culled or swapped meanwhile: the general path says
-    return SmallHit(context, request, cached, data)
+    return SmallHit(context, request, cached, data, rules.repository.name)
 
 
 class SmallHit(httputil.HTTPMessageDelegate):
@@ -77,8 +77,10 @@ class SmallHit(httputil.HTTPMessageDelegate):
         request: HTTPServerRequest,
         cached: CachedFile,
         data: bytes,
+        repository: str,
     ) -> None:
         self.context = context
+        self.repository = repository
         self.request = request
         self.cached = cached
         self.data = data
@@ -95,7 +97,7 @@ class SmallHit(httputil.HTTPMessageDelegate):
         assert connection is not None
         # Logged and counted before the bytes go: whoever got the answer
         # finds its access line and its count.
-        context.metrics.request_done("hit", len(body))
+        context.metrics.request_done("hit", len(body), self.repository)
         log_access(self.request, answer.status, len(body), "hit")
         # In flight until the bytes left, so a graceful stop waits for a
         # slow reader of a small hit as for any other request.
