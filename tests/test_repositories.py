@@ -304,3 +304,42 @@ def test_metrics_and_status_per_repository(make_proxy, mirror):
     assert repository["requests"]["revalidated"] == 1
     assert list(repository["sources"]) == [mirror.url]
     assert b"<h2>Repositories</h2>" in proxy.request("/.pkgcache/status").body
+
+
+def test_a_reload_adds_a_repository(make_proxy, mirror):
+    proxy = make_proxy([], repository=[debian(mirror)])
+    assert proxy.request("/second/pool/hello_1.0_all.deb").status == 404
+    second = {**debian(mirror), "name": "second", "prefix": "/second/"}
+    proxy.write_config(**{**proxy.settings, "repository": [debian(mirror), second]})
+    proxy.send(signal.SIGHUP)
+    assert wait_until(lambda: "reloaded settings" in proxy.log())
+    response = proxy.request("/second/pool/hello_1.0_all.deb")
+    assert response.status == 200
+    assert response.body == (mirror.root / "pool/hello_1.0_all.deb").read_bytes()
+
+
+def test_eviction_removes_a_volatile_file_with_its_validators(make_proxy, mirror):
+    proxy = make_proxy([], repository=[debian(mirror)])
+    path = f"/debian/{INDEX}"
+    assert proxy.request(path).status == 200
+    record = proxy.cache / ".meta" / "debian" / (INDEX + ".json")
+    assert record.exists()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pkgcache",
+            "cull",
+            "--cache",
+            str(proxy.cache),
+            "--max-size",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not proxy.cached(path).exists()
+    assert not record.exists()

@@ -12,6 +12,7 @@ keeps its open file and the next request is a fresh miss.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -115,6 +116,7 @@ def remove(root: str, victims: list[CachedEntry]) -> CullResult:
         result.files += 1
         result.bytes += victim.size
         folders.add(os.path.dirname(victim.path))
+        _remove_record(root, victim.path)
     for folder in sorted(folders, key=len, reverse=True):
         while folder != root and folder.startswith(root + os.sep):
             try:
@@ -124,6 +126,13 @@ def remove(root: str, victims: list[CachedEntry]) -> CullResult:
             result.folders += 1
             folder = os.path.dirname(folder)
     return result
+
+
+def _remove_record(root: str, path: str) -> None:
+    """A removed file's validators go with it (``meta.py``)."""
+    relative = os.path.relpath(path, root)
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(root, META_FOLDER, relative + ".json"))
 
 
 def free_bytes(root: str) -> int:
