@@ -17,10 +17,12 @@ preferences and trusted keys are never read.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 #: Every subprocess here is bounded by this many seconds.
@@ -86,6 +88,7 @@ class AptRepo:
         self.binary = self.dists / COMPONENT / f"binary-{ARCH}"
         self.keyring = root.parent / f"{root.name}-keyring.gpg"
         self._work = root.parent / f"{root.name}-build"
+        self._stamp = 0.0
         self.binary.mkdir(parents=True, exist_ok=True)
         self._work.mkdir(parents=True, exist_ok=True)
         gnupghome.mkdir(parents=True, exist_ok=True)
@@ -121,7 +124,14 @@ class AptRepo:
         return deb
 
     def publish(self) -> None:
-        """Rebuild Packages, Packages.gz, Release and InRelease."""
+        """Rebuild Packages, Packages.gz, Release and InRelease.
+
+        Each publication's files get one modification time, a whole second
+        later than the previous publication's (ahead of the clock if need
+        be): a mirror publishes hours apart, and apt revalidates its
+        lists with If-Modified-Since, whose dates count whole seconds, so two
+        publications within a second would look like one.
+        """
         index = self.binary / "Packages"
         run(["apt-ftparchive", "packages", "pool"], cwd=self.root, out=index)
         with gzip.open(self.binary / "Packages.gz", "wb") as packed:
@@ -155,6 +165,11 @@ class AptRepo:
             str(self.dists / "InRelease"),
             str(self.dists / "Release"),
         )
+        self._stamp = max(float(math.ceil(time.time())), self._stamp + 1)
+        released = ("Release", "InRelease")
+        made = [index, self.binary / "Packages.gz", *(self.dists / n for n in released)]
+        for path in made:
+            os.utime(path, (self._stamp, self._stamp))
 
     def close(self) -> None:
         """Stop the gpg-agent that key generation and signing started."""
@@ -176,7 +191,12 @@ class AptRepo:
 class AptClient:
     """apt-get and apt-cache with scratch state in ``folder``, one source."""
 
-    def __init__(self, folder: Path, source_line: str) -> None:
+    def __init__(
+        self, folder: Path, source_line: str, proxy: str | None = None
+    ) -> None:
+        """``proxy``: the ``Acquire::http::Proxy`` URL, for sources written
+        with their own host (apt then sends absolute-form requests there);
+        without it, apt connects to each source's host itself."""
         self.folder = folder
         etc = folder / "etc"
         # Empty folders, not missing ones: apt warns about a missing
@@ -209,10 +229,14 @@ class AptClient:
             "APT::Architecture": ARCH,
             "APT::Architectures": ARCH,
             "Acquire::Languages": "none",
+            # Only for sources on 127.0.0.1 (package-cache as a mirror): the
+            # per-host setting leaves every other host to ``proxy``.
             "Acquire::http::Proxy::127.0.0.1": "DIRECT",
             "Acquire::http::Timeout": "10",
             "Acquire::Retries": "0",
         }
+        if proxy is not None:
+            settings["Acquire::http::Proxy"] = proxy
         self.config.write_text(
             "".join(f'{key} "{value}";\n' for key, value in settings.items())
         )
