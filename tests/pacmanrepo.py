@@ -9,8 +9,11 @@ is a pacman with all its state (root, databases, cache, log, keyring) in
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 TOOLS = ("pacman", "repo-add", "bsdtar")
@@ -66,6 +69,8 @@ class PacmanRepo:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._build = root.parent / (root.name + "-build")
         self.packages: list[str] = []
+        # The whole-second mtime the databases got at the last publish().
+        self._published: int | None = None
 
     def add_package(self, name: str, version: str = "1.0-1") -> Path:
         """Build ``name-version-any.pkg.tar.zst`` (one small file in it)."""
@@ -96,7 +101,13 @@ class PacmanRepo:
         return self.folder / filename
 
     def publish(self) -> None:
-        """(Re)write ``core.db`` and ``core.files`` for every package added."""
+        """(Re)write ``core.db`` and ``core.files`` for every package added.
+
+        A republished database gets an mtime at least one whole second
+        later than the previous one: Last-Modified (and so pacman's
+        If-Modified-Since) has whole seconds, and a republish within the
+        same second would look unchanged to pacman.
+        """
         run(["repo-add", "-q", f"{REPO}.db.tar.gz", *self.packages], cwd=self.folder)
         # repo-add makes core.db a symlink to core.db.tar.gz (core.files
         # likewise). A mirror has them as plain files: replace the links by
@@ -108,6 +119,12 @@ class PacmanRepo:
                 target = path.resolve()
                 path.unlink()
                 shutil.copyfile(target, path)
+        mtime = int(time.time())
+        if self._published is not None:
+            mtime = max(mtime, self._published + 1)
+        for name in (f"{REPO}.db", f"{REPO}.files"):
+            os.utime(self.folder / name, (mtime, mtime))
+        self._published = mtime
 
 
 class PacmanClient:
@@ -156,14 +173,26 @@ class PacmanClient:
         """``pacman -Sy``: fetch the repository's database."""
         return self.pacman("-Sy")
 
-    def download(self, name: str) -> Path:
-        """``pacman -Sw name``; the path of the package in the CacheDir."""
+    def version(self, name: str) -> str:
+        """The version of ``name`` in the synced databases (``pacman -Sp``)."""
+        output = self.pacman("-Sp", "--print-format", "version=%v", name)
+        found = re.findall(r"^version=(\S+)$", output, re.MULTILINE)
+        if len(found) != 1:
+            raise CommandFailed(f"pacman -Sp {name}: no single version\n{output}")
+        return found[0]
+
+    def download(self, name: str, version: str | None = None) -> Path:
+        """``pacman -Sw name``; the path of the package in the CacheDir.
+
+        ``version`` (VERSION-RELEASE): the one package of that version, when
+        the CacheDir already holds an older one."""
         output = self.pacman("-Sw", name)
         found = [
             path
             for path in sorted(self.cachedir.glob(f"{name}-*.pkg.tar.zst"))
             # NAME-VERSION-RELEASE-ARCH.pkg.tar.zst, NAME may hold dashes.
             if path.name.rsplit("-", 3)[0] == name
+            and (version is None or "-".join(path.name.rsplit("-", 3)[1:3]) == version)
         ]
         if len(found) != 1:
             listing = sorted(p.name for p in self.cachedir.iterdir())

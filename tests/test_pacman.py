@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,4 +84,97 @@ def test_pacman_works_when_the_origin_is_gone_after_the_first_client(
     assert b.download("hello").read_bytes() == expected
     # Everything B asked for came from the cache: no new upstream fetch.
     assert upstream_fetches(proxy) == fetches
+    assert mirror.count(PACKAGE_PATH) == 1
+
+
+# The repositories feature: pacman's Server points at the prefix of a
+# repository of kind "arch", whose core.db is volatile (revalidated after
+# fresh_for) and whose packages are immutable.
+
+PREFIX = "/archlinux"
+DB_PATH = f"{PREFIX}/core/os/x86_64/core.db"
+
+
+def arch(mirror: StaticOrigin, fresh_for: str) -> dict:
+    """The repository: /archlinux/core/os/x86_64/X is origin/core/os/x86_64/X."""
+    return {
+        "name": "arch",
+        "prefix": f"{PREFIX}/",
+        "kind": "arch",
+        "sources": [mirror.url],
+        "fresh_for": fresh_for,
+    }
+
+
+def access_results(proxy, path: str) -> list[str]:
+    """The X-Package-Cache word of each access line for a GET of ``path``."""
+    results = []
+    for line in proxy.log().splitlines():
+        if "pkgcache.access" in line and f'"GET {path}"' in line:
+            # ... "GET PATH" STATUS BYTES RESULT [unclean] TIME
+            results.append(line.split(f'"GET {path}"', 1)[1].split()[2])
+    return results
+
+
+def test_pacman_sees_a_republished_database_after_fresh_for_and_not_before(
+    repo, mirror, make_proxy, tmp_path: Path
+):
+    proxy = make_proxy([], repository=[arch(mirror, "2s")])
+    server = proxy.url + PREFIX
+
+    a = client(tmp_path, "a", server)
+    a.sync()
+    synced = time.monotonic()  # core.db is fresh in the cache from about now
+    assert a.version("hello") == "1.0-1"
+    assert mirror.count("/core.db") == 1
+
+    new = repo.add_package("hello", "1.1-1")
+    repo.publish()  # a later mtime, so a later Last-Modified
+
+    # Within fresh_for: the cached core.db, without asking the origin.
+    b = client(tmp_path, "b", server)
+    b.sync()
+    assert time.monotonic() - synced < 2, "too slow to test before fresh_for"
+    assert b.version("hello") == "1.0-1"
+    assert mirror.count("/core.db") == 1
+    assert access_results(proxy, DB_PATH) == ["miss", "hit"], proxy.log()
+
+    # Past fresh_for: A's -Sy (with If-Modified-Since) gets the new database.
+    time.sleep(max(0.0, synced + 2.3 - time.monotonic()))
+    a.sync()
+    assert a.version("hello") == "1.1-1"
+    assert mirror.count("/core.db") == 2
+    assert access_results(proxy, DB_PATH) == ["miss", "hit", "refreshed"], proxy.log()
+    downloaded = a.download("hello", "1.1-1")
+    assert downloaded.name == new.name
+    assert downloaded.read_bytes() == new.read_bytes()
+    assert proxy.cached(f"{PREFIX}/core/os/x86_64/{new.name}").read_bytes() == (
+        new.read_bytes()
+    )
+    assert mirror.count(f"/{new.name}") == 1
+
+
+def test_pacman_syncs_from_stale_copies_when_the_origin_stops(
+    repo, mirror, make_proxy, tmp_path: Path
+):
+    proxy = make_proxy([], repository=[arch(mirror, "1s")])
+    server = proxy.url + PREFIX
+    expected = repo.package(PACKAGE).read_bytes()
+
+    a = client(tmp_path, "a", server)
+    a.sync()
+    assert a.download("hello").read_bytes() == expected
+    synced = time.monotonic()
+    mirror.stop()
+    time.sleep(max(0.0, synced + 1.3 - time.monotonic()))
+
+    b = client(tmp_path, "b", server)
+    b.sync()
+    assert b.version("hello") == "1.0-1"
+    downloaded = b.download("hello")
+    assert downloaded.name == PACKAGE
+    assert downloaded.read_bytes() == expected
+    assert access_results(proxy, DB_PATH) == ["miss", "stale"], proxy.log()
+    assert access_results(proxy, f"{PREFIX}{PACKAGE_PATH}") == ["miss", "hit"]
+    assert mirror.count("/core.db") == 1
     assert mirror.count(PACKAGE_PATH) == 1
