@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 TOOLS = ("dnf", "createrepo_c", "rpmbuild")
@@ -122,6 +123,8 @@ class RpmRepo:
         self.work = work
         root.mkdir(parents=True, exist_ok=True)
         work.mkdir(parents=True, exist_ok=True)
+        # The whole-second mtime repomd.xml got at the last publish().
+        self._published: int | None = None
 
     def add_package(self, name: str, version: str) -> Path:
         """Build ``name-version-1.noarch.rpm`` and put it in the repository."""
@@ -151,12 +154,25 @@ class RpmRepo:
         return target
 
     def publish(self) -> None:
-        """(Re)write repodata/ for the packages now in the repository."""
-        run(["createrepo_c", str(self.root)], home=self.work / "home")
+        """(Re)write repodata/ for the packages now in the repository.
 
-    def path(self, name: str) -> Path:
-        """The one rpm of package ``name`` in the repository."""
-        (found,) = self.root.glob(f"{name}-*.rpm")
+        A republished ``repomd.xml`` gets an mtime at least one whole second
+        later than the previous one, so its Last-Modified (whole seconds)
+        moves forward too, as on a real mirror."""
+        run(["createrepo_c", str(self.root)], home=self.work / "home")
+        mtime = int(time.time())
+        if self._published is not None:
+            mtime = max(mtime, self._published + 1)
+        os.utime(self.repomd, (mtime, mtime))
+        self._published = mtime
+
+    @property
+    def repomd(self) -> Path:
+        return self.root / "repodata" / "repomd.xml"
+
+    def path(self, name: str, version: str | None = None) -> Path:
+        """The one rpm of package ``name`` (of ``version``, if given)."""
+        (found,) = self.root.glob(f"{name}-{version + '-' if version else ''}*.rpm")
         return found
 
 

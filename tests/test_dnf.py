@@ -116,3 +116,116 @@ def test_dnf_works_when_the_origin_is_gone_after_the_first_client(
     assert served(proxy, "/repodata/repomd.xml") == 2, proxy.log()
     assert served(proxy, "/" + rpm.name) == 2, proxy.log()
     stops_idle(proxy)
+
+
+# The repositories feature: dnf's baseurl points at the prefix of a
+# repository of kind "rpm", whose repodata/repomd.xml is volatile
+# (revalidated after fresh_for) and whose other files are immutable.
+
+PREFIX = "/fedora"
+REPOMD = f"{PREFIX}/repodata/repomd.xml"
+
+
+def fedora(mirror: StaticOrigin, fresh_for: str) -> dict:
+    """The repository: /fedora/X is origin/X."""
+    return {
+        "name": "fedora",
+        "prefix": f"{PREFIX}/",
+        "kind": "rpm",
+        "sources": [mirror.url],
+        "fresh_for": fresh_for,
+    }
+
+
+def access_results(proxy: Proxy, path: str) -> list[str]:
+    """The X-Package-Cache word of each access line for a GET of ``path``."""
+    results = []
+    for line in proxy.log().splitlines():
+        if "pkgcache.access:" in line and f'"GET {path}"' in line:
+            # ... "GET PATH" STATUS BYTES RESULT [unclean] TIME
+            results.append(line.split(f'"GET {path}"', 1)[1].split()[2])
+    return results
+
+
+def repodata(repo: RpmRepo) -> set[str]:
+    """The digest-named repodata files (all but repomd.xml)."""
+    return {
+        path.name
+        for path in (repo.root / "repodata").iterdir()
+        if path.name != "repomd.xml"
+    }
+
+
+def test_dnf_sees_a_republished_repository_after_fresh_for(make_proxy, tmp_path: Path):
+    repo = RpmRepo(tmp_path / "repo", tmp_path / "work")
+    old = repo.add_package("hello", "1.0")
+    repo.publish()
+    mirror = StaticOrigin(repo.root).start()
+    try:
+        proxy = make_proxy([], repository=[fedora(mirror, "2s")])
+        url = proxy.url + PREFIX + "/"
+
+        a = DnfClient(tmp_path / "a", url)
+        a.makecache()
+        fetched = time.monotonic()  # repomd.xml is fresh from before now
+        assert a.download("hello").read_bytes() == old.read_bytes()
+        assert mirror.count("/repodata/repomd.xml") == 1
+        old_repomd = repo.repomd.read_bytes()
+        old_files = repodata(repo)
+
+        new = repo.add_package("hello", "1.1")
+        repo.publish()
+        assert repo.repomd.read_bytes() != old_repomd
+        new_files = repodata(repo) - old_files
+        assert new_files, "createrepo_c wrote no new repodata file"
+
+        time.sleep(max(0.0, fetched + 2.3 - time.monotonic()))
+        b = DnfClient(tmp_path / "b", url)
+        b.makecache()
+        downloaded = b.download("hello")
+        assert downloaded.name == new.name == "hello-1.1-1.noarch.rpm"
+        assert downloaded.read_bytes() == new.read_bytes()
+
+        results = access_results(proxy, REPOMD)
+        assert results == ["miss", "refreshed"], proxy.log()
+        assert mirror.count("/repodata/repomd.xml") == 2
+        assert proxy.cached(REPOMD).read_bytes() == repo.repomd.read_bytes()
+        # The new repodata files B needed are new names: plain misses.
+        asked = [
+            name
+            for name in new_files
+            if access_results(proxy, f"{PREFIX}/repodata/{name}")
+        ]
+        assert asked, proxy.log()
+        for name in asked:
+            assert access_results(proxy, f"{PREFIX}/repodata/{name}") == ["miss"]
+        assert access_results(proxy, f"{PREFIX}/{new.name}") == ["miss"]
+        assert proxy.cached(f"{PREFIX}/{new.name}").read_bytes() == new.read_bytes()
+        stops_idle(proxy)
+    finally:
+        mirror.stop()
+
+
+def test_dnf_works_from_stale_copies_when_the_origin_stops(
+    repo: RpmRepo, mirror: StaticOrigin, make_proxy, tmp_path: Path
+):
+    proxy = make_proxy([], repository=[fedora(mirror, "1s")])
+    url = proxy.url + PREFIX + "/"
+    rpm = repo.path("hello")
+
+    a = DnfClient(tmp_path / "a", url)
+    a.makecache()
+    fetched = time.monotonic()
+    assert a.download("hello").read_bytes() == rpm.read_bytes()
+    mirror.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", mirror.port), timeout=2).close()
+    time.sleep(max(0.0, fetched + 1.3 - time.monotonic()))
+
+    b = DnfClient(tmp_path / "b", url)
+    b.makecache()
+    assert b.download("hello").read_bytes() == rpm.read_bytes()
+    assert access_results(proxy, REPOMD) == ["miss", "stale"], proxy.log()
+    assert access_results(proxy, f"{PREFIX}/{rpm.name}") == ["miss", "hit"]
+    assert mirror.count("/repodata/repomd.xml") == 1
+    stops_idle(proxy)
