@@ -57,7 +57,7 @@ def main() -> None:
                 "W1": lambda: w1_cold_coalesced.run(bench, f.slow_port),
                 "W2": lambda: w2_big_hit.run(bench, f.fast[0]),
                 "W3": lambda: w3_small_hit.run(
-                    bench, f.fast, f.bare, f.tornado_static_port
+                    bench, f.fast, f.bare, f.tornado_static_port, f.volatile
                 ),
                 "W4": lambda: w4_slow_client.run(bench),
                 "W5": lambda: w5_cold_miss.run(bench, f.fast[0]),

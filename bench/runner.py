@@ -156,19 +156,29 @@ class Servers:
         return process
 
     def package_cache(
-        self, source: str, name: str, cache: Path | None = None
+        self,
+        source: str,
+        name: str,
+        cache: Path | None = None,
+        config: str | None = None,
     ) -> tuple[int, subprocess.Popen[bytes]]:
         """Start package-cache on a free port; its cache is ``cache``, or
-        ``cache-NAME`` in the work folder."""
+        ``cache-NAME`` in the work folder. ``config``: TOML for a config
+        file (then ``source`` is not given as a flag)."""
         port = free_port()
         cache = cache or self.work / f"cache-{name}"
+        if config is None:
+            given = ["--source", source]
+        else:
+            config_path = self.work / f"{name}.conf"
+            config_path.write_text(config)
+            given = ["--config", str(config_path)]
         process = self.start(
             [
                 sys.executable,
                 "-m",
                 "pkgcache",
-                "--source",
-                source,
+                *given,
                 "--cache",
                 str(cache),
                 "--host",
@@ -410,6 +420,9 @@ class Fixtures:
     bare: tuple[int, int]
     #: refservers.py static: tornado's StaticFileHandler (W3).
     tornado_static_port: int
+    #: package-cache with a debian repository at "/" on nginx's ``/fast/``,
+    #: where ``dists/stable/InRelease`` is volatile (W3).
+    volatile: tuple[int, int]
 
 
 def prepare(s: Servers, quick: bool) -> Fixtures:
@@ -421,6 +434,10 @@ def prepare(s: Servers, quick: bool) -> Fixtures:
     make_file(s.files / "w1.bin", 20_000_000)
     make_file(s.files / "w2.bin", big)
     make_file(s.files / "w3.bin", 16384)
+    (s.files / "dists/stable").mkdir(parents=True, exist_ok=True)
+    make_file(s.files / "dists/stable/InRelease", 16384)
+    (s.files / "pool/main").mkdir(parents=True, exist_ok=True)
+    make_file(s.files / "pool/main/w3.deb", 16384)
     make_file(s.files / "w4.bin", (256 if quick else 1024) * MIB)
     make_file(s.files / "w5.bin", big)
     fast_port, fast_process = s.package_cache(
@@ -451,9 +468,19 @@ def prepare(s: Servers, quick: bool) -> Fixtures:
         ],
         tornado_static_port,
     )
+    volatile_port, volatile_process = s.package_cache(
+        "",
+        "volatile",
+        config=(
+            '[[repository]]\nname = "debian"\nprefix = "/"\nkind = "debian"\n'
+            f'sources = ["http://127.0.0.1:{s.origin_port}/fast"]\n'
+            'fresh_for = "1h"\n'
+        ),
+    )
     return Fixtures(
         fast=(fast_port, fast_process.pid),
         slow_port=slow_port,
         bare=(bare_port, bare_process.pid),
         tornado_static_port=tornado_static_port,
+        volatile=(volatile_port, volatile_process.pid),
     )

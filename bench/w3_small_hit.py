@@ -6,6 +6,10 @@ ceiling of any server on tornado, so the ratio shows what package-cache's
 own code costs per request; tornado's StaticFileHandler and nginx static are
 measured beside it for scale. The CPU time per request is the steadier
 number on a small machine, where wrk and the server share the cores.
+
+A volatile file within ``fresh_for`` (a Debian ``InRelease``) must cost no
+more than an immutable one: the last row compares the two, in turn, on one
+package-cache whose repository at "/" is of kind debian.
 """
 
 from __future__ import annotations
@@ -15,14 +19,24 @@ import itertools
 from runner import Bench, curl, wrk, wrk_cpu
 
 PATH = "/w3.bin"
+VOLATILE_PATH = "/dists/stable/InRelease"
+#: An immutable file as deep as the InRelease (path work grows per segment).
+POOL_PATH = "/pool/main/w3.deb"
 
 
 def run(
-    bench: Bench, pc: tuple[int, int], bare: tuple[int, int], tornado_static_port: int
+    bench: Bench,
+    pc: tuple[int, int],
+    bare: tuple[int, int],
+    tornado_static_port: int,
+    volatile: tuple[int, int],
 ) -> None:
-    """``pc`` (package-cache on the fast origin) and ``bare`` are
-    (port, pid); ``tornado_static_port`` is tornado's StaticFileHandler."""
+    """``pc`` (package-cache on the fast origin), ``bare`` and ``volatile``
+    (package-cache with a debian repository) are (port, pid);
+    ``tornado_static_port`` is tornado's StaticFileHandler."""
     curl(f"http://127.0.0.1:{pc[0]}{PATH}")
+    curl(f"http://127.0.0.1:{volatile[0]}{VOLATILE_PATH}")
+    curl(f"http://127.0.0.1:{volatile[0]}{POOL_PATH}")
     seconds = 3 if bench.quick else 5
     # Alternate who goes first, starting with the bare handler, as in W2.
     bare_first = itertools.cycle([True, False])
@@ -36,6 +50,12 @@ def run(
         (ours, our_cpu), (theirs, their_cpu) = measured[pc[0]], measured[bare[0]]
         static = wrk(f"http://127.0.0.1:{tornado_static_port}{PATH}", 32, seconds)
         nginx = wrk(f"http://127.0.0.1:{bench.s.static_port}{PATH}", 32, seconds)
+        # Both from the same package-cache, one after the other, in turn.
+        paths = [VOLATILE_PATH, POOL_PATH][:: -1 if next(bare_first) else 1]
+        on_debian = {
+            path: wrk(f"http://127.0.0.1:{volatile[0]}{path}", 32, seconds)["rps"]
+            for path in paths
+        }
         return [
             ours / theirs,
             their_cpu / our_cpu,
@@ -45,6 +65,7 @@ def run(
             theirs,
             our_cpu,
             their_cpu,
+            on_debian[VOLATILE_PATH] / on_debian[POOL_PATH],
         ]
 
     cols = bench.repeat(once)
@@ -61,3 +82,9 @@ def run(
     bench.record("W3", "bare tornado req/s", cols[5], "-", "{:.0f}")
     bench.record("W3", "package-cache CPU us per request", cols[6], "-", "{:.0f}")
     bench.record("W3", "bare tornado CPU us per request", cols[7], "-", "{:.0f}")
+    bench.record(
+        "W3 volatile hit",
+        "req/s of an InRelease within fresh_for vs an immutable hit",
+        cols[8],
+        ">= 0.95",
+    )

@@ -25,6 +25,9 @@ from pkgcache.repositories.presets import PRESETS
 from pkgcache.settings import RepositorySettings
 from pkgcache.store.paths import CacheKey
 
+#: Paths whose policy is remembered; forgotten all at once past this.
+POLICIES_REMEMBERED = 100_000
+
 
 class Policy(enum.Enum):
     IMMUTABLE = "immutable"
@@ -76,6 +79,7 @@ class Repositories:
     def update(self, repositories: tuple[RepositorySettings, ...]) -> None:
         """Use these repositories from the next request on (a reload)."""
         built = [Repository.of(settings) for settings in repositories]
+        self._policies: dict[tuple[str, CacheKey], Policy] = {}
         #: Longest prefix first: the first that fits is the longest.
         self.repositories = sorted(built, key=lambda repo: -len(repo.prefix))
         self._rules = {
@@ -97,10 +101,20 @@ class Repositories:
         return None
 
     def _policy(self, repo: Repository, below: CacheKey) -> Policy:
+        """First matching rule; remembered per path, since every request
+        asks and a preset has a few dozen globs."""
         rules = self._rules[repo.name]
-        if rules:
-            path = below.relative
-            for pattern, policy in rules:
-                if pattern.fullmatch(path):
-                    return policy
-        return Policy.IMMUTABLE
+        if not rules:
+            return Policy.IMMUTABLE
+        remembered = self._policies.get((repo.name, below))
+        if remembered is not None:
+            return remembered
+        path = below.relative
+        found = next(
+            (policy for pattern, policy in rules if pattern.fullmatch(path)),
+            Policy.IMMUTABLE,
+        )
+        if len(self._policies) >= POLICIES_REMEMBERED:
+            self._policies.clear()
+        self._policies[(repo.name, below)] = found
+        return found
