@@ -343,3 +343,36 @@ def test_eviction_removes_a_volatile_file_with_its_validators(make_proxy, mirror
     assert done.returncode == 0, done.stderr
     assert not proxy.cached(path).exists()
     assert not record.exists()
+
+
+def test_range_head_and_joiners_on_a_stale_index(make_proxy, mirror):
+    """A Range on a stale copy is answered from the revalidated copy; a HEAD
+    of a stale copy is answered from it without asking; a client that joins
+    a refresh gets the new version whole."""
+    publish(mirror, INDEX, b"0123456789" * 100_000)
+    proxy = make_proxy([], repository=[debian(mirror)])
+    path = f"/debian/{INDEX}"
+    assert proxy.request(path).status == 200
+    time.sleep(1.2)
+    part = proxy.request(path, headers={"Range": "bytes=10-19"})
+    assert part.status == 206 and part.body == b"0123456789"
+    assert part.headers["X-Package-Cache"] == "revalidated"
+    time.sleep(1.2)
+    asked = mirror.count(INDEX)
+    head = proxy.request(path, method="HEAD")
+    assert head.status == 200 and head.body == b""
+    assert head.headers["Content-Length"] == "1000000"
+    assert mirror.count(INDEX) == asked
+    new = b"abcdefghij" * 300_000
+    publish(mirror, INDEX, new)
+    bodies: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: bodies.append(proxy.request(path).body))
+        for _ in range(5)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert bodies == [new] * 5
+    assert proxy.cached(path).read_bytes() == new
