@@ -88,6 +88,8 @@ class FetchPlan:
     keep: bool = True
     #: The repository it is for, for the metrics.
     repository: str = "-"
+    #: Seconds a 4xx from every source is remembered (``Downloads``).
+    negative_for: float = 0.0
 
 
 class Download:
@@ -115,8 +117,6 @@ class Download:
         self._meta = meta
         #: True when a revalidation was answered 304: the stored copy stays.
         self.not_modified = False
-        #: Seconds a 4xx from every source is remembered (registry's).
-        self.negative_for = 0.0
         self.state = State.CONNECTING
         self.head: ResponseHead | None = None
         self.result: FetchResult | None = None

@@ -58,12 +58,10 @@ class Downloads:
     def get(self, key: CacheKey) -> Download | None:
         return self._active.get(key)
 
-    def start(
-        self, key: CacheKey, plan: FetchPlan | None = None, negative_for: float = 0
-    ) -> Download:
+    def start(self, key: CacheKey, plan: FetchPlan | None = None) -> Download:
         """Register and start a download; the caller checked there is none.
         A path that every source answers 4xx is remembered as missing for
-        ``negative_for`` seconds (``known_missing``)."""
+        the plan's ``negative_for`` seconds (``known_missing``)."""
         assert key not in self._active
         download = Download(
             key,
@@ -76,7 +74,6 @@ class Downloads:
             plan=plan,
             meta=self.meta,
         )
-        download.negative_for = negative_for
         self._active[key] = download
         download.start()
         return download
@@ -116,9 +113,10 @@ class Downloads:
         if self._active.get(download.key) is download:
             del self._active[download.key]
         result = download.result
-        if download.negative_for and result and result.outcome is Outcome.NOT_FOUND:
+        negative_for = download.plan.negative_for
+        if negative_for and result and result.outcome is Outcome.NOT_FOUND:
             if len(self._missing) >= MISSING_REMEMBERED:
                 self._missing.clear()
-            self._missing[download.key] = time.monotonic() + download.negative_for
+            self._missing[download.key] = time.monotonic() + negative_for
         for listener in self.on_end:
             listener(download)

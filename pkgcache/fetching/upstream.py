@@ -423,7 +423,7 @@ class _Attempt:
             if error is None:
                 return FetchResult(Outcome.COMPLETE, f"HTTP {head.status}", head=head)
             return FetchResult(Outcome.BROKEN, str(error), head=head)
-        errno = getattr(error, "errno", None)
+        errno = getattr(error, "errno", None)  # the stall check may replace it
         if head is not None and (error is None or errno == CURLE_ABORTED_BY_CALLBACK):
             if self._refused_by_cache:
                 return FetchResult(Outcome.FAILED, "refused by the cache", head=head)

@@ -19,6 +19,14 @@ def is_fresh(
     return validators is not None and now - validators.confirmed < repository.fresh_for
 
 
+def serve_without_asking(
+    validators: Validators | None, repository: RepositorySettings, now: float
+) -> bool:
+    """May a cached volatile copy be answered without asking upstream?
+    While fresh, or always in an ``offline`` repository."""
+    return repository.offline or is_fresh(validators, repository, now)
+
+
 def may_serve_stale(
     validators: Validators | None, repository: RepositorySettings, now: float
 ) -> bool:

@@ -22,9 +22,9 @@ from tornado.httputil import responses
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from pkgcache.fetching.download import Download, FetchPlan
-from pkgcache.fetching.upstream import Outcome, Route
+from pkgcache.fetching.upstream import Outcome, ResponseHead, Route
 from pkgcache.observe.accesslog import escape
-from pkgcache.repositories.freshness import is_fresh, may_serve_stale
+from pkgcache.repositories.freshness import may_serve_stale, serve_without_asking
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving import headers
 from pkgcache.serving.bodies import Body, FileBody, GrowingBody, MemoryBody
@@ -159,9 +159,7 @@ class CacheHandler(PageHandler):
             if self._needs_revalidation(key, cached) and include_body:
                 self.result = "refreshed"
                 plan = self._plan(rules, self._validators(key, cached))
-                download = self.context.downloads.start(
-                    key, plan, settings.negative_for
-                )
+                download = self.context.downloads.start(key, plan)
                 await self._serve_download(key, download, stale=cached)
                 return
             self.result = "hit"
@@ -175,18 +173,17 @@ class CacheHandler(PageHandler):
         if not include_body:
             await self._head_miss(key)
             return
-        download = self.context.downloads.start(
-            key, self._plan(rules, None), settings.negative_for
-        )
+        download = self.context.downloads.start(key, self._plan(rules, None))
         self.result = "pass" if rules.policy is Policy.PASS else "miss"
         await self._serve_download(key, download)
 
     def _needs_revalidation(self, key: CacheKey, cached: CachedFile) -> bool:
         rules = self._rules
-        if rules.policy is not Policy.VOLATILE or rules.repository.settings.offline:
+        if rules.policy is not Policy.VOLATILE:
             return False
         validators = self.context.meta.read(key, cached.stat)
-        return not is_fresh(validators, rules.repository.settings, time.time())
+        settings = rules.repository.settings
+        return not serve_without_asking(validators, settings, time.time())
 
     def _validators(self, key: CacheKey, cached: CachedFile) -> Validators:
         """The stored copy's validators; none recorded: a plain request."""
@@ -201,6 +198,7 @@ class CacheHandler(PageHandler):
             record_validators=rules.policy is Policy.VOLATILE,
             keep=rules.policy is not Policy.PASS,
             repository=rules.repository.name,
+            negative_for=rules.repository.settings.negative_for,
         )
 
     def _lookup(self, key: CacheKey) -> CachedFile | None:
@@ -260,9 +258,7 @@ class CacheHandler(PageHandler):
             await self._serve_revalidated(key, download, stale)
             return
         if self.request.method == "HEAD" and download.head is not None:
-            representation, file_headers = headers.download_file(
-                key.relative, download.head.content_length, download.head.last_modified
-            )
+            representation, file_headers = _from_head(key, download.head)
             await self._respond(representation, file_headers, None)
             return
         if download.ended:
@@ -275,9 +271,7 @@ class CacheHandler(PageHandler):
         if stale is not None:
             self.result = "refreshed"
         assert download.head is not None
-        representation, file_headers = headers.download_file(
-            key.relative, download.head.content_length, download.head.last_modified
-        )
+        representation, file_headers = _from_head(key, download.head)
         bound = self.context.live.current.client_buffer
         self._growing = GrowingBody(download, bound)
         joined = self.context.metrics.joined_clients
@@ -357,9 +351,7 @@ class CacheHandler(PageHandler):
         )
         if result.outcome is not Outcome.COMPLETE or result.head is None:
             raise HTTPError(result.client_status, "%s", result.detail)
-        representation, file_headers = headers.download_file(
-            key.relative, result.head.content_length, result.head.last_modified
-        )
+        representation, file_headers = _from_head(key, result.head)
         await self._respond(representation, file_headers, None)
 
     async def _respond(
@@ -396,3 +388,10 @@ class CacheHandler(PageHandler):
         finally:
             if body is not None:
                 body.close()
+
+
+def _from_head(
+    key: CacheKey, head: ResponseHead
+) -> tuple[Representation, dict[str, str]]:
+    """A file not on disk yet, described by the upstream's response head."""
+    return headers.download_file(key.relative, head.content_length, head.last_modified)

@@ -20,7 +20,7 @@ from tornado import httputil
 from tornado.httputil import HTTPServerRequest, ResponseStartLine
 
 from pkgcache.observe.accesslog import log_access
-from pkgcache.repositories.freshness import is_fresh
+from pkgcache.repositories.freshness import serve_without_asking
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving import headers
 from pkgcache.serving.clients import allowed
@@ -131,8 +131,5 @@ _REASONS = {status: httputil.responses[status] for status in (200, 206, 304, 412
 def _fresh(
     context: ServingContext, rules: PathRules, key: CacheKey, cached: CachedFile
 ) -> bool:
-    settings = rules.repository.settings
-    if settings.offline:
-        return True
     validators = context.meta.read(key, cached.stat)
-    return is_fresh(validators, settings, time.time())
+    return serve_without_asking(validators, rules.repository.settings, time.time())
