@@ -24,16 +24,18 @@ their own, ``.venv-bench`` at the top of the repository, which
 ``ensure_peers`` makes from ``bench/peers.txt`` (from PyPI, once).
 
 Each run: for each cache in turn (who goes first rotates), a fresh state
-folder and server, one clean pip (``--isolated --no-cache-dir --no-deps``
-with ``PIP_CONFIG_FILE=/dev/null``, the ``pip`` of the bench's own
-virtualenv), then ``WARM_PIPS`` more; and, for scale, one pip straight
-from the index. Measured per cache: the cold pip's wall time and the
-median of the warm ones, and the requests that reached the two origins
-(from the server's start: what a cache asks at startup counts as cold).
-"Per file" divides a cache's requests by the number of different paths it
-asked for; the pip with no cache tells how many files pip needs (project
-pages, ``.metadata`` and wheels). Targets: one upstream request per file
-cold; warm time no more than the faster of the two peers'.
+folder and server and one clean pip (``--isolated --no-cache-dir
+--no-deps`` with ``PIP_CONFIG_FILE=/dev/null``, the ``pip`` of the bench's
+own virtualenv) through it; then ``WARM_PIPS`` rounds of one clean pip
+straight from the index (for scale) and one through each cache, so that
+what else the machine does falls on all alike. Measured per cache: the
+cold pip's wall time and the median of its warm ones, and the requests
+that reached the two origins meanwhile (from the server's start: what a
+cache asks at startup counts as cold). "Per file" divides a cache's
+requests by the number of different paths it asked for; the pip with no
+cache tells how many files pip needs (project pages, ``.metadata`` and
+wheels). Targets: one upstream request per file cold; warm time no more
+than the faster of the two peers'.
 """
 
 from __future__ import annotations
@@ -49,16 +51,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from runner import HERE, MIB, ROOT, Bench, free_port
 
 PROJECTS = 30
-#: Warm pips per run, each with a clean pip: their median is the warm time
-#: (one pip takes well under a second, most of it pip's own start).
-WARM_PIPS = 3
+#: Warm pips per run and cache, each with a clean pip: their median is the
+#: warm time (one pip takes well under a second, most of it pip's own).
+WARM_PIPS = 5
 #: The smallest and the largest wheel; the others lie between, evenly on
 #: a log scale.
 SMALLEST, LARGEST = 16 * 1024, 4 * MIB
@@ -124,8 +126,8 @@ def clean_env() -> dict[str, str]:
 class Counts:
     """Requests that reached the index and the files origins, by path."""
 
-    index_paths: Counter[str]
-    files_paths: Counter[str]
+    index_paths: Counter[str] = field(default_factory=Counter)
+    files_paths: Counter[str] = field(default_factory=Counter)
 
     @property
     def index(self) -> int:
@@ -149,6 +151,11 @@ class Counts:
             self.index_paths - other.index_paths, self.files_paths - other.files_paths
         )
 
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.index_paths + other.index_paths, self.files_paths + other.files_paths
+        )
+
 
 @dataclass
 class Result:
@@ -167,8 +174,9 @@ class Result:
 
 @dataclass
 class Run:
-    """One run: each cache's pips, and one pip with no cache in the way;
-    the requests of that one (``needed``) are what per file divides by."""
+    """One run: each cache's pips; the median time of the pips with no
+    cache in the way, and the requests of one of them (the files pip
+    needs)."""
 
     caches: dict[str, Result]
     direct: float
@@ -387,28 +395,50 @@ class W8:
         shutil.rmtree(into)
         return seconds
 
-    def measure(self, cache: Cache) -> Result:
-        folder = self.w8 / f"{cache.name}-{next(self.seq)}"
-        folder.mkdir()
-        before = self.counts()
-        url = cache.start(folder)
-        try:
-            cold = self.pip(url)
-            after_cold = self.counts()
-            warm = statistics.median(self.pip(url) for _ in range(WARM_PIPS))
-            after_warm = self.counts()
-        finally:
-            cache.stop()
-        shutil.rmtree(folder, ignore_errors=True)
-        return Result(cold, warm, after_cold - before, after_warm - after_cold)
-
     def once(self, turn: int) -> Run:
-        """Each cache cold then warm, first in turn; then pip with no cache."""
+        """Each cache started fresh and asked cold, one after the other (who
+        goes first takes turns); then rounds of warm pips, one through each
+        cache and one with no cache in each round, so that whatever else
+        the machine does falls on all of them alike."""
         order = self.caches[turn % 3 :] + self.caches[: turn % 3]
-        caches = {c.name: self.measure(c) for c in order}
-        before = self.counts()
-        direct = self.pip(f"{self.index_url}/simple/")
-        run = Run(caches, direct, self.counts() - before)
+        urls: dict[str, str] = {}
+        cold: dict[str, float] = {}
+        cold_requests: dict[str, Counts] = {}
+        warm: dict[str, list[float]] = {c.name: [] for c in order}
+        warm_requests: dict[str, Counts] = {c.name: Counts() for c in order}
+        direct: list[float] = []
+        needed = Counts()
+        try:
+            for cache in order:
+                folder = self.w8 / f"{cache.name}-{turn}"
+                folder.mkdir()
+                before = self.counts()
+                urls[cache.name] = cache.start(folder)
+                cold[cache.name] = self.pip(urls[cache.name])
+                cold_requests[cache.name] = self.counts() - before
+            for n in range(WARM_PIPS):
+                before = self.counts()
+                direct.append(self.pip(f"{self.index_url}/simple/"))
+                if n == 0:
+                    needed = self.counts() - before
+                for cache in order:
+                    before = self.counts()
+                    warm[cache.name].append(self.pip(urls[cache.name]))
+                    warm_requests[cache.name] += self.counts() - before
+        finally:
+            for cache in order:
+                cache.stop()
+                shutil.rmtree(self.w8 / f"{cache.name}-{turn}", ignore_errors=True)
+        caches = {
+            c.name: Result(
+                cold[c.name],
+                statistics.median(warm[c.name]),
+                cold_requests[c.name],
+                warm_requests[c.name],
+            )
+            for c in self.caches
+        }
+        run = Run(caches, statistics.median(direct), needed)
         for name in (c.name for c in self.caches):
             r = caches[name]
             print(
@@ -417,7 +447,7 @@ class W8:
                 file=sys.stderr,
             )
         print(
-            f"bench: W8 no cache: {direct:.2f} s, {run.needed.total} requests",
+            f"bench: W8 no cache: {run.direct:.2f} s, {run.needed.total} requests",
             file=sys.stderr,
         )
         return run
