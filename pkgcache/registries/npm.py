@@ -21,7 +21,6 @@ them 405.
 from __future__ import annotations
 
 import logging
-import os
 import urllib.parse
 from collections.abc import Callable, Mapping
 
@@ -54,8 +53,10 @@ class NpmFront:
     """Resolves npm requests; remembers where tarballs live
     (``TarballOrigins``) across documents and reloads."""
 
-    def __init__(self, cache_root: str) -> None:
-        self.cache_root = cache_root
+    def __init__(self, read_stored: Callable[[CacheKey], bytes | None]) -> None:
+        """``read_stored(key)``: a stored document's bytes (the store's
+        confined read), or None."""
+        self.read_stored = read_stored
         self.origins: dict[str, TarballOrigins] = {}
         self.templates = Templates()
 
@@ -198,22 +199,13 @@ class NpmFront:
         )
 
     def _learn_from_stored(self, repository: Repository, name: str) -> None:
-        folder = os.path.join(self.cache_root, *repository.prefix, *name.split("/"))
         for variant in ("install-v1", "document"):
-            try:
-                with open(os.path.join(folder, f".{variant}.json"), "rb") as file:
-                    stored = file.read()
-            except OSError:
-                continue
-            finish(
-                stored,
-                name,
-                repository.prefix,
-                "",
-                _bases(repository),
-                self._origins(repository),
-            )
-            return
+            key = CacheKey((*repository.prefix, *name.split("/"), f".{variant}.json"))
+            stored = self.read_stored(key)
+            if stored is not None:
+                origins = self._origins(repository)
+                finish(stored, name, repository.prefix, "", _bases(repository), origins)
+                return
 
 
 #: Documents larger than this are cut in a thread: a big one (thousands of
