@@ -29,9 +29,11 @@ folder and server and one clean pip (``--isolated --no-cache-dir
 own virtualenv) through it; then ``WARM_PIPS`` rounds of one clean pip
 straight from the index (for scale) and one through each cache, so that
 what else the machine does falls on all alike. Measured per cache: the
-cold pip's wall time and the median of its warm ones, and the requests
-that reached the two origins meanwhile (from the server's start: what a
-cache asks at startup counts as cold). "Per file" divides a cache's
+cold pip's wall time and the median of its warm ones; the server's CPU
+time meanwhile (with its child processes), steadier than a warm pip's
+wall time, which is mostly pip's own work; and the requests that reached
+the two origins (from the server's start: what a cache asks at startup
+counts as cold). "Per file" divides a cache's
 requests by the number of different paths it asked for; the pip with no
 cache tells how many files pip needs (project pages, ``.metadata`` and
 wheels). Targets: one upstream request per file cold; warm time no more
@@ -55,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from runner import HERE, MIB, ROOT, Bench, free_port
+from runner import HERE, MIB, ROOT, Bench, cpu_seconds, free_port
 
 PROJECTS = 30
 #: Warm pips per run and cache, each with a clean pip: their median is the
@@ -122,6 +124,21 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def tree_cpu(pid: int) -> float:
+    """User and system CPU seconds of a process and of its descendants."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += cpu_seconds(current)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(x) for x in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 @dataclass
 class Counts:
     """Requests that reached the index and the files origins, by path."""
@@ -159,13 +176,24 @@ class Counts:
 
 @dataclass
 class Result:
-    """One cache's pips: the cold one, and the median of the warm ones
-    (their requests all together)."""
+    """One cache's pips in one run: the cold one and the warm ones (their
+    requests all together); times in seconds, the server's CPU time
+    (``server_cpu``) in seconds."""
 
-    cold: float
-    warm: float
-    cold_requests: Counts
-    warm_requests: Counts
+    cold: float = 0.0
+    cold_cpu: float = 0.0
+    cold_requests: Counts = field(default_factory=Counts)
+    warms: list[float] = field(default_factory=list)
+    warm_cpus: list[float] = field(default_factory=list)
+    warm_requests: Counts = field(default_factory=Counts)
+
+    @property
+    def warm(self) -> float:
+        return statistics.median(self.warms)
+
+    @property
+    def warm_cpu(self) -> float:
+        return statistics.median(self.warm_cpus)
 
     def requests(self) -> str:
         cold, warm = self.cold_requests, self.warm_requests
@@ -195,6 +223,12 @@ class Cache:
 
     def start(self, folder: Path) -> str:
         raise NotImplementedError
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by the server and its children (proxpi's
+        gunicorn serves from a worker process)."""
+        assert self.process is not None
+        return tree_cpu(self.process.pid)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -401,49 +435,43 @@ class W8:
         cache and one with no cache in each round, so that whatever else
         the machine does falls on all of them alike."""
         order = self.caches[turn % 3 :] + self.caches[: turn % 3]
+        caches = {c.name: Result() for c in self.caches}
         urls: dict[str, str] = {}
-        cold: dict[str, float] = {}
-        cold_requests: dict[str, Counts] = {}
-        warm: dict[str, list[float]] = {c.name: [] for c in order}
-        warm_requests: dict[str, Counts] = {c.name: Counts() for c in order}
         direct: list[float] = []
         needed = Counts()
         try:
             for cache in order:
+                r = caches[cache.name]
                 folder = self.w8 / f"{cache.name}-{turn}"
                 folder.mkdir()
                 before = self.counts()
                 urls[cache.name] = cache.start(folder)
-                cold[cache.name] = self.pip(urls[cache.name])
-                cold_requests[cache.name] = self.counts() - before
+                cpu = cache.cpu()
+                r.cold = self.pip(urls[cache.name])
+                r.cold_cpu = cache.cpu() - cpu
+                r.cold_requests = self.counts() - before
             for n in range(WARM_PIPS):
                 before = self.counts()
                 direct.append(self.pip(f"{self.index_url}/simple/"))
                 if n == 0:
                     needed = self.counts() - before
                 for cache in order:
-                    before = self.counts()
-                    warm[cache.name].append(self.pip(urls[cache.name]))
-                    warm_requests[cache.name] += self.counts() - before
+                    r = caches[cache.name]
+                    before, cpu = self.counts(), cache.cpu()
+                    r.warms.append(self.pip(urls[cache.name]))
+                    r.warm_cpus.append(cache.cpu() - cpu)
+                    r.warm_requests += self.counts() - before
         finally:
             for cache in order:
                 cache.stop()
                 shutil.rmtree(self.w8 / f"{cache.name}-{turn}", ignore_errors=True)
-        caches = {
-            c.name: Result(
-                cold[c.name],
-                statistics.median(warm[c.name]),
-                cold_requests[c.name],
-                warm_requests[c.name],
-            )
-            for c in self.caches
-        }
         run = Run(caches, statistics.median(direct), needed)
         for name in (c.name for c in self.caches):
             r = caches[name]
             print(
-                f"bench: W8 {name}: cold {r.cold:.2f} s, warm {r.warm:.2f} s; "
-                f"upstream requests (index + files) cold / warm {r.requests()}",
+                f"bench: W8 {name}: cold {r.cold:.2f} s ({r.cold_cpu:.2f} s CPU), "
+                f"warm {r.warm:.2f} s ({r.warm_cpu:.2f} s CPU); upstream "
+                f"requests (index + files) cold / warm {r.requests()}",
                 file=sys.stderr,
             )
         print(
@@ -481,6 +509,13 @@ class W8:
         for peer in peers:
             record(
                 "W8",
+                f"server CPU per warm pip: package-cache / {peer}",
+                [r.caches[pc].warm_cpu / r.caches[peer].warm_cpu for r in runs],
+                "-",
+            )
+        for peer in peers:
+            record(
+                "W8",
                 f"cold upstream requests: package-cache / {peer}",
                 [
                     r.caches[pc].cold_requests.total
@@ -513,6 +548,17 @@ class W8:
             )
             record(
                 "W8", f"warm seconds: {name}", [r.caches[name].warm for r in runs], "-"
+            )
+        for name in (pc, *peers):
+            record(
+                "W8",
+                f"server CPU ms, cold / warm pip: {name}",
+                [
+                    f"{r.caches[name].cold_cpu * 1000:.0f} / "
+                    f"{r.caches[name].warm_cpu * 1000:.0f}"
+                    for r in runs
+                ],
+                "-",
             )
         record(
             "W8",
