@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from tornado.httpserver import HTTPServer
 
+from pkgcache.digests.book import DigestBook
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.registry import Downloads
 from pkgcache.fetching.upstream import Upstream
@@ -23,7 +24,7 @@ from pkgcache.registries.fronts import Fronts
 from pkgcache.repositories.rules import Repositories
 from pkgcache.serving.app import make_app
 from pkgcache.serving.context import InFlight, ServingContext
-from pkgcache.settings import LiveSettings, Settings
+from pkgcache.settings import LiveSettings, Settings, display_source
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.cull import CullResult
 from pkgcache.store.eviction import Evictor
@@ -60,6 +61,7 @@ def build(settings: Settings) -> Parts:
     meta = MetaStore(store.root)
     downloads = Downloads(store, upstream, live, meta)
     repositories = Repositories(settings.all_repositories)
+    digests = DigestBook()
     live.on_change(lambda _old, new: repositories.update(new.all_repositories))
     metrics.track_downloads(lambda: len(downloads))
     metrics.track_usage(usage)
@@ -80,6 +82,16 @@ def build(settings: Settings) -> Parts:
         if download.published:
             usage.stored(download.received)
         metrics.downloaded(download.plan.repository, download.received)
+        source = download.result.source if download.result else None
+        matched = None if download.verified is None else True
+        if download.mismatch is not None:
+            matched = False
+        metrics.digest_checked(
+            download.plan.repository,
+            display_source(source or "-"),
+            matched,
+            download.published and not download.not_modified,
+        )
 
     downloads.fits = evictor.could_fit
     downloads.on_begin.append(make_room)
@@ -91,7 +103,8 @@ def build(settings: Settings) -> Parts:
         upstream=upstream,
         downloads=downloads,
         repositories=repositories,
-        fronts=Fronts(store.read_stored),
+        fronts=Fronts(store.read_stored, digests),
+        digests=digests,
         small_files=SmallFiles(),
         meta=meta,
         usage=usage,

@@ -90,6 +90,25 @@ class Metrics:
             ["repository"],
             registry=r,
         )
+        self.digest_mismatches = Counter(
+            "pkgcache_digest_mismatches",
+            "Downloads refused because their bytes did not match the digest "
+            "their path, index or headers gave, by repository and source",
+            ["repository", "source"],
+            registry=r,
+        )
+        self.verified_files = Counter(
+            "pkgcache_verified_files",
+            "Files stored after their bytes matched a known digest, by repository",
+            ["repository"],
+            registry=r,
+        )
+        self.unverified_files = Counter(
+            "pkgcache_unverified_files",
+            "Files stored on their length alone (no digest known), by repository",
+            ["repository"],
+            registry=r,
+        )
         for result in RESULTS:
             self.requests.labels(result)
         #: Per source: outcome -> count, for the status page.
@@ -133,6 +152,17 @@ class Metrics:
         self.source_outcomes.setdefault(source, Tally())[outcome] += 1
         if received:
             self.upstream_bytes.inc(received)
+
+    def digest_checked(
+        self, repository: str, source: str, matched: bool | None, stored: bool
+    ) -> None:
+        """One download ended: ``matched`` None when no digest was known."""
+        if matched is False:
+            self.digest_mismatches.labels(repository, source).inc()
+        elif stored and matched:
+            self.verified_files.labels(repository).inc()
+        elif stored:
+            self.unverified_files.labels(repository).inc()
 
     def evicted(self, files: int, size: int) -> None:
         self.evicted_files.inc(files)

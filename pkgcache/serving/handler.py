@@ -100,6 +100,8 @@ class CacheHandler(PageHandler):
         self.result = "error"
         #: The repository that serves the path, for the metrics.
         self.repository = "-"
+        #: The algorithm of the digest the file matched, for the access log.
+        self.verified: str | None = None
         self.output = ClientOutput(self, context.live.current.idle_timeout)
         self._growing: GrowingBody | None = None
         self._counted = False
@@ -248,6 +250,7 @@ class CacheHandler(PageHandler):
             route=self._target.route,
             request_headers=document.request_headers if document else (),
             rewrite=document.rewrite if document else None,
+            expected=self.context.digests.get(self._target.key),
             revalidating=revalidating,
             record_validators=rules.policy is Policy.VOLATILE,
             keep=rules.policy is not Policy.PASS,
@@ -269,6 +272,9 @@ class CacheHandler(PageHandler):
         """A complete file: a hit, or a download that ended meanwhile."""
         self.context.store.touch(cached.path, cached.stat)
         representation, file_headers = headers.cached_file(cached.path, cached.stat)
+        recorded = self.context.meta.read(self._target.key, cached.stat)
+        if recorded is not None and recorded.verified:
+            self.verified = recorded.verified.split(":", 1)[0]
         body: Body
         try:
             if SmallFiles.fits(cached.stat):
@@ -339,6 +345,8 @@ class CacheHandler(PageHandler):
         finally:
             if self.result == "joined":
                 joined.dec()
+            if download.verified is not None:
+                self.verified = download.verified.algorithm
 
     async def _serve_revalidated(
         self, key: CacheKey, download: Download, stale: CachedFile | None

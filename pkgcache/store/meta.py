@@ -41,6 +41,9 @@ class Validators:
     #: The upstream's Content-Type: a registry document is answered with
     #: it (a file's own type follows from its name).
     content_type: str | None = None
+    #: The digest the file was checked against when it arrived
+    #: (``algorithm:hex``); None: published on its length alone.
+    verified: str | None = None
 
     def conditional_headers(self) -> dict[str, str]:
         """The request headers that ask upstream "changed since?"."""
