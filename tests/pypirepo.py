@@ -34,7 +34,10 @@ import hashlib
 import html
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
@@ -520,8 +523,11 @@ class _Simple(tornado.web.RequestHandler):
         if project is not None and normalize(project) != project:
             self.redirect(f"/simple/{normalize(project)}/", permanent=True)
             return
-        self.set_header("Vary", "Accept")
-        media_type = negotiate(self.request.headers.get("Accept"))
+        if origin.html_only:  # an old index: one format, whatever was asked
+            media_type: str | None = TEXT_HTML
+        else:
+            self.set_header("Vary", "Accept")
+            media_type = negotiate(self.request.headers.get("Accept"))
         if media_type is None:
             self.set_status(406)
             self.set_header("Content-Type", "text/plain")
@@ -578,11 +584,15 @@ class _IndexFiles(_CountingFiles):
 class IndexOrigin:
     """The index host: ``/simple/..`` pages made from ``repo`` at each
     request, their links at ``files_url``; ``requests[path]`` counts what
-    was asked and ``log`` holds (method, path, Accept, status)."""
+    was asked and ``log`` holds (method, path, Accept, status).
 
-    def __init__(self, repo: PypiRepo, files_url: str) -> None:
+    ``html_only``: answer every page as ``text/html`` whatever the Accept
+    (no ``Vary``), as static and older private indexes do."""
+
+    def __init__(self, repo: PypiRepo, files_url: str, html_only: bool = False) -> None:
         self.repo = repo
         self.files_url = files_url
+        self.html_only = html_only
         self.requests: Counter[str] = Counter()
         self.log: list[tuple[str, str, str, int]] = []
         self.port = 0
@@ -652,13 +662,74 @@ class IndexOrigin:
 
 
 @contextmanager
-def serve(repo: PypiRepo) -> Iterator[tuple[IndexOrigin, StaticOrigin]]:
-    """The files origin and the index origin of ``repo``, stopped after."""
+def serve(
+    repo: PypiRepo, html_only: bool = False
+) -> Iterator[tuple[IndexOrigin, StaticOrigin]]:
+    """The index origin and the files origin of ``repo``, stopped after."""
     files = StaticOrigin(repo.files).start()
-    index = IndexOrigin(repo, files.url)
+    index = IndexOrigin(repo, files.url, html_only=html_only)
     try:
         index.start()
         yield index, files
     finally:
         index.stop()
         files.stop()
+
+
+# Clients ---------------------------------------------------------------
+
+#: Every client run here is bounded by this many seconds.
+CLIENT_TIMEOUT = 60
+
+
+def client_env(home: Path) -> dict[str, str]:
+    """An environment for pip and uv with nothing of the machine's: no
+    PIP_/UV_ settings or proxies, HOME and every cache in ``home``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.upper().startswith(("PIP_", "UV_", "XDG_"))
+        and not key.lower().endswith("_proxy")
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    env.update(
+        HOME=str(home),
+        PIP_CONFIG_FILE=os.devnull,
+        UV_CACHE_DIR=str(home / "uv-cache"),
+        UV_PYTHON_DOWNLOADS="never",
+        NO_PROXY="*",
+    )
+    return env
+
+
+def _run(command: list[str], home: Path) -> str:
+    done = subprocess.run(
+        command,
+        cwd=home,
+        env=client_env(home),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLIENT_TIMEOUT,
+        check=False,
+    )
+    said = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise AssertionError(f"{command!r} exited {done.returncode}:\n{said}")
+    return said
+
+
+def pip(home: Path, *args: str) -> str:
+    """``pip ARGS`` with scratch state only (``--isolated``, no cache)."""
+    command = [sys.executable, "-m", "pip", *args[:1], "--isolated"]
+    command += ["--no-cache-dir", "--disable-pip-version-check", *args[1:]]
+    return _run(command, home)
+
+
+def uv_pip(home: Path, *args: str) -> str:
+    """``uv pip ARGS`` for this interpreter, with a cache in ``home``."""
+    from uv import find_uv_bin  # the uv wheel of the test extras
+
+    command = [find_uv_bin(), "pip", *args[:1], "--no-config"]
+    command += ["--python", sys.executable, *args[1:]]
+    return _run(command, home)
