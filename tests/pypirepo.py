@@ -15,14 +15,18 @@ from the repo at each request, with absolute file links to the files
 origin (a ``StaticOrigin`` of ``repo.files``), ``#sha256=``,
 ``data-requires-python``, ``data-yanked``, ``data-dist-info-metadata`` and
 ``data-core-metadata``. A dist may instead be linked on the index host
-itself (which then serves ``/packages/..`` too), and a project may carry a
-link to a host nobody configured.
+itself, by an absolute or a relative link (the index then serves
+``/packages/..`` too), and a project may carry a link to a host nobody
+configured.
+
+``pip`` and ``uv_pip`` run the real clients with scratch state only.
 
 Typical use::
 
-    repo = PypiRepo.tree(tmp_path / "pypi")   # alpha -> beta, gamma-pkg -> delta
+    repo = PypiRepo.tree(tmp_path / "pypi")  # alpha -> beta, gamma-pkg -> delta
     with serve(repo) as (index, files):
-        pip download --index-url {index.simple_url} alpha
+        pip(tmp_path / "client", "download", "-d", str(tmp_path / "out"),
+            "--index-url", index.simple_url, "alpha")
 """
 
 from __future__ import annotations
@@ -114,7 +118,10 @@ class Dist:
     requires_python: str | None = None
     yanked: str | None = None  # None: not yanked; "": yanked, no reason given
     metadata_sha256: str | None = None  # wheels: of the ``.metadata`` file
-    host: str = "files"  # "files" (the files origin) or "index" (the index's own)
+    #: Where the page links it: "files" (the files origin), "index" (the
+    #: index host, absolute) or "relative" (``../../packages/..``, the
+    #: index host too, as devpi and static indexes write them).
+    host: str = "files"
 
     @property
     def is_wheel(self) -> bool:
@@ -175,15 +182,16 @@ class PypiRepo:
     def tree(cls, root: Path) -> PypiRepo:
         """``TREE`` as 1.0 wheels, and around it what a real index has:
         alpha 1.0 and beta 1.0 with Requires-Python, a yanked alpha 0.9,
-        the sdist of alpha 1.0, delta linked on the index host itself, and
-        a link on alpha's page to a host outside the index."""
+        the sdist of alpha 1.0, delta linked on the index host itself and
+        beta by a relative link, and a link on alpha's page to a host
+        outside the index."""
         repo = cls(root)
         repo.add_wheel("alpha", "0.9", requires=["beta"], yanked="broken build")
         repo.add_wheel(
             "alpha", "1.0", requires=TREE["alpha"], requires_python=">=3.8,<4"
         )
         repo.add_sdist("alpha", "1.0", requires=TREE["alpha"], requires_python=">=3.8")
-        repo.add_wheel("beta", "1.0", requires_python=">=3.8")
+        repo.add_wheel("beta", "1.0", requires_python=">=3.8", host="relative")
         repo.add_wheel("Gamma_Pkg", "1.0", requires=TREE["Gamma_Pkg"])
         repo.add_wheel("delta", "1.0", host="index")
         repo.add_link("alpha", Link("alpha-0.1-py3-none-any.whl", FOREIGN_URL))
@@ -390,7 +398,7 @@ class PypiRepo:
             if found is None:
                 return None
             name, dists, links = found.name, list(found.dists), list(found.links)
-        base = {"files": files_url, "index": index_url}
+        base = {"files": files_url, "index": index_url, "relative": "../.."}
         if media_type == JSON:
             entries = [_json_file(d, f"{base[d.host]}/{d.path}") for d in dists]
             entries += [

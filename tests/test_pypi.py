@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import re
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.pypirepo import (
     JSON,
     TEXT_HTML,
     V1_HTML,
+    Dist,
     IndexOrigin,
     PypiRepo,
     escaped,
@@ -92,16 +94,23 @@ def upstream(origin_port: int, path: str, accept: str) -> tuple[str, bytes]:
         conn.close()
 
 
-def host_free(url: str, index: IndexOrigin, files: StaticOrigin) -> str:
-    """What the cache must make of an upstream link."""
-    for host in (files.url, index.url):
-        if url.startswith(host + "/"):
-            return "/pypi/" + url[len(host) + 1 :]
-    return url
+def cache_path(dist: Dist) -> str:
+    """Where the cache serves ``dist``: its path on the files host, under
+    the prefix (however the page linked it)."""
+    return "/pypi/" + dist.path
+
+
+def resolved(url: str, page: str) -> str:
+    """``url`` as a client resolves it on the page at ``page``."""
+    return urljoin(page, url)
 
 
 def media(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip()
+
+
+#: Each href value in a page, for comparing pages but for their links.
+HREF = re.compile(rb'href="[^"]*"')
 
 
 class Anchors(HTMLParser):
@@ -134,10 +143,10 @@ def test_pip_install_then_clean_pip_download_and_uv_are_served_from_the_cache(
         # were fetched from the files origin, not from the index host.
         assert files.count("/" + dist.path) == 1, dist.filename
         assert files.count("/" + dist.path + ".metadata") == 1, dist.filename
-        assert proxy.cached("/pypi/" + dist.path).read_bytes() == (
+        assert proxy.cached(cache_path(dist)).read_bytes() == (
             repo.file(dist).read_bytes()
         )
-        assert proxy.cached("/pypi/" + dist.path + ".metadata").read_bytes() == (
+        assert proxy.cached(cache_path(dist) + ".metadata").read_bytes() == (
             repo.metadata_file(dist).read_bytes()
         )
     assert index.count(".whl") == 0 and index.count(".metadata") == 0
@@ -156,7 +165,7 @@ def test_pip_install_then_clean_pip_download_and_uv_are_served_from_the_cache(
     assert dict(files.requests) == asked_files
     assert dict(index.requests) == asked_index
     for dist in wheels(repo):
-        hit = proxy.request("/pypi/" + dist.path)
+        hit = proxy.request(cache_path(dist))
         assert hit.headers["X-Package-Cache"] == "hit"
         assert hashlib.sha256(hit.body).hexdigest() == dist.sha256
 
@@ -174,7 +183,7 @@ def test_uv_install_through_the_cache_then_a_clean_uv_gets_only_hits(
     assert_installed(tmp_path / "a/t", tree_versions())
     for dist in wheels(repo):
         assert files.count("/" + dist.path) == 1, dist.filename
-        assert proxy.cached("/pypi/" + dist.path).read_bytes() == (
+        assert proxy.cached(cache_path(dist)).read_bytes() == (
             repo.file(dist).read_bytes()
         )
     asked = dict(files.requests)
@@ -253,32 +262,42 @@ def test_the_json_page_keeps_everything_but_the_hosts_of_its_links(
 ):
     index, files = origins
     proxy = make_proxy([], repository=[pypi(index, files)])
-    for project in ("alpha", "delta"):
-        _, raw = upstream(index.port, f"/simple/{project}/", JSON)
-        expected = json.loads(raw)
-        for entry in expected["files"]:
-            entry["url"] = host_free(entry["url"], index, files)
-
-        served = proxy.request(f"{SIMPLE}{project}/", headers={"Accept": JSON})
+    for project in ("alpha", "beta", "delta"):
+        page = f"{SIMPLE}{project}/"
+        served = proxy.request(page, headers={"Accept": JSON})
         assert served.status == 200
         assert media(served.headers["Content-Type"]) == JSON
         assert "accept" in served.headers["Vary"].lower()
         text = served.body.decode()
         assert f"127.0.0.1:{files.port}" not in text
         assert f"127.0.0.1:{index.port}" not in text
-        document = json.loads(served.body)
-        # Every key as upstream gave it: meta.api-version, hashes,
-        # requires-python, core-metadata, yanked, size...; urls host-free.
+
+        # Every key as upstream gave it (meta.api-version, hashes,
+        # requires-python, core-metadata, yanked, size...) but the urls.
+        _, raw = upstream(index.port, f"/simple/{project}/", JSON)
+        expected, document = json.loads(raw), json.loads(served.body)
+        urls = [entry.pop("url") for entry in document["files"]]
+        for entry in expected["files"]:
+            del entry["url"]
         assert document == expected
+        for url, entry in zip(urls, document["files"], strict=True):
+            if entry["filename"] == "alpha-0.1-py3-none-any.whl":
+                assert url == FOREIGN_URL  # another host: left alone
+            else:
+                dist = repo.dist(entry["filename"])
+                assert resolved(url, page) == cache_path(dist), url
+
     alpha = json.loads(proxy.request(SIMPLE + "alpha/", headers={"Accept": JSON}).body)
     assert alpha["meta"]["api-version"] == "1.1"
     by_name = {entry["filename"]: entry for entry in alpha["files"]}
-    wheel = repo.dist("alpha-1.0-py3-none-any.whl")
-    assert by_name[wheel.filename]["url"] == "/pypi/" + wheel.path
-    assert by_name[wheel.filename]["requires-python"] == ">=3.8,<4"
-    assert by_name[wheel.filename]["core-metadata"] == {"sha256": wheel.metadata_sha256}
+    wheel = by_name["alpha-1.0-py3-none-any.whl"]
+    dist = repo.dist("alpha-1.0-py3-none-any.whl")
+    assert wheel["url"] == cache_path(dist)  # absolute upstream: a host-free path
+    assert wheel["hashes"] == {"sha256": dist.sha256}
+    assert wheel["requires-python"] == ">=3.8,<4"
+    assert wheel["core-metadata"] == {"sha256": dist.metadata_sha256}
+    assert wheel["yanked"] is False
     assert by_name["alpha-0.9-py3-none-any.whl"]["yanked"] == "broken build"
-    assert by_name["alpha-0.1-py3-none-any.whl"]["url"] == FOREIGN_URL  # left alone
 
 
 @pytest.mark.parametrize("accept", [V1_HTML, TEXT_HTML])
@@ -287,36 +306,40 @@ def test_the_html_page_keeps_everything_but_the_hosts_of_its_links(
 ):
     index, files = origins
     proxy = make_proxy([], repository=[pypi(index, files)])
-    for project in ("alpha", "delta"):
-        _, raw = upstream(index.port, f"/simple/{project}/", accept)
-        served = proxy.request(f"{SIMPLE}{project}/", headers={"Accept": accept})
+    for project in ("alpha", "beta", "delta"):
+        page = f"{SIMPLE}{project}/"
+        served = proxy.request(page, headers={"Accept": accept})
         assert served.status == 200
         assert media(served.headers["Content-Type"]) == accept
         assert "accept" in served.headers["Vary"].lower()
         text = served.body.decode()
         assert f"127.0.0.1:{files.port}" not in text
         assert f"127.0.0.1:{index.port}" not in text
-        # The page is upstream's, byte for byte, but for the link hosts.
-        expected = raw.replace(f"{files.url}/".encode(), b"/pypi/")
-        expected = expected.replace(f"{index.url}/".encode(), b"/pypi/")
-        assert served.body == expected
+
+        # The page is upstream's byte for byte, but for the href values.
+        _, raw = upstream(index.port, f"/simple/{project}/", accept)
+        assert HREF.sub(b"href", served.body) == HREF.sub(b"href", raw)
         for got, want in zip(
             Anchors(served.body).anchors, Anchors(raw).anchors, strict=True
         ):
-            href, fragment = str(want["href"]).split("#")
-            assert got == {
-                **want,
-                "href": host_free(href, index, files) + "#" + fragment,
-            }
+            href, fragment = str(got.pop("href")).split("#")
+            wanted, wanted_fragment = str(want.pop("href")).split("#")
+            assert got == want
+            assert fragment == wanted_fragment
+            if wanted == FOREIGN_URL:
+                assert href == FOREIGN_URL  # another host: left alone
+            else:
+                dist = repo.dist(wanted.rsplit("/", 1)[1])
+                assert resolved(href, page) == cache_path(dist), href
 
     page = proxy.request(SIMPLE + "alpha/", headers={"Accept": accept}).body.decode()
     wheel = repo.dist("alpha-1.0-py3-none-any.whl")
-    assert f'href="/pypi/{wheel.path}#sha256={wheel.sha256}"' in page
+    assert f'href="{cache_path(wheel)}#sha256={wheel.sha256}"' in page
     assert 'data-requires-python="&gt;=3.8,&lt;4"' in page
     assert 'data-yanked="broken build"' in page
     assert f'data-core-metadata="sha256={wheel.metadata_sha256}"' in page
     assert f'data-dist-info-metadata="sha256={wheel.metadata_sha256}"' in page
-    assert f'href="{FOREIGN_URL}#sha256=' in page  # another host: left alone
+    assert f'href="{FOREIGN_URL}#sha256=' in page
 
 
 # Names, variants, files ------------------------------------------------
@@ -389,7 +412,7 @@ def test_metadata_and_sdist_files_are_served_through_the_cache_and_stored(
     proxy = make_proxy([], repository=[pypi(index, files)])
     wheel = repo.dist("alpha-1.0-py3-none-any.whl")
     sdist = repo.dist("alpha-1.0.tar.gz")
-    metadata = "/pypi/" + wheel.path + ".metadata"
+    metadata = cache_path(wheel) + ".metadata"
     first = proxy.request(metadata)
     assert first.status == 200
     assert first.body == repo.metadata_file(wheel).read_bytes()
@@ -399,10 +422,10 @@ def test_metadata_and_sdist_files_are_served_through_the_cache_and_stored(
     assert proxy.cached(metadata).read_bytes() == first.body
     assert files.count(wheel.path + ".metadata") == 1
 
-    got = proxy.request("/pypi/" + sdist.path)
+    got = proxy.request(cache_path(sdist))
     assert got.status == 200
     assert hashlib.sha256(got.body).hexdigest() == sdist.sha256
-    assert proxy.cached("/pypi/" + sdist.path).read_bytes() == got.body
+    assert proxy.cached(cache_path(sdist)).read_bytes() == got.body
 
     # The root listing is passed on (both formats).
     listing = json.loads(proxy.request(SIMPLE, headers={"Accept": JSON}).body)
