@@ -298,6 +298,11 @@ def test_the_json_page_keeps_everything_but_the_hosts_of_its_links(
     assert wheel["core-metadata"] == {"sha256": dist.metadata_sha256}
     assert wheel["yanked"] is False
     assert by_name["alpha-0.9-py3-none-any.whl"]["yanked"] == "broken build"
+    # The link to a host nobody configured was logged, once for both formats.
+    assert proxy.request(SIMPLE + "alpha/", headers={"Accept": V1_HTML}).status == 200
+    foreign_host = urlsplit(FOREIGN_URL).netloc
+    said = [line for line in proxy.log().splitlines() if foreign_host in line]
+    assert len(said) == 1, said
 
 
 @pytest.mark.parametrize("accept", [V1_HTML, TEXT_HTML])
