@@ -161,6 +161,34 @@ class CacheStore:
             raise
         return fd
 
+    def read_stored(self, key: CacheKey) -> bytes | None:
+        """The whole file at ``key`` if it is cached, looked up and opened
+        with the same confinement as a hit; None when it is not there or
+        cannot be read."""
+        try:
+            cached = self.lookup(key)
+            return self.read_verified(cached) if cached is not None else None
+        except (OSError, OutsideCache, PathConflict):
+            return None
+
+    def read_verified(self, cached: CachedFile) -> bytes:
+        """The whole of a looked-up file, opened as ``open_verified`` does
+        (a registry document, which is answered from memory)."""
+        fd = self.open_verified(cached)
+        try:
+            size = cached.stat.st_size
+            chunks = []
+            offset = 0
+            while offset < size:
+                chunk = os.pread(fd, size - offset, offset)
+                if not chunk:
+                    raise OSError(f"{cached.path} shrank while read")
+                chunks.append(chunk)
+                offset += len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
     @staticmethod
     def _real_path(fd: int, path: str) -> str:
         """The path the kernel knows for ``fd``; ``path`` resolved where
