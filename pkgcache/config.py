@@ -310,7 +310,12 @@ _REPOSITORY_KEYS = (
     "negative_for",
     "offline",
     "rules",
+    "file_sources",
+    "public_url",
 )
+#: Kinds whose paths are a registry's API, not files (``registries/``):
+#: their own rules decide, and ``rules`` are refused.
+_REGISTRY_KINDS = ("pypi", "npm")
 _REPOSITORY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 #: A repository's durations may be 0 (fresh_for 0: revalidate every time).
 _REPOSITORY_DURATION_MAX = 36500 * DAY
@@ -339,13 +344,19 @@ def _repository(index: int, table: Any) -> RepositorySettings:
         raise ConfigError(
             f"{where}: kind must be one of {', '.join(PRESETS)}, not {kind!r}"
         )
-    sources = table.get("sources")
-    if (
-        not isinstance(sources, list)
-        or not sources
-        or not all(isinstance(url, str) for url in sources)
-    ):
-        raise ConfigError(f"{where}: sources must be a non-empty list of URLs")
+    sources = _url_list(where, "sources", table.get("sources"), required=True)
+    file_sources = _url_list(where, "file_sources", table.get("file_sources", []))
+    if file_sources and kind not in _REGISTRY_KINDS:
+        raise ConfigError(f"{where}: file_sources is for kind pypi or npm only")
+    if "rules" in table and kind in _REGISTRY_KINDS:
+        raise ConfigError(f"{where}: kind {kind} has fixed rules; remove 'rules'")
+    public_url = table.get("public_url")
+    if public_url is not None:
+        if kind != "npm":
+            raise ConfigError(f"{where}: public_url is for kind npm only")
+        if not isinstance(public_url, str):
+            raise ConfigError(f"{where}: public_url must be a URL")
+        public_url = _checked(f"{where}: public_url", normalize_source, public_url)
     durations = {}
     for key in ("fresh_for", "stale_if_error", "negative_for"):
         if key in table:
@@ -360,13 +371,29 @@ def _repository(index: int, table: Any) -> RepositorySettings:
         name=name,
         prefix=prefix,
         kind=kind,
-        sources=tuple(
-            _checked(f"{where}: sources[{i}]", normalize_source, url)
-            for i, url in enumerate(sources)
-        ),
+        sources=sources,
+        file_sources=file_sources,
+        public_url=public_url,
         offline=offline,
         rules=_rules(where, table.get("rules", [])),
         **durations,
+    )
+
+
+def _url_list(
+    where: str, key: str, urls: Any, required: bool = False
+) -> tuple[str, ...]:
+    """A list of source URLs, each checked (``normalize_source``)."""
+    if (
+        not isinstance(urls, list)
+        or (required and not urls)
+        or not all(isinstance(url, str) for url in urls)
+    ):
+        needed = "a non-empty" if required else "a"
+        raise ConfigError(f"{where}: {key} must be {needed} list of URLs")
+    return tuple(
+        _checked(f"{where}: {key}[{i}]", normalize_source, url)
+        for i, url in enumerate(urls)
     )
 
 

@@ -56,6 +56,12 @@ class RepositorySettings:
     negative_for: float = 30.0
     offline: bool = False
     rules: tuple[tuple[str, str], ...] = ()
+    #: pypi and npm: the hosts the index's file links (PyPI) or the
+    #: documents' tarball URLs (npm) point at, besides the sources.
+    file_sources: tuple[str, ...] = ()
+    #: npm: the URL clients reach the cache at, for the tarball URLs of
+    #: the documents it serves; None: from each request's Host.
+    public_url: str | None = None
 
 
 @dataclass(frozen=True)

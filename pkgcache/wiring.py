@@ -19,6 +19,7 @@ from pkgcache.fetching.download import Download
 from pkgcache.fetching.registry import Downloads
 from pkgcache.fetching.upstream import Upstream
 from pkgcache.observe.metrics import Metrics
+from pkgcache.registries.fronts import Fronts
 from pkgcache.repositories.rules import Repositories
 from pkgcache.serving.app import make_app
 from pkgcache.serving.context import InFlight, ServingContext
@@ -90,6 +91,7 @@ def build(settings: Settings) -> Parts:
         upstream=upstream,
         downloads=downloads,
         repositories=repositories,
+        fronts=Fronts(store.root),
         small_files=SmallFiles(),
         meta=meta,
         usage=usage,

@@ -90,6 +90,12 @@ class FetchPlan:
     repository: str = "-"
     #: Seconds a 4xx from every source is remembered (``Downloads``).
     negative_for: float = 0.0
+    #: Request headers every source is sent (a registry's Accept).
+    request_headers: tuple[tuple[str, str], ...] = ()
+    #: A registry page: the whole body is rewritten by this (off the
+    #: IOLoop) before it is stored or served; clients then wait for the
+    #: end instead of following the bytes (``wait_for_end``).
+    rewrite: Callable[[bytes, ResponseHead], bytes] | None = None
 
 
 class Download:
@@ -146,6 +152,7 @@ class Download:
         self.progress = Condition()
         self._readers: set[Reader] = set()
         self._head_known = Event()
+        self._ended = Event()
         self._store = store
         self._upstream = upstream
         self._settings = live_settings
@@ -217,6 +224,18 @@ class Download:
             return False
         return True
 
+    async def wait_for_end(self, timeout: float | None = None) -> bool:
+        """Return once the download ended: True, or False when ``timeout``
+        seconds passed first."""
+        if timeout is None:
+            await self._ended.wait()
+            return True
+        try:
+            await self._ended.wait(timeout=datetime.timedelta(seconds=timeout))
+        except tornado.util.TimeoutError:
+            return False
+        return True
+
     async def _run(self) -> None:
         try:
             plan = self.plan
@@ -224,13 +243,11 @@ class Download:
             route = plan.route
             if conditional is not None and route is not None:
                 route = route.starting_with(conditional.source)
+            headers = dict(plan.request_headers)
+            if conditional is not None:
+                headers.update(conditional.conditional_headers())
             result = await self._upstream.fetch(
-                self.key,
-                "GET",
-                self._begin,
-                self._write,
-                route,
-                conditional.conditional_headers() if conditional else None,
+                self.key, "GET", self._begin, self._write, route, headers or None
             )
             resumes = 0
             while result.outcome is Outcome.BROKEN and resumes < MAX_RESUMES:
@@ -254,10 +271,68 @@ class Download:
                 if resumed.outcome is Outcome.FAILED:
                     break
                 result = resumed
+            if plan.rewrite is not None and result.outcome is Outcome.COMPLETE:
+                result = await self._rewritten(result, plan.rewrite)
         except Exception as error:
             log.exception("download of %s crashed", self.key)
             result = FetchResult(Outcome.FAILED, f"internal error: {error}")
         self._end(result)
+
+    async def _rewritten(
+        self, result: FetchResult, rewrite: Callable[[bytes, ResponseHead], bytes]
+    ) -> FetchResult:
+        """A registry page arrived whole: rewrite it (in a thread: a big
+        page takes a while to parse) and put the new body in place of the
+        old, so that what is stored and served is the rewritten page."""
+        assert self.head is not None
+        if self.head.content_length not in (None, self.received):
+            return result  # short: ``_end`` calls it broken
+        last = self._take_batch()
+        if last:
+            self._hand_on(last)
+        raw = self._whole_body()
+        if raw is None:
+            return FetchResult(
+                Outcome.FAILED, "the page could not be kept", result.source, result.head
+            )
+        try:
+            page = await self._loop.run_in_executor(None, rewrite, raw, self.head)
+        except ValueError as error:
+            log.error("cannot rewrite %s from %s: %s", self.key, result.source, error)
+            return FetchResult(
+                Outcome.FAILED, f"malformed page: {error}", result.source, result.head
+            )
+        headers = self.head.headers.copy()
+        headers["Content-Length"] = str(len(page))
+        self.head = ResponseHead(self.head.status, headers, self.head.url)
+        self.received = self.delivered = len(page)
+        if self._memory is not None:
+            self._memory, self._memory_size = [page], len(page)
+        if self._partial is not None and not self.storage_failed:
+            self._partial.discard()
+            self._partial = None
+            try:
+                self._partial = self._store.new_partial()
+                self._partial.write([page], len(page))
+            except OSError as error:
+                self._store.storage_failed(f"write {self.key} to the cache", error)
+                self.storage_failed = True
+                self._memory, self._memory_size = [page], len(page)
+        return FetchResult(result.outcome, result.detail, result.source, self.head)
+
+    def _whole_body(self) -> bytes | None:
+        """Everything received, from the partial file or from memory."""
+        if self._partial is not None and not self.storage_failed:
+            reader = self._partial.open_reader()
+            try:
+                return reader.read(0, self._partial.written)
+            except OSError:
+                return None
+            finally:
+                reader.close()
+        if self._memory is not None:
+            return b"".join(self._memory)
+        return None
 
     def _begin(self, head: ResponseHead) -> bool:
         """Accept a 200: open the partial file and let clients see the head."""
@@ -392,6 +467,7 @@ class Download:
         if last:
             self._hand_on(last, store=False)
         self._head_known.set()
+        self._ended.set()
         self.progress.notify_all()
         for reader in tuple(self._readers):
             reader.wake()
@@ -425,7 +501,11 @@ class Download:
             self.key,
             result,
             Validators(
-                headers.get("ETag"), headers.get("Last-Modified"), source, time.time()
+                headers.get("ETag"),
+                headers.get("Last-Modified"),
+                source,
+                time.time(),
+                headers.get("Content-Type"),
             ),
         )
 

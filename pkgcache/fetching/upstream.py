@@ -81,18 +81,33 @@ class Outcome(enum.Enum):
 @dataclass(frozen=True)
 class Route:
     """Where a path is fetched from: the sources in order, and the path to
-    append to each (percent-encoded, starting with ``/``)."""
+    append to each (percent-encoded, starting with ``/``, and with a query
+    for a pass-through). ``paths``, when given, holds one path per source
+    instead (a registry's file at the URL its index gave, then at the
+    usual path on the other sources)."""
 
     sources: tuple[str, ...]
     path: str
+    paths: tuple[str, ...] = ()
+
+    def targets(self) -> list[tuple[str, str]]:
+        """Each source with the path to ask it for, in order."""
+        paths = self.paths or (self.path,) * len(self.sources)
+        return list(zip(self.sources, paths, strict=True))
 
     def starting_with(self, source: str | None) -> Route:
         """The same route with ``source`` asked first (where a cached copy
         came from), then the others in order."""
         if source not in self.sources:
             return self
-        rest = tuple(other for other in self.sources if other != source)
-        return Route((source, *rest), self.path)
+        order = sorted(
+            range(len(self.sources)), key=lambda i: self.sources[i] != source
+        )
+        return Route(
+            tuple(self.sources[i] for i in order),
+            self.path,
+            tuple(self.paths[i] for i in order) if self.paths else (),
+        )
 
 
 @dataclass(frozen=True)
@@ -189,12 +204,13 @@ class Upstream:
         to clients. All sources saying 4xx is NOT_FOUND; otherwise the last
         failure decides between TIMEOUT and FAILED. With ``conditional``
         headers (If-None-Match, If-Modified-Since), a 304 ends the fetch
-        as NOT_MODIFIED.
+        as NOT_MODIFIED; other headers in it (a registry's Accept) are sent
+        as they are.
         """
         route = route or Route(self.live.current.sources, key.url_path)
         all_not_found = True
         last = FetchResult(Outcome.FAILED, "no source configured")
-        for source in route.sources:
+        for source, path in route.targets():
             last = await self._try(
                 source,
                 key,
@@ -202,8 +218,8 @@ class Upstream:
                 on_head,
                 on_chunk,
                 conditional,
-                what="revalidate" if conditional else "fetch",
-                path=route.path,
+                what="revalidate" if _asks_if_changed(conditional) else "fetch",
+                path=path,
             )
             if last.outcome in (Outcome.COMPLETE, Outcome.BROKEN, Outcome.NOT_MODIFIED):
                 return last
@@ -250,12 +266,13 @@ class Upstream:
             return partial.headers.get("Content-Range", "").strip() == expected_range
 
         route = route or Route(self.live.current.sources, key.url_path)
-        sources = list(route.sources)
+        targets = route.targets()
+        sources = [source for source, _path in targets]
         if broken_source in sources:
             at = sources.index(broken_source) + (0 if same_source_first else 1)
-            sources = sources[at:] + sources[:at]
+            targets = targets[at:] + targets[:at]
         headers = {"Range": f"bytes={offset}-", "If-Range": validator}
-        for source in sources:
+        for source, path in targets:
             result = await self._try(
                 source,
                 key,
@@ -266,7 +283,7 @@ class Upstream:
                 206,
                 "resume",
                 offset,
-                route.path,
+                path,
             )
             if result.outcome in (Outcome.COMPLETE, Outcome.BROKEN):
                 return FetchResult(result.outcome, result.detail, source, head)
@@ -350,9 +367,7 @@ class _Attempt:
         self._too_big = False
         #: Why a response that looked acceptable was refused as malformed.
         self._malformed = ""
-        self._conditional = bool(
-            headers and ("If-None-Match" in headers or "If-Modified-Since" in headers)
-        )
+        self._conditional = _asks_if_changed(headers)
         self._not_modified = False
         self.headers = {"Accept-Encoding": "identity", **(headers or {})}
         self.expected_status = expected_status
@@ -504,8 +519,12 @@ class _Attempt:
         if self._accepted is not None:
             return
         self._head = head
+        # A file redirected to a folder is a mirror's listing, not the file;
+        # a registry page is a folder on purpose.
+        asked_folder = urllib.parse.urlsplit(self.url).path.endswith("/")
         is_folder = urllib.parse.urlsplit(head.url).path.endswith("/")
-        self._accepted = head.status == self.expected_status and not is_folder
+        listing = is_folder and not asked_folder
+        self._accepted = head.status == self.expected_status and not listing
         if head.status == 304 and self._conditional:
             self._not_modified = True
         if self._accepted and _framing_is_ambiguous(head):
@@ -533,6 +552,13 @@ class _Attempt:
                 self.on_chunk(chunk)
         elif self._accepted is None:
             self._held.append(chunk)
+
+
+def _asks_if_changed(headers: dict[str, str] | None) -> bool:
+    """True for a conditional request (a 304 may answer it)."""
+    return bool(headers) and any(
+        name in headers for name in ("If-None-Match", "If-Modified-Since")
+    )
 
 
 def _takes_max_body_size() -> bool:

@@ -24,6 +24,7 @@ RESULTS = (
     "stale",
     "negative",
     "pass",
+    "redirect",
     "refused",
     "forbidden",
     "error",

@@ -68,6 +68,9 @@ PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
         ("**/metalink", VOLATILE),
         ("**/mirrorlist", VOLATILE),
     ),
+    # Registries: their fronts (``registries/``) give each path its policy.
+    "pypi": (),
+    "npm": (),
     "alpine": (
         ("**/APKINDEX.tar.gz", VOLATILE),
         ("**/last-updated", VOLATILE),

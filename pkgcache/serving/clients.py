@@ -11,6 +11,7 @@ header itself.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 
 from tornado.httputil import HTTPServerRequest
@@ -68,3 +69,34 @@ def allowed(
     if networks is EVERYONE:
         return True  # the default of allow needs no address parsing
     return client_in(request.remote_ip, networks)
+
+
+#: A Host header we may put into URLs: a DNS name or an address, and a port.
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
+    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+)
+
+
+def public_base(request: HTTPServerRequest, trusted: Sequence[IPNetwork]) -> str | None:
+    """The URL this client reaches the cache at (``scheme://host[:port]``),
+    for the absolute URLs a registry needs (npm's tarballs): the request's
+    Host, or ``X-Forwarded-Host``/``-Proto`` when the connection comes from
+    a trusted proxy. None when the host is missing or not a plain host
+    name, so nothing a client sends can smuggle text into a document."""
+    context = getattr(request.connection, "context", None)
+    peer = getattr(context, "remote_ip", None) or request.remote_ip
+    scheme = request.protocol if request.protocol in ("http", "https") else "http"
+    host = request.headers.get("Host")
+    if trusted and client_in(peer, trusted):
+        forwarded_host = (
+            request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+        )
+        forwarded_proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0]
+        host = forwarded_host or host
+        if forwarded_proto.strip().lower() in ("http", "https"):
+            scheme = forwarded_proto.strip().lower()
+    if not host or not _HOST.fullmatch(host):
+        return None
+    return f"{scheme}://{host}"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pkgcache.fetching.registry import Downloads
 from pkgcache.fetching.upstream import Upstream
 from pkgcache.observe.metrics import Metrics
+from pkgcache.registries.fronts import Fronts
 from pkgcache.repositories.rules import Repositories
 from pkgcache.settings import LiveSettings
 from pkgcache.store.cache import CacheStore
@@ -47,6 +48,7 @@ class ServingContext:
     upstream: Upstream
     downloads: Downloads
     repositories: Repositories
+    fronts: Fronts
     small_files: SmallFiles
     meta: MetaStore
     usage: CacheUsage

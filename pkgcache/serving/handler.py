@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,17 +25,18 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 from pkgcache.fetching.download import Download, FetchPlan
 from pkgcache.fetching.upstream import Outcome, ResponseHead, Route
 from pkgcache.observe.accesslog import escape
+from pkgcache.registries.targets import Redirect, Refusal, Target
 from pkgcache.repositories.freshness import may_serve_stale, serve_without_asking
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving import headers
 from pkgcache.serving.bodies import Body, FileBody, GrowingBody, MemoryBody
-from pkgcache.serving.clients import allowed
+from pkgcache.serving.clients import allowed, public_base
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.decisions import Representation, decide
 from pkgcache.serving.output import ClientOutput
 from pkgcache.store.cache import CachedFile, OutsideCache, PathConflict
 from pkgcache.store.meta import Validators
-from pkgcache.store.paths import CacheKey, PathRefused, cache_key
+from pkgcache.store.paths import CacheKey, PathRefused, request_path
 from pkgcache.store.smallfiles import SmallFiles
 
 log = logging.getLogger("pkgcache.handler")
@@ -69,6 +71,8 @@ class PageHandler(RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 405:
+            self.set_header("Allow", "GET, HEAD")
         reason = getattr(error, "reason", None) or responses.get(status_code, "")
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish_page(f"{status_code} {reason}\n")
@@ -135,17 +139,20 @@ class CacheHandler(PageHandler):
         await self._serve(include_body=False)
 
     async def _serve(self, include_body: bool) -> None:
-        try:
-            key = cache_key(self.request.uri or "/")
-        except PathRefused as refused:
-            self.result = "refused"
-            raise HTTPError(refused.status, "%s", refused.reason) from None
-        rules = self.context.repositories.rules_for(key)
-        if rules is None:
-            self.result = "refused"
-            raise HTTPError(404, "no repository serves %s", key)
-        self.repository = rules.repository.name
-        self._rules = rules
+        target = self._target_of_request()
+        if target is None:
+            return
+        key = target.key
+        rules = self._rules
+        if target.document is not None and target.policy is Policy.VOLATILE:
+            await self._serve_document(target)
+            return
+        if target.private:
+            self.result = "pass"
+            plan = self._plan(rules, None)
+            download = self.context.downloads.pass_through(key, plan)
+            await self._serve_download(key, download, passing=True)
+            return
         download = self.context.downloads.get(key)
         if download is not None:
             self.result = "joined"
@@ -177,6 +184,51 @@ class CacheHandler(PageHandler):
         self.result = "pass" if rules.policy is Policy.PASS else "miss"
         await self._serve_download(key, download)
 
+    def _target_of_request(self) -> Target | None:
+        """Where the request goes: its repository's rules (``self._rules``)
+        and its ``Target``; None when it was answered already (a redirect).
+        Refusals raise ``HTTPError``."""
+        uri = self.request.uri or "/"
+        try:
+            path = request_path(uri)
+        except PathRefused as refused:
+            self.result = "refused"
+            raise HTTPError(refused.status, "%s", refused.reason) from None
+        rules = self.context.repositories.rules_for(path.key)
+        if rules is None:
+            self.result = "refused"
+            raise HTTPError(404, "no repository serves %s", path.key)
+        self.repository = rules.repository.name
+        query = "?" + uri.split("?", 1)[1].split("#", 1)[0] if "?" in uri else ""
+        settings = rules.repository.settings
+        trusted = self.context.live.current.trusted_proxies
+
+        def base() -> str | None:
+            return settings.public_url or public_base(self.request, trusted)
+
+        resolution = self.context.fronts.resolve(
+            rules.repository, path, self.request.headers, query, base
+        )
+        if resolution is None:
+            if path.folder:
+                self.result = "refused"
+                raise HTTPError(404, "directories are not served")
+            resolution = Target(
+                path.key,
+                rules.policy,
+                Route(rules.repository.sources, rules.upstream_path),
+            )
+        if isinstance(resolution, Redirect):
+            self.result = "redirect"
+            self.redirect(resolution.location, permanent=True)
+            return None
+        if isinstance(resolution, Refusal):
+            self.result = "refused"
+            raise HTTPError(resolution.status, "%s", resolution.reason)
+        self._rules = PathRules(rules.repository, resolution.policy, rules.below)
+        self._target = resolution
+        return resolution
+
     def _needs_revalidation(self, key: CacheKey, cached: CachedFile) -> bool:
         rules = self._rules
         if rules.policy is not Policy.VOLATILE:
@@ -190,10 +242,12 @@ class CacheHandler(PageHandler):
         found = self.context.meta.read(key, cached.stat)
         return found or Validators(None, None, None, 0.0)
 
-    @staticmethod
-    def _plan(rules: PathRules, revalidating: Validators | None) -> FetchPlan:
+    def _plan(self, rules: PathRules, revalidating: Validators | None) -> FetchPlan:
+        document = self._target.document
         return FetchPlan(
-            route=Route(rules.repository.sources, rules.upstream_path),
+            route=self._target.route,
+            request_headers=document.request_headers if document else (),
+            rewrite=document.rewrite if document else None,
             revalidating=revalidating,
             record_validators=rules.policy is Policy.VOLATILE,
             keep=rules.policy is not Policy.PASS,
@@ -258,7 +312,7 @@ class CacheHandler(PageHandler):
             await self._serve_revalidated(key, download, stale)
             return
         if self.request.method == "HEAD" and download.head is not None:
-            representation, file_headers = _from_head(key, download.head)
+            representation, file_headers = self._from_head(key, download.head)
             await self._respond(representation, file_headers, None)
             return
         if download.ended:
@@ -271,7 +325,7 @@ class CacheHandler(PageHandler):
         if stale is not None:
             self.result = "refreshed"
         assert download.head is not None
-        representation, file_headers = _from_head(key, download.head)
+        representation, file_headers = self._from_head(key, download.head)
         bound = self.context.live.current.client_buffer
         self._growing = GrowingBody(download, bound)
         joined = self.context.metrics.joined_clients
@@ -341,17 +395,129 @@ class CacheHandler(PageHandler):
         log.info("%s was not stored: fetching it again for this client", key)
         return self.context.downloads.pass_through(key, self._plan(self._rules, None))
 
+    def _from_head(
+        self, key: CacheKey, head: ResponseHead
+    ) -> tuple[Representation, dict[str, str]]:
+        """A file not on disk yet, described by the upstream's response
+        head (and typed by it, for a passed-through registry page)."""
+        found = headers.download_file(
+            key.relative, head.content_length, head.last_modified
+        )
+        if self._target.upstream_type:
+            found[1]["Content-Type"] = head.headers.get(
+                "Content-Type", "application/octet-stream"
+            )
+        return found
+
+    async def _serve_document(self, target: Target) -> None:
+        """A registry document: a hit while fresh, else one upstream
+        request that every client of it waits for whole (its page is
+        rewritten before it is stored), then the stored copy; the stale
+        copy when no answer comes in ``stall_timeout`` or every source
+        fails (within ``stale_if_error``)."""
+        key = target.key
+        rules = self._rules
+        download = self.context.downloads.get(key)
+        cached = self._lookup(key)
+        if download is None:
+            if cached is not None and not self._needs_revalidation(key, cached):
+                self.result = "hit"
+                await self._send_document(target, cached)
+                return
+            if cached is None and rules.repository.settings.offline:
+                raise HTTPError(
+                    504, "%s is not cached and the repository is offline", key
+                )
+            if cached is None and self.context.downloads.known_missing(key):
+                self.result = "negative"
+                raise HTTPError(404, "no source had %s a moment ago", key)
+            validators = self._validators(key, cached) if cached else None
+            download = self.context.downloads.start(key, self._plan(rules, validators))
+            self.result = "refreshed" if cached else "miss"
+        else:
+            self.result = "joined"
+        may_be_stale = cached is not None and self._may_serve_stale(key, cached)
+        wait = self.context.live.current.stall_timeout if may_be_stale else None
+        if not await download.wait_for_end(wait):
+            assert cached is not None
+            self.result = "stale"
+            await self._send_document(target, cached)
+            return
+        if download.not_modified or download.published:
+            current = self._lookup(key)
+            if current is not None:
+                if download.not_modified:
+                    self.result = "revalidated"
+                await self._send_document(target, current)
+                return
+        kept = download.kept_body()
+        if kept is not None and download.head is not None:
+            upstream_type = download.head.headers.get("Content-Type")
+            await self._send_document_bytes(target, kept, time.time(), upstream_type)
+            return
+        result = download.result
+        assert result is not None
+        failed = result.outcome in (Outcome.FAILED, Outcome.TIMEOUT)
+        if cached is not None and failed and self._may_serve_stale(key, cached):
+            log.warning("serving a stale %s: %s", key, result.detail)
+            self.result = "stale"
+            await self._send_document(target, cached)
+            return
+        status = result.client_status
+        raise HTTPError(502 if status == 200 else status, "%s", result.detail)
+
+    async def _send_document(self, target: Target, cached: CachedFile) -> None:
+        self.context.store.touch(cached.path, cached.stat)
+        try:
+            store = self.context.store
+            if SmallFiles.fits(cached.stat):
+                data = self.context.small_files.read(
+                    cached.path, cached.stat, lambda: store.open_verified(cached)
+                )
+            else:
+                data = store.read_verified(cached)
+        except OutsideCache as outside:
+            self.result = "refused"
+            raise HTTPError(404, "%s", outside) from None
+        except OSError as error:  # culled between the look-up and now
+            raise HTTPError(503, "%s changed while read", cached.path) from error
+        validators = self.context.meta.read(target.key, cached.stat)
+        upstream_type = validators.content_type if validators else None
+        await self._send_document_bytes(
+            target, data, cached.stat.st_mtime, upstream_type
+        )
+
+    async def _send_document_bytes(
+        self, target: Target, data: bytes, mtime: float, upstream_type: str | None
+    ) -> None:
+        """Answer a document's bytes, finished for this client (npm's
+        tarball URLs), typed by its variant, with ``Vary: Accept`` and an
+        ETag of its own per variant."""
+        document = target.document
+        assert document is not None
+        if document.finish is not None:
+            data = document.finish(data)
+        variant = zlib.crc32(document.variant.encode())
+        etag = f'"{len(data):x}-{int(mtime):x}-{variant:x}"'
+        representation = Representation(len(data), etag, int(mtime))
+        answer_headers = {
+            "Accept-Ranges": "bytes",
+            "Etag": etag,
+            "Last-Modified": headers.http_date(int(mtime)),
+            "Content-Type": document.content_type(upstream_type),
+            "Vary": "Accept",
+        }
+        await self._respond(representation, answer_headers, MemoryBody(data))
+
     async def _head_miss(self, key: CacheKey) -> None:
         """HEAD of an uncached file: ask the sources with HEAD, fetch nothing."""
         self.result = "miss"
-        rules = self._rules
-        route = Route(rules.repository.sources, rules.upstream_path)
         result = await self.context.upstream.fetch(
-            key, "HEAD", lambda _head: True, None, route
+            key, "HEAD", lambda _head: True, None, self._target.route
         )
         if result.outcome is not Outcome.COMPLETE or result.head is None:
             raise HTTPError(result.client_status, "%s", result.detail)
-        representation, file_headers = _from_head(key, result.head)
+        representation, file_headers = self._from_head(key, result.head)
         await self._respond(representation, file_headers, None)
 
     async def _respond(
@@ -388,10 +554,3 @@ class CacheHandler(PageHandler):
         finally:
             if body is not None:
                 body.close()
-
-
-def _from_head(
-    key: CacheKey, head: ResponseHead
-) -> tuple[Representation, dict[str, str]]:
-    """A file not on disk yet, described by the upstream's response head."""
-    return headers.download_file(key.relative, head.content_length, head.last_modified)

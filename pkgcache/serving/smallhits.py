@@ -20,6 +20,8 @@ from tornado import httputil
 from tornado.httputil import HTTPServerRequest, ResponseStartLine
 
 from pkgcache.observe.accesslog import log_access
+from pkgcache.registries.fronts import KINDS as REGISTRY_KINDS
+from pkgcache.registries.targets import Target
 from pkgcache.repositories.freshness import serve_without_asking
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving import headers
@@ -27,7 +29,7 @@ from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.decisions import Answer, decide
 from pkgcache.store.cache import CachedFile, OutsideCache, PathConflict
-from pkgcache.store.paths import CacheKey, PathRefused, cache_key
+from pkgcache.store.paths import CacheKey, PathRefused, RequestPath, cache_key
 from pkgcache.store.smallfiles import SmallFiles
 
 
@@ -42,6 +44,10 @@ def small_hit(context: ServingContext, request: HTTPServerRequest) -> SmallHit |
         return None
     rules = context.repositories.rules_for(key)
     if rules is None or rules.policy is Policy.PASS:
+        return None
+    if rules.repository.settings.kind in REGISTRY_KINDS and not _registry_file(
+        context, rules, key, request
+    ):
         return None
     if context.downloads.get(key) is not None:
         return None
@@ -126,6 +132,22 @@ class SmallHit(httputil.HTTPMessageDelegate):
 
 
 _REASONS = {status: httputil.responses[status] for status in (200, 206, 304, 412, 416)}
+
+
+def _registry_file(
+    context: ServingContext, rules: PathRules, key: CacheKey, request: HTTPServerRequest
+) -> bool:
+    """A registry path is a small hit only when its front calls it a file
+    stored at that very path (documents are stored elsewhere and
+    answered per variant; the stored variants are not paths of the API)."""
+    target = context.fronts.resolve(
+        rules.repository, RequestPath(key.segments, False), request.headers
+    )
+    return (
+        isinstance(target, Target)
+        and target.policy is Policy.IMMUTABLE
+        and target.key == key
+    )
 
 
 def _fresh(

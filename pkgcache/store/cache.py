@@ -161,6 +161,24 @@ class CacheStore:
             raise
         return fd
 
+    def read_verified(self, cached: CachedFile) -> bytes:
+        """The whole of a looked-up file, opened as ``open_verified`` does
+        (a registry document, which is answered from memory)."""
+        fd = self.open_verified(cached)
+        try:
+            size = cached.stat.st_size
+            chunks = []
+            offset = 0
+            while offset < size:
+                chunk = os.pread(fd, size - offset, offset)
+                if not chunk:
+                    raise OSError(f"{cached.path} shrank while read")
+                chunks.append(chunk)
+                offset += len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
     @staticmethod
     def _real_path(fd: int, path: str) -> str:
         """The path the kernel knows for ``fd``; ``path`` resolved where

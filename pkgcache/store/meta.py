@@ -38,6 +38,9 @@ class Validators:
     source: str | None
     #: POSIX time the upstream last gave or confirmed this version.
     confirmed: float
+    #: The upstream's Content-Type: a registry document is answered with
+    #: it (a file's own type follows from its name).
+    content_type: str | None = None
 
     def conditional_headers(self) -> dict[str, str]:
         """The request headers that ask upstream "changed since?"."""

@@ -86,6 +86,50 @@ def target_path(target: str) -> str:
     return target.split("?", 1)[0].split("#", 1)[0]
 
 
+@dataclass(frozen=True)
+class RequestPath:
+    """A validated request path that may name a folder: its segments (none
+    empty, none hidden, possibly none at all) and whether it ended in
+    ``/``. Registries (``registries/``) answer some folders, such as a
+    PyPI project page; everything else needs a file (``cache_key``)."""
+
+    segments: tuple[str, ...]
+    folder: bool
+
+    @property
+    def key(self) -> CacheKey:
+        return CacheKey(self.segments)
+
+
+def request_path(target: str) -> RequestPath:
+    """Validate a request target, folders allowed (see ``cache_key``).
+
+    A segment ``@scope%2Fname`` (npm's spelling of a scoped package) is the
+    two segments ``@scope`` and ``name``: the only encoded ``/`` accepted.
+    """
+    raw = target_path(target)
+    if len(raw) > MAX_PATH_BYTES * 3:
+        raise PathRefused(414, "path too long")
+    segments: list[str] = []
+    total = 0
+    for raw_segment in raw.split("/"):
+        if not raw_segment:
+            continue
+        for segment in _scoped(raw_segment):
+            if segment in (".", ".."):
+                raise PathRefused(400, "dot segment in path")
+            if segment.startswith("."):
+                raise PathRefused(404, "hidden names are not served")
+            size = len(segment.encode())
+            if size > MAX_SEGMENT_BYTES:
+                raise PathRefused(414, "path segment too long")
+            total += size + 1
+            segments.append(segment)
+    if total > MAX_PATH_BYTES:
+        raise PathRefused(414, "path too long")
+    return RequestPath(tuple(segments), not segments or raw.endswith("/"))
+
+
 def cache_key(target: str) -> CacheKey:
     """Validate a request target and return its cache key.
 
@@ -101,29 +145,19 @@ def cache_key(target: str) -> CacheKey:
     which include the store's private folders, are never served). Empty
     segments (``a//b``) are collapsed.
     """
-    raw = target_path(target)
-    if len(raw) > MAX_PATH_BYTES * 3:
-        raise PathRefused(414, "path too long")
-    segments: list[str] = []
-    total = 0
-    for raw_segment in raw.split("/"):
-        if not raw_segment:
-            continue
-        segment = _decode_segment(raw_segment)
-        if segment in (".", ".."):
-            raise PathRefused(400, "dot segment in path")
-        if segment.startswith("."):
-            raise PathRefused(404, "hidden names are not served")
-        size = len(segment.encode())
-        if size > MAX_SEGMENT_BYTES:
-            raise PathRefused(414, "path segment too long")
-        total += size + 1
-        segments.append(segment)
-    if total > MAX_PATH_BYTES:
-        raise PathRefused(414, "path too long")
-    if not segments or raw.endswith("/"):
+    path = request_path(target)
+    if path.folder:
         raise PathRefused(404, "directories are not served")
-    return CacheKey(tuple(segments))
+    return path.key
+
+
+def _scoped(raw_segment: str) -> tuple[str, ...]:
+    """One raw segment decoded; ``@scope%2Fname`` as two."""
+    if raw_segment.startswith("@") and raw_segment.count("%") == 1:
+        scope, _slash, name = raw_segment.partition("%")
+        if name[:2].lower() == "2f" and len(scope) > 1 and len(name) > 2:
+            return _decode_segment(scope), _decode_segment(name[2:])
+    return (_decode_segment(raw_segment),)
 
 
 def _decode_segment(raw_segment: str) -> str:

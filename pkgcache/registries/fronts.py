@@ -1,0 +1,38 @@
+"""The fronts of the registry kinds, by kind: the one place the handler
+and the small-hit path ask what a registry path is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from pkgcache.registries import pypi
+from pkgcache.registries.npm import NpmFront
+from pkgcache.registries.targets import Resolution
+from pkgcache.repositories.rules import Repository
+from pkgcache.store.paths import RequestPath
+
+KINDS = ("pypi", "npm")
+
+
+class Fronts:
+    def __init__(self, cache_root: str) -> None:
+        self.npm = NpmFront(cache_root)
+
+    def resolve(
+        self,
+        repository: Repository,
+        path: RequestPath,
+        headers: Mapping[str, str],
+        query: str = "",
+        public_base: Callable[[], str | None] = lambda: None,
+    ) -> Resolution | None:
+        """What ``path`` is in a registry repository; None when the
+        repository is not a registry (its paths are plain files).
+        ``query``: the request's query with its ``?``, or empty;
+        ``public_base``: the URL clients reach the cache at (npm)."""
+        kind = repository.settings.kind
+        if kind == "pypi":
+            return pypi.resolve(repository, path, headers, query)
+        if kind == "npm":
+            return self.npm.resolve(repository, path, headers, query, public_base)
+        return None

@@ -1,0 +1,142 @@
+"""The PyPI front: a simple repository (PEP 503 HTML, PEP 691 JSON) and
+its files, under a repository's prefix.
+
+- ``<prefix>simple/``: the root listing, passed through (PyPI's is tens of
+  megabytes that pip and uv never read; storing it would only cost disk).
+- ``<prefix>simple/<project>/``: a volatile page, one stored variant per
+  format (``index.json``, ``index.html`` in the project's folder), chosen
+  by the client's Accept; its file links rewritten once, when stored
+  (``pypipages.py``). A name that is not normalized (PEP 503) or lacks the
+  trailing slash is redirected.
+- Anything else: an immutable file (a wheel, an sdist, its ``.metadata``),
+  fetched from the file_sources and then the sources; files an index keeps
+  beside its pages (``simple/<project>/<file>``) from the sources first.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Mapping
+
+from pkgcache.fetching.upstream import ResponseHead, Route
+from pkgcache.registries.links import Bases
+from pkgcache.registries.negotiation import choose
+from pkgcache.registries.pypipages import (
+    HTML_TYPE,
+    JSON_TYPE,
+    LEGACY_HTML_TYPE,
+    is_json,
+    rewrite_page,
+)
+from pkgcache.registries.targets import Document, Redirect, Refusal, Resolution, Target
+from pkgcache.repositories.rules import Policy, Repository
+from pkgcache.store.paths import CacheKey, RequestPath
+
+#: Server preference among equally weighted types: HTML first, as PyPI
+#: answers a bare ``*/*`` (curl); pip and uv weigh JSON highest.
+_OFFERED = (LEGACY_HTML_TYPE, HTML_TYPE, JSON_TYPE)
+#: What each stored variant asks the sources for.
+_UPSTREAM_ACCEPT = {
+    "json": JSON_TYPE,
+    "html": f"{HTML_TYPE}, {LEGACY_HTML_TYPE};q=0.5",
+}
+_PROJECT = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+def normalize(name: str) -> str:
+    """PEP 503: runs of ``-``, ``_`` and ``.`` are one ``-``, lower case."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def resolve(
+    repository: Repository, path: RequestPath, headers: Mapping[str, str], query: str
+) -> Resolution:
+    prefix = repository.settings.prefix
+    below = path.segments[len(repository.prefix) :]
+    sources = repository.settings.sources
+    file_sources = repository.settings.file_sources
+    if below == ("simple",):
+        if not path.folder:
+            return Redirect(prefix + "simple/" + query)
+        return _root(repository, headers)
+    if len(below) == 2 and below[0] == "simple":
+        project = below[1]
+        if not _PROJECT.fullmatch(project):
+            return Refusal(404, "not a project name")
+        name = normalize(project)
+        if name != project or not path.folder:
+            quoted = urllib.parse.quote(name)
+            return Redirect(f"{prefix}simple/{quoted}/{query}")
+        return _page(repository, name, headers)
+    if path.folder or not below:
+        return Refusal(404, "directories are not served")
+    key = path.key
+    upstream_path = CacheKey(below).url_path
+    if below[0] == "simple":
+        if len(below) != 3 or below[2].startswith("index."):
+            return Refusal(404, "not a file of the index")
+        order = (*sources, *file_sources)
+    else:
+        order = (*file_sources, *sources)
+    return Target(
+        key, Policy.IMMUTABLE, Route(tuple(dict.fromkeys(order)), upstream_path)
+    )
+
+
+def _variant(headers: Mapping[str, str]) -> str | None:
+    """The negotiated media type; no Accept at all is the legacy HTML."""
+    accept = headers.get("Accept")
+    if accept is None:
+        return LEGACY_HTML_TYPE
+    return choose(accept, _OFFERED)
+
+
+def _root(repository: Repository, headers: Mapping[str, str]) -> Resolution:
+    media = _variant(headers)
+    if media is None:
+        return Refusal(406, "the index answers JSON or HTML only")
+    variant = "json" if media == JSON_TYPE else "html"
+    return Target(
+        CacheKey((*repository.prefix, "simple", f".root.{variant}")),
+        Policy.PASS,
+        Route(repository.settings.sources, "/simple/"),
+        Document(
+            variant, (("Accept", _UPSTREAM_ACCEPT[variant]),), lambda t: t or media
+        ),
+        upstream_type=True,
+    )
+
+
+def _page(repository: Repository, name: str, headers: Mapping[str, str]) -> Resolution:
+    media = _variant(headers)
+    if media is None:
+        return Refusal(406, "the index answers JSON or HTML only")
+    variant = "json" if media == JSON_TYPE else "html"
+    settings = repository.settings
+    bases = Bases(
+        tuple(dict.fromkeys((*settings.file_sources, *settings.sources))),
+        settings.prefix,
+    )
+
+    def rewrite(body: bytes, head: ResponseHead) -> bytes:
+        return rewrite_page(body, head.headers.get("Content-Type"), head.url, bases)
+
+    def content_type(upstream: str | None) -> str:
+        # A page in the other format (an index without PEP 691 answers
+        # HTML to everything) is answered as what it is.
+        if is_json(upstream):
+            return JSON_TYPE
+        return media if media != JSON_TYPE else LEGACY_HTML_TYPE
+
+    return Target(
+        CacheKey((*repository.prefix, "simple", name, f"index.{variant}")),
+        Policy.VOLATILE,
+        Route(settings.sources, f"/simple/{urllib.parse.quote(name)}/"),
+        Document(
+            variant,
+            (("Accept", _UPSTREAM_ACCEPT[variant]),),
+            content_type,
+            rewrite=rewrite,
+        ),
+    )

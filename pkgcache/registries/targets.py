@@ -1,0 +1,59 @@
+"""What a registry front makes of a request: a ``Target`` to serve, a
+``Redirect`` or a ``Refusal``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pkgcache.fetching.upstream import ResponseHead, Route
+from pkgcache.repositories.rules import Policy
+from pkgcache.store.paths import CacheKey
+
+
+@dataclass(frozen=True)
+class Document:
+    """How a registry document (a page that changes) is fetched, kept and
+    answered. Each variant (JSON or HTML, full or abbreviated) is its own
+    stored file; ``variant`` names it in the ETag."""
+
+    variant: str
+    #: Request headers for the sources (the variant's Accept).
+    request_headers: tuple[tuple[str, str], ...]
+    #: The answer's Content-Type, from the one the upstream gave (recorded
+    #: with the validators; None when unknown).
+    content_type: Callable[[str | None], str]
+    #: Applied once, off the IOLoop, before the page is stored (PyPI).
+    rewrite: Callable[[bytes, ResponseHead], bytes] | None = None
+    #: Applied to the stored bytes for each answer (npm: the tarball URLs
+    #: need the URL this client reaches the cache at).
+    finish: Callable[[bytes], bytes] | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a request's file or document is stored (``key``), under which
+    policy, and where it is fetched from. ``private``: a pass-through that
+    no other client may join (its query makes it another request)."""
+
+    key: CacheKey
+    policy: Policy
+    route: Route
+    document: Document | None = None
+    private: bool = False
+    #: Answer with the upstream's Content-Type (a passed-through page).
+    upstream_type: bool = False
+
+
+@dataclass(frozen=True)
+class Redirect:
+    location: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    reason: str
+
+
+Resolution = Target | Redirect | Refusal
