@@ -91,7 +91,7 @@ def build(settings: Settings) -> Parts:
         upstream=upstream,
         downloads=downloads,
         repositories=repositories,
-        fronts=Fronts(store.root),
+        fronts=Fronts(store.read_stored),
         small_files=SmallFiles(),
         meta=meta,
         usage=usage,

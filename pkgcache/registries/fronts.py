@@ -9,14 +9,16 @@ from pkgcache.registries import pypi
 from pkgcache.registries.npm import NpmFront
 from pkgcache.registries.targets import Resolution
 from pkgcache.repositories.rules import Repository
-from pkgcache.store.paths import RequestPath
+from pkgcache.store.paths import CacheKey, RequestPath
 
 KINDS = ("pypi", "npm")
 
 
 class Fronts:
-    def __init__(self, cache_root: str) -> None:
-        self.npm = NpmFront(cache_root)
+    def __init__(self, read_stored: Callable[[CacheKey], bytes | None]) -> None:
+        """``read_stored(key)``: a stored file's bytes, or None (npm reads
+        its stored documents to find where their tarballs live)."""
+        self.npm = NpmFront(read_stored)
 
     def resolve(
         self,

@@ -34,8 +34,13 @@ class Bases:
     def cache_path(self, url: str) -> str | None:
         """The path below the prefix for ``url`` (absolute, no fragment),
         or None when it is not served through the cache."""
+        if "?" in url:
+            return None
+        for base in self.urls:  # the common case: spelled as the base is
+            if url.startswith(base + "/") and "@" not in base:
+                return url[len(base) + 1 :] or None
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or parts.query:
+        if parts.scheme not in ("http", "https"):
             return None
         for base in self.urls:
             found = _below(base, parts)

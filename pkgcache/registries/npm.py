@@ -21,14 +21,20 @@ them 405.
 from __future__ import annotations
 
 import logging
-import os
 import urllib.parse
 from collections.abc import Callable, Mapping
+
+from tornado.ioloop import IOLoop
 
 from pkgcache.fetching.upstream import Route
 from pkgcache.registries.links import Bases
 from pkgcache.registries.negotiation import accepted
-from pkgcache.registries.npmdocuments import TarballOrigins, finish
+from pkgcache.registries.npmdocuments import (
+    TarballOrigins,
+    Template,
+    Templates,
+    finish,
+)
 from pkgcache.registries.targets import Document, Refusal, Resolution, Target
 from pkgcache.repositories.rules import Policy, Repository
 from pkgcache.store.paths import CacheKey, RequestPath
@@ -47,9 +53,12 @@ class NpmFront:
     """Resolves npm requests; remembers where tarballs live
     (``TarballOrigins``) across documents and reloads."""
 
-    def __init__(self, cache_root: str) -> None:
-        self.cache_root = cache_root
+    def __init__(self, read_stored: Callable[[CacheKey], bytes | None]) -> None:
+        """``read_stored(key)``: a stored document's bytes (the store's
+        confined read), or None."""
+        self.read_stored = read_stored
         self.origins: dict[str, TarballOrigins] = {}
+        self.templates = Templates()
 
     def resolve(
         self,
@@ -130,8 +139,17 @@ class NpmFront:
         origins = self._origins(repository)
         prefix = repository.prefix
 
-        def finished(stored: bytes) -> bytes:
-            return finish(stored, name, prefix, base, bases, origins)
+        async def finished(stored: bytes, identity: object | None) -> bytes:
+            if identity is not None:
+                identity = (settings.prefix, bases.urls, identity)
+            template = self.templates.get(identity) if identity else None
+            if template is None:
+                template = await _cut(stored, name, prefix, bases)
+                for key, url in template.origins:
+                    origins.add(key, url)
+                if identity is not None:
+                    self.templates.add(identity, template)
+            return template.join(base)
 
         def content_type(upstream: str | None) -> str:
             if variant == "install-v1" and upstream and INSTALL_TYPE in upstream:
@@ -181,22 +199,27 @@ class NpmFront:
         )
 
     def _learn_from_stored(self, repository: Repository, name: str) -> None:
-        folder = os.path.join(self.cache_root, *repository.prefix, *name.split("/"))
         for variant in ("install-v1", "document"):
-            try:
-                with open(os.path.join(folder, f".{variant}.json"), "rb") as file:
-                    stored = file.read()
-            except OSError:
-                continue
-            finish(
-                stored,
-                name,
-                repository.prefix,
-                "",
-                _bases(repository),
-                self._origins(repository),
-            )
-            return
+            key = CacheKey((*repository.prefix, *name.split("/"), f".{variant}.json"))
+            stored = self.read_stored(key)
+            if stored is not None:
+                origins = self._origins(repository)
+                finish(stored, name, repository.prefix, "", _bases(repository), origins)
+                return
+
+
+#: Documents larger than this are cut in a thread: a big one (thousands of
+#: versions) takes a good part of a second.
+_CUT_INLINE = 256 * 1024
+
+
+async def _cut(
+    stored: bytes, name: str, prefix: tuple[str, ...], bases: Bases
+) -> Template:
+    if len(stored) <= _CUT_INLINE:
+        return Template(stored, name, prefix, bases)
+    loop = IOLoop.current()
+    return await loop.run_in_executor(None, Template, stored, name, prefix, bases)
 
 
 def _bases(repository: Repository) -> Bases:

@@ -25,6 +25,8 @@ _TARBALL = re.compile(rb'"tarball"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
 #: Tarball URLs remembered, so a tarball is fetched where its document
 #: said; forgotten oldest first past this.
 TARBALLS_REMEMBERED = 200_000
+#: Bytes of document templates kept (``Templates``).
+TEMPLATES_BUDGET = 128 * 1024 * 1024
 
 
 class TarballOrigins:
@@ -54,6 +56,87 @@ def tarball_key(prefix: tuple[str, ...], name: str, url: str) -> CacheKey | None
     return CacheKey((*prefix, *name.split("/"), "-", file))
 
 
+class Template:
+    """A stored document cut around its tarball URLs: joined with a
+    client's base URL (JSON-escaped), it is the document that client gets.
+    Cutting costs a pass over the document; joining is a copy."""
+
+    def __init__(
+        self,
+        document: bytes,
+        name: str,
+        prefix: tuple[str, ...],
+        bases: Bases,
+    ) -> None:
+        self.pieces: list[bytes] = []
+        #: The upstream URL of each tarball the document names.
+        self.origins: list[tuple[CacheKey, str]] = []
+        at = 0
+        for match in _TARBALL.finditer(document):
+            value = match.group(2)
+            try:
+                url = (
+                    value.decode()
+                    if b"\\" not in value
+                    else json.loads(b'"' + value + b'"')
+                )
+            except ValueError:
+                continue
+            if not isinstance(url, str) or bases.cache_path(url) is None:
+                continue
+            key = tarball_key(prefix, name, url)
+            if key is None:
+                continue
+            self.origins.append((key, url))
+            self.pieces.append(document[at : match.start(2)])
+            self.pieces.append(json.dumps(key.url_path)[1:-1].encode())
+            at = match.end(2)
+        self.pieces.append(document[at:])
+        self.size = len(document)
+
+    def join(self, base: str) -> bytes:
+        """The document with each tarball URL at ``base``."""
+        escaped = json.dumps(base)[1:-1].encode()
+        if len(self.pieces) == 1:
+            return self.pieces[0]
+        head, *rest = self.pieces
+        # pieces alternate: text, path, text, path, ..., text
+        out = [head]
+        for index, piece in enumerate(rest):
+            if index % 2 == 0:
+                out.append(escaped)
+            out.append(piece)
+        return b"".join(out)
+
+
+class Templates:
+    """Templates of the documents answered lately, by stored file; their
+    bytes bounded, the oldest forgotten first."""
+
+    def __init__(self, budget: int = TEMPLATES_BUDGET) -> None:
+        self.budget = budget
+        self._entries: OrderedDict[object, Template] = OrderedDict()
+        self._size = 0
+
+    def get(self, identity: object) -> Template | None:
+        found = self._entries.get(identity)
+        if found is not None:
+            self._entries.move_to_end(identity)
+        return found
+
+    def add(self, identity: object, template: Template) -> None:
+        if template.size > self.budget:
+            return
+        old = self._entries.pop(identity, None)
+        if old is not None:
+            self._size -= old.size
+        self._entries[identity] = template
+        self._size += template.size
+        while self._size > self.budget:
+            _, dropped = self._entries.popitem(last=False)
+            self._size -= dropped.size
+
+
 def finish(
     document: bytes,
     name: str,
@@ -64,20 +147,8 @@ def finish(
 ) -> bytes:
     """``document`` with each tarball URL of a configured host made
     ``<public_base>/<prefix>/<name>/-/<file>``, remembering the upstream
-    URLs in ``origins``."""
-
-    def replace(match: re.Match[bytes]) -> bytes:
-        try:
-            url = json.loads(b'"' + match.group(2) + b'"')
-        except ValueError:
-            return match.group(0)
-        if not isinstance(url, str) or bases.cache_path(url) is None:
-            return match.group(0)
-        key = tarball_key(prefix, name, url)
-        if key is None:
-            return match.group(0)
+    URLs in ``origins`` (one answer, no template kept)."""
+    template = Template(document, name, prefix, bases)
+    for key, url in template.origins:
         origins.add(key, url)
-        local = public_base + key.url_path
-        return b'"tarball"' + match.group(1) + json.dumps(local).encode()
-
-    return _TARBALL.sub(replace, document)
+    return template.join(public_base)

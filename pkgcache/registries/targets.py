@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pkgcache.fetching.upstream import ResponseHead, Route
@@ -26,8 +26,10 @@ class Document:
     #: Applied once, off the IOLoop, before the page is stored (PyPI).
     rewrite: Callable[[bytes, ResponseHead], bytes] | None = None
     #: Applied to the stored bytes for each answer (npm: the tarball URLs
-    #: need the URL this client reaches the cache at).
-    finish: Callable[[bytes], bytes] | None = None
+    #: need the URL this client reaches the cache at); its second argument
+    #: names the stored file (inode, size, mtime), so work done for one
+    #: answer can serve the next; None for a body that was not stored.
+    finish: Callable[[bytes, object | None], Awaitable[bytes]] | None = None
 
 
 @dataclass(frozen=True)

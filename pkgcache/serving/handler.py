@@ -483,12 +483,22 @@ class CacheHandler(PageHandler):
             raise HTTPError(503, "%s changed while read", cached.path) from error
         validators = self.context.meta.read(target.key, cached.stat)
         upstream_type = validators.content_type if validators else None
+        result = cached.stat
         await self._send_document_bytes(
-            target, data, cached.stat.st_mtime, upstream_type
+            target,
+            data,
+            result.st_mtime,
+            upstream_type,
+            (cached.path, result.st_ino, result.st_size, result.st_mtime_ns),
         )
 
     async def _send_document_bytes(
-        self, target: Target, data: bytes, mtime: float, upstream_type: str | None
+        self,
+        target: Target,
+        data: bytes,
+        mtime: float,
+        upstream_type: str | None,
+        identity: object | None = None,
     ) -> None:
         """Answer a document's bytes, finished for this client (npm's
         tarball URLs), typed by its variant, with ``Vary: Accept`` and an
@@ -496,7 +506,7 @@ class CacheHandler(PageHandler):
         document = target.document
         assert document is not None
         if document.finish is not None:
-            data = document.finish(data)
+            data = await document.finish(data, identity)
         variant = zlib.crc32(document.variant.encode())
         etag = f'"{len(data):x}-{int(mtime):x}-{variant:x}"'
         representation = Representation(len(data), etag, int(mtime))

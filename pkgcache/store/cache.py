@@ -161,6 +161,16 @@ class CacheStore:
             raise
         return fd
 
+    def read_stored(self, key: CacheKey) -> bytes | None:
+        """The whole file at ``key`` if it is cached, looked up and opened
+        with the same confinement as a hit; None when it is not there or
+        cannot be read."""
+        try:
+            cached = self.lookup(key)
+            return self.read_verified(cached) if cached is not None else None
+        except (OSError, OutsideCache, PathConflict):
+            return None
+
     def read_verified(self, cached: CachedFile) -> bytes:
         """The whole of a looked-up file, opened as ``open_verified`` does
         (a registry document, which is answered from memory)."""
