@@ -148,6 +148,8 @@ def test_npm_install_through_the_cache_then_a_clean_client_gets_only_hits(
     assert registry.count(f"/{b.filename}") == 0
     assert registry.count(a.registry_path) == 1
     assert registry.count(util.registry_path) == 1
+    # The cdn is a configured file_sources host: never called a foreign one.
+    assert f"links to 127.0.0.1:{registry.cdn.port}" not in proxy.log()
     for tarball in (a, b, util):
         stored = proxy.cached(tarball_path(tarball))
         assert stored.read_bytes() == tarball.path.read_bytes(), stored
