@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from tornado.httpserver import HTTPServer
 
+from pkgcache.digests.book import DigestBook
+from pkgcache.digests.indexer import Indexer
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.registry import Downloads
 from pkgcache.fetching.upstream import Upstream
@@ -23,7 +25,7 @@ from pkgcache.registries.fronts import Fronts
 from pkgcache.repositories.rules import Repositories
 from pkgcache.serving.app import make_app
 from pkgcache.serving.context import InFlight, ServingContext
-from pkgcache.settings import LiveSettings, Settings
+from pkgcache.settings import LiveSettings, Settings, display_source
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.cull import CullResult
 from pkgcache.store.eviction import Evictor
@@ -60,6 +62,7 @@ def build(settings: Settings) -> Parts:
     meta = MetaStore(store.root)
     downloads = Downloads(store, upstream, live, meta)
     repositories = Repositories(settings.all_repositories)
+    digests = DigestBook()
     live.on_change(lambda _old, new: repositories.update(new.all_repositories))
     metrics.track_downloads(lambda: len(downloads))
     metrics.track_usage(usage)
@@ -80,7 +83,43 @@ def build(settings: Settings) -> Parts:
         if download.published:
             usage.stored(download.received)
         metrics.downloaded(download.plan.repository, download.received)
+        source = download.result.source if download.result else None
+        matched = None if download.verified is None else True
+        if download.mismatch is not None:
+            matched = False
+        mismatch = None
+        if download.mismatch is not None:
+            expected, actual = download.mismatch
+            mismatch = {
+                "path": str(download.key),
+                "repository": download.plan.repository,
+                "source": display_source(source or "-"),
+                "expected": str(expected),
+                "actual": str(actual),
+            }
+        metrics.digest_checked(
+            download.plan.repository,
+            display_source(source or "-"),
+            matched,
+            download.published and not download.not_modified,
+            mismatch,
+        )
 
+    indexer = Indexer(digests, store.read_stored)
+
+    def index_stored(download: Download) -> None:
+        rules = repositories.rules_for(download.key)
+        if download.published and rules is not None:
+            indexer.stored(rules.repository.settings.kind, download.key)
+
+    indexer.scan(
+        store.root,
+        [
+            (repo.kind, tuple(part for part in repo.prefix.split("/") if part))
+            for repo in settings.all_repositories
+        ],
+    )
+    downloads.on_end.append(index_stored)
     downloads.fits = evictor.could_fit
     downloads.on_begin.append(make_room)
     downloads.on_end.append(count_stored)
@@ -91,7 +130,8 @@ def build(settings: Settings) -> Parts:
         upstream=upstream,
         downloads=downloads,
         repositories=repositories,
-        fronts=Fronts(store.read_stored),
+        fronts=Fronts(store.read_stored, digests),
+        digests=digests,
         small_files=SmallFiles(),
         meta=meta,
         usage=usage,

@@ -15,14 +15,18 @@ from the repo at each request, with absolute file links to the files
 origin (a ``StaticOrigin`` of ``repo.files``), ``#sha256=``,
 ``data-requires-python``, ``data-yanked``, ``data-dist-info-metadata`` and
 ``data-core-metadata``. A dist may instead be linked on the index host
-itself (which then serves ``/packages/..`` too), and a project may carry a
-link to a host nobody configured.
+itself, by an absolute or a relative link (the index then serves
+``/packages/..`` too), and a project may carry a link to a host nobody
+configured.
+
+``pip`` and ``uv_pip`` run the real clients with scratch state only.
 
 Typical use::
 
-    repo = PypiRepo.tree(tmp_path / "pypi")   # alpha -> beta, gamma-pkg -> delta
+    repo = PypiRepo.tree(tmp_path / "pypi")  # alpha -> beta, gamma-pkg -> delta
     with serve(repo) as (index, files):
-        pip download --index-url {index.simple_url} alpha
+        pip(tmp_path / "client", "download", "-d", str(tmp_path / "out"),
+            "--index-url", index.simple_url, "alpha")
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ import hashlib
 import html
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
@@ -111,7 +118,10 @@ class Dist:
     requires_python: str | None = None
     yanked: str | None = None  # None: not yanked; "": yanked, no reason given
     metadata_sha256: str | None = None  # wheels: of the ``.metadata`` file
-    host: str = "files"  # "files" (the files origin) or "index" (the index's own)
+    #: Where the page links it: "files" (the files origin), "index" (the
+    #: index host, absolute) or "relative" (``../../packages/..``, the
+    #: index host too, as devpi and static indexes write them).
+    host: str = "files"
 
     @property
     def is_wheel(self) -> bool:
@@ -172,15 +182,16 @@ class PypiRepo:
     def tree(cls, root: Path) -> PypiRepo:
         """``TREE`` as 1.0 wheels, and around it what a real index has:
         alpha 1.0 and beta 1.0 with Requires-Python, a yanked alpha 0.9,
-        the sdist of alpha 1.0, delta linked on the index host itself, and
-        a link on alpha's page to a host outside the index."""
+        the sdist of alpha 1.0, delta linked on the index host itself and
+        beta by a relative link, and a link on alpha's page to a host
+        outside the index."""
         repo = cls(root)
         repo.add_wheel("alpha", "0.9", requires=["beta"], yanked="broken build")
         repo.add_wheel(
             "alpha", "1.0", requires=TREE["alpha"], requires_python=">=3.8,<4"
         )
         repo.add_sdist("alpha", "1.0", requires=TREE["alpha"], requires_python=">=3.8")
-        repo.add_wheel("beta", "1.0", requires_python=">=3.8")
+        repo.add_wheel("beta", "1.0", requires_python=">=3.8", host="relative")
         repo.add_wheel("Gamma_Pkg", "1.0", requires=TREE["Gamma_Pkg"])
         repo.add_wheel("delta", "1.0", host="index")
         repo.add_link("alpha", Link("alpha-0.1-py3-none-any.whl", FOREIGN_URL))
@@ -387,7 +398,7 @@ class PypiRepo:
             if found is None:
                 return None
             name, dists, links = found.name, list(found.dists), list(found.links)
-        base = {"files": files_url, "index": index_url}
+        base = {"files": files_url, "index": index_url, "relative": "../.."}
         if media_type == JSON:
             entries = [_json_file(d, f"{base[d.host]}/{d.path}") for d in dists]
             entries += [
@@ -520,8 +531,11 @@ class _Simple(tornado.web.RequestHandler):
         if project is not None and normalize(project) != project:
             self.redirect(f"/simple/{normalize(project)}/", permanent=True)
             return
-        self.set_header("Vary", "Accept")
-        media_type = negotiate(self.request.headers.get("Accept"))
+        if origin.html_only:  # an old index: one format, whatever was asked
+            media_type: str | None = TEXT_HTML
+        else:
+            self.set_header("Vary", "Accept")
+            media_type = negotiate(self.request.headers.get("Accept"))
         if media_type is None:
             self.set_status(406)
             self.set_header("Content-Type", "text/plain")
@@ -578,11 +592,15 @@ class _IndexFiles(_CountingFiles):
 class IndexOrigin:
     """The index host: ``/simple/..`` pages made from ``repo`` at each
     request, their links at ``files_url``; ``requests[path]`` counts what
-    was asked and ``log`` holds (method, path, Accept, status)."""
+    was asked and ``log`` holds (method, path, Accept, status).
 
-    def __init__(self, repo: PypiRepo, files_url: str) -> None:
+    ``html_only``: answer every page as ``text/html`` whatever the Accept
+    (no ``Vary``), as static and older private indexes do."""
+
+    def __init__(self, repo: PypiRepo, files_url: str, html_only: bool = False) -> None:
         self.repo = repo
         self.files_url = files_url
+        self.html_only = html_only
         self.requests: Counter[str] = Counter()
         self.log: list[tuple[str, str, str, int]] = []
         self.port = 0
@@ -652,13 +670,74 @@ class IndexOrigin:
 
 
 @contextmanager
-def serve(repo: PypiRepo) -> Iterator[tuple[IndexOrigin, StaticOrigin]]:
-    """The files origin and the index origin of ``repo``, stopped after."""
+def serve(
+    repo: PypiRepo, html_only: bool = False
+) -> Iterator[tuple[IndexOrigin, StaticOrigin]]:
+    """The index origin and the files origin of ``repo``, stopped after."""
     files = StaticOrigin(repo.files).start()
-    index = IndexOrigin(repo, files.url)
+    index = IndexOrigin(repo, files.url, html_only=html_only)
     try:
         index.start()
         yield index, files
     finally:
         index.stop()
         files.stop()
+
+
+# Clients ---------------------------------------------------------------
+
+#: Every client run here is bounded by this many seconds.
+CLIENT_TIMEOUT = 60
+
+
+def client_env(home: Path) -> dict[str, str]:
+    """An environment for pip and uv with nothing of the machine's: no
+    PIP_/UV_ settings or proxies, HOME and every cache in ``home``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.upper().startswith(("PIP_", "UV_", "XDG_"))
+        and not key.lower().endswith("_proxy")
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    env.update(
+        HOME=str(home),
+        PIP_CONFIG_FILE=os.devnull,
+        UV_CACHE_DIR=str(home / "uv-cache"),
+        UV_PYTHON_DOWNLOADS="never",
+        NO_PROXY="*",
+    )
+    return env
+
+
+def _run(command: list[str], home: Path) -> str:
+    done = subprocess.run(
+        command,
+        cwd=home,
+        env=client_env(home),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLIENT_TIMEOUT,
+        check=False,
+    )
+    said = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise AssertionError(f"{command!r} exited {done.returncode}:\n{said}")
+    return said
+
+
+def pip(home: Path, *args: str) -> str:
+    """``pip ARGS`` with scratch state only (``--isolated``, no cache)."""
+    command = [sys.executable, "-m", "pip", *args[:1], "--isolated"]
+    command += ["--no-cache-dir", "--disable-pip-version-check", *args[1:]]
+    return _run(command, home)
+
+
+def uv_pip(home: Path, *args: str) -> str:
+    """``uv pip ARGS`` for this interpreter, with a cache in ``home``."""
+    from uv import find_uv_bin  # the uv wheel of the test extras
+
+    command = [find_uv_bin(), "pip", *args[:1], "--no-config"]
+    command += ["--python", sys.executable, *args[1:]]
+    return _run(command, home)

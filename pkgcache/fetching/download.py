@@ -26,6 +26,9 @@ from tornado.ioloop import IOLoop
 from tornado.locks import Condition, Event
 
 from pkgcache.batches import without_first
+from pkgcache.digests.check import DigestCheck
+from pkgcache.digests.learnt import from_headers, from_path
+from pkgcache.digests.values import Digest
 from pkgcache.fetching.upstream import (
     FetchResult,
     Outcome,
@@ -33,7 +36,7 @@ from pkgcache.fetching.upstream import (
     Route,
     Upstream,
 )
-from pkgcache.settings import LiveSettings
+from pkgcache.settings import LiveSettings, display_source
 from pkgcache.store.cache import CacheStore, StoreError
 from pkgcache.store.meta import MetaStore, Validators
 from pkgcache.store.partial import PartialFile, PartialReader
@@ -96,6 +99,9 @@ class FetchPlan:
     #: IOLoop) before it is stored or served; clients then wait for the
     #: end instead of following the bytes (``wait_for_end``).
     rewrite: Callable[[bytes, ResponseHead], bytes] | None = None
+    #: What the file must hash to, as its repository's index says; its
+    #: path and the upstream's headers may add more (``digests/``).
+    expected: tuple[Digest, ...] = ()
 
 
 class Download:
@@ -137,6 +143,11 @@ class Download:
         self.storage_failed = False
         #: True once the complete file is at its final path.
         self.published = False
+        #: The digest the complete file matched; None: none was known.
+        self.verified: Digest | None = None
+        #: (expected, actual) when the bytes did not match: not stored.
+        self.mismatch: tuple[Digest, Digest] | None = None
+        self._check: DigestCheck | None = None
         #: False when the file must not be published even if it completes
         #: (``do_not_keep``), or has no partial file at all.
         self.keep = stored and self.plan.keep
@@ -271,12 +282,44 @@ class Download:
                 if resumed.outcome is Outcome.FAILED:
                     break
                 result = resumed
+            if self._check is not None and result.outcome is Outcome.COMPLETE:
+                result = await self._verified(result, self._check)
             if plan.rewrite is not None and result.outcome is Outcome.COMPLETE:
                 result = await self._rewritten(result, plan.rewrite)
         except Exception as error:
             log.exception("download of %s crashed", self.key)
             result = FetchResult(Outcome.FAILED, f"internal error: {error}")
         self._end(result)
+
+    async def _verified(self, result: FetchResult, check: DigestCheck) -> FetchResult:
+        """Every byte arrived: hold the last batch until the digest says
+        whether they are the file. A mismatch drops that batch (no client
+        and no follower ever has the whole body) and fails the download."""
+        assert self.head is not None
+        if self.head.content_length not in (None, self.received):
+            return result  # short: ``_end`` calls it broken
+        actual = await check.actual()
+        if actual.value == check.expected.value:
+            self.verified = check.expected
+            return result
+        self.mismatch = (check.expected, actual)
+        self._batch = []
+        log.error(
+            "digest mismatch: %s of repository %s from %s: expected %s (%s), got %s;"
+            " not stored",
+            self.key,
+            self.plan.repository,
+            display_source(result.source or "-"),
+            check.expected,
+            check.expected.origin,
+            actual,
+        )
+        return FetchResult(
+            Outcome.FAILED,
+            f"digest mismatch: expected {check.expected}",
+            result.source,
+            result.head,
+        )
 
     async def _rewritten(
         self, result: FetchResult, rewrite: Callable[[bytes, ResponseHead], bytes]
@@ -349,6 +392,13 @@ class Download:
                 self.keep = False
         if self._partial is None or not self.keep:
             self._memory = []
+        expected = (
+            *self.plan.expected,
+            *from_path(self.key),
+            *from_headers(head.headers),
+        )
+        if expected:
+            self._check = DigestCheck(expected)
         self.head = head
         self.state = State.STREAMING
         self._head_known.set()
@@ -359,6 +409,8 @@ class Download:
         """The streaming callback: count the chunk now, store and send it
         with the others of its batch (``_pass_on``)."""
         self.received += len(chunk)
+        if self._check is not None:
+            self._check.feed((chunk,))
         self._batch.append(chunk)
         if len(self._batch) == 1:
             self._loop.add_callback(self._pass_on)
@@ -488,8 +540,10 @@ class Download:
         partial.discard()
 
     def _record_validators(self, final: str) -> None:
-        """For a volatile file: what to revalidate it with, and when."""
-        if not self.plan.record_validators or self._meta is None or self.head is None:
+        """For a volatile file: what to revalidate it with, and when; for
+        a verified one, the digest it matched."""
+        wanted = self.plan.record_validators or self.verified is not None
+        if not wanted or self._meta is None or self.head is None:
             return
         try:
             result = os.stat(final)
@@ -506,6 +560,7 @@ class Download:
                 source,
                 time.time(),
                 headers.get("Content-Type"),
+                str(self.verified) if self.verified else None,
             ),
         )
 

@@ -9,6 +9,7 @@ plain hit.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -48,6 +49,9 @@ class Downloads:
         self._active: dict[CacheKey, Download] = {}
         #: Paths every source answered 4xx, until when (monotonic).
         self._missing: dict[CacheKey, float] = {}
+        #: The source whose copy of a path did not match its digest: asked
+        #: last next time.
+        self._distrusted: dict[CacheKey, str] = {}
 
     def active(self) -> list[Download]:
         return list(self._active.values())
@@ -63,6 +67,9 @@ class Downloads:
         A path that every source answers 4xx is remembered as missing for
         the plan's ``negative_for`` seconds (``known_missing``)."""
         assert key not in self._active
+        distrusted = self._distrusted.get(key)
+        if distrusted is not None and plan is not None and plan.route is not None:
+            plan = dataclasses.replace(plan, route=plan.route.ending_with(distrusted))
         download = Download(
             key,
             self.store,
@@ -114,6 +121,12 @@ class Downloads:
             del self._active[download.key]
         result = download.result
         negative_for = download.plan.negative_for
+        if download.mismatch is not None and result and result.source:
+            if len(self._distrusted) >= MISSING_REMEMBERED:
+                self._distrusted.clear()
+            self._distrusted[download.key] = result.source
+        elif download.published:
+            self._distrusted.pop(download.key, None)
         if negative_for and result and result.outcome is Outcome.NOT_FOUND:
             if len(self._missing) >= MISSING_REMEMBERED:
                 self._missing.clear()

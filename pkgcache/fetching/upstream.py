@@ -95,6 +95,18 @@ class Route:
         paths = self.paths or (self.path,) * len(self.sources)
         return list(zip(self.sources, paths, strict=True))
 
+    def ending_with(self, source: str) -> Route:
+        """The same route with ``source`` asked last (it served a file
+        that did not match its digest)."""
+        order = sorted(
+            range(len(self.sources)), key=lambda i: self.sources[i] == source
+        )
+        return Route(
+            tuple(self.sources[i] for i in order),
+            self.path,
+            tuple(self.paths[i] for i in order) if self.paths else (),
+        )
+
     def starting_with(self, source: str | None) -> Route:
         """The same route with ``source`` asked first (where a cached copy
         came from), then the others in order."""

@@ -3,7 +3,8 @@
 Format: ``CLIENT "METHOD TARGET" STATUS BYTES RESULT DURATION``, where
 RESULT is hit, miss, joined, refused or error, and an unclean end (the
 connection closed mid-body because the upstream failed) is marked
-``unclean``. Fetch lines (one per source tried) come from ``upstream.py``.
+``unclean``; a file that matched a known digest is marked
+``verified=ALGORITHM``. Fetch lines (one per source tried) come from ``upstream.py``.
 
 What the client sent is written escaped (``escape``): an access line never
 holds a raw control character, whatever the request line held.
@@ -45,6 +46,9 @@ def log_request(handler: RequestHandler) -> None:
     result = getattr(handler, "result", "-")
     if getattr(handler, "unclean", False):
         result += " unclean"
+    verified = getattr(handler, "verified", None)
+    if verified:
+        result += f" verified={verified}"
     log_access(
         handler.request,
         handler.get_status(),

@@ -8,6 +8,7 @@ servers in one process never share counts.
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections import deque
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -90,8 +91,29 @@ class Metrics:
             ["repository"],
             registry=r,
         )
+        self.digest_mismatches = Counter(
+            "pkgcache_digest_mismatches",
+            "Downloads refused because their bytes did not match the digest "
+            "their path, index or headers gave, by repository and source",
+            ["repository", "source"],
+            registry=r,
+        )
+        self.verified_files = Counter(
+            "pkgcache_verified_files",
+            "Files stored after their bytes matched a known digest, by repository",
+            ["repository"],
+            registry=r,
+        )
+        self.unverified_files = Counter(
+            "pkgcache_unverified_files",
+            "Files stored on their length alone (no digest known), by repository",
+            ["repository"],
+            registry=r,
+        )
         for result in RESULTS:
             self.requests.labels(result)
+        #: The last files refused for their digest, for the status page.
+        self.recent_mismatches: deque[dict[str, str]] = deque(maxlen=20)
         #: Per source: outcome -> count, for the status page.
         self.source_outcomes: dict[str, Tally[str]] = {}
 
@@ -133,6 +155,25 @@ class Metrics:
         self.source_outcomes.setdefault(source, Tally())[outcome] += 1
         if received:
             self.upstream_bytes.inc(received)
+
+    def digest_checked(
+        self,
+        repository: str,
+        source: str,
+        matched: bool | None,
+        stored: bool,
+        mismatch: dict[str, str] | None = None,
+    ) -> None:
+        """One download ended: ``matched`` None when no digest was known;
+        ``mismatch`` describes a refused file for the status page."""
+        if matched is False:
+            self.digest_mismatches.labels(repository, source).inc()
+            if mismatch is not None:
+                self.recent_mismatches.append(mismatch)
+        elif stored and matched:
+            self.verified_files.labels(repository).inc()
+        elif stored:
+            self.unverified_files.labels(repository).inc()
 
     def evicted(self, files: int, size: int) -> None:
         self.evicted_files.inc(files)

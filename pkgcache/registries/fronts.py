@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from pkgcache.digests.book import DigestBook
 from pkgcache.registries import pypi
 from pkgcache.registries.npm import NpmFront
 from pkgcache.registries.targets import Resolution
@@ -15,10 +16,14 @@ KINDS = ("pypi", "npm")
 
 
 class Fronts:
-    def __init__(self, read_stored: Callable[[CacheKey], bytes | None]) -> None:
+    def __init__(
+        self, read_stored: Callable[[CacheKey], bytes | None], digests: DigestBook
+    ) -> None:
         """``read_stored(key)``: a stored file's bytes, or None (npm reads
-        its stored documents to find where their tarballs live)."""
-        self.npm = NpmFront(read_stored)
+        its stored documents to find where their tarballs live);
+        ``digests``: filled with what the indexes say their files hash to."""
+        self.npm = NpmFront(read_stored, digests)
+        self.digests = digests
 
     def resolve(
         self,
@@ -34,7 +39,7 @@ class Fronts:
         ``public_base``: the URL clients reach the cache at (npm)."""
         kind = repository.settings.kind
         if kind == "pypi":
-            return pypi.resolve(repository, path, headers, query)
+            return pypi.resolve(repository, path, headers, query, self.digests)
         if kind == "npm":
             return self.npm.resolve(repository, path, headers, query, public_base)
         return None

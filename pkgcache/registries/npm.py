@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 
 from tornado.ioloop import IOLoop
 
+from pkgcache.digests.book import DigestBook
 from pkgcache.fetching.upstream import Route
 from pkgcache.registries.links import Bases
 from pkgcache.registries.negotiation import accepted
@@ -53,10 +54,14 @@ class NpmFront:
     """Resolves npm requests; remembers where tarballs live
     (``TarballOrigins``) across documents and reloads."""
 
-    def __init__(self, read_stored: Callable[[CacheKey], bytes | None]) -> None:
+    def __init__(
+        self, read_stored: Callable[[CacheKey], bytes | None], digests: DigestBook
+    ) -> None:
         """``read_stored(key)``: a stored document's bytes (the store's
-        confined read), or None."""
+        confined read), or None; ``digests``: where the tarballs' digests
+        go, for the downloads to check."""
         self.read_stored = read_stored
+        self.digests = digests
         self.origins: dict[str, TarballOrigins] = {}
         self.templates = Templates()
 
@@ -147,6 +152,7 @@ class NpmFront:
                 template = await _cut(stored, name, prefix, bases)
                 for key, url in template.origins:
                     origins.add(key, url)
+                self.digests.add(template.digests)
                 if identity is not None:
                     self.templates.add(identity, template)
             return template.join(base)
@@ -184,12 +190,9 @@ class NpmFront:
         targets: list[tuple[str, str]] = []
         url = origins.get(key)
         if url is not None:
-            bases = _bases(repository)
-            for base in bases.urls:
-                below = Bases((base,), "/").cache_path(url)
-                if below is not None:
-                    targets.append((base, "/" + below))
-                    break
+            found = _bases(repository).base_and_path(url)
+            if found is not None:
+                targets.append((found[0], "/" + found[1]))
         targets += [(source, usual) for source in settings.sources]
         unique = list(dict.fromkeys(targets))
         return Route(

@@ -18,6 +18,7 @@ import re
 import urllib.parse
 from collections import OrderedDict
 
+from pkgcache.digests.values import Digest, from_hex, from_sri
 from pkgcache.registries.links import Bases
 from pkgcache.store.paths import CacheKey
 
@@ -93,6 +94,8 @@ class Template:
             at = match.end(2)
         self.pieces.append(document[at:])
         self.size = len(document)
+        #: What each tarball must hash to (``dist.integrity``, ``shasum``).
+        self.digests = dist_digests(document, name, prefix, bases)
 
     def join(self, base: str) -> bytes:
         """The document with each tarball URL at ``base``."""
@@ -107,6 +110,39 @@ class Template:
                 out.append(escaped)
             out.append(piece)
         return b"".join(out)
+
+
+def dist_digests(
+    document: bytes, name: str, prefix: tuple[str, ...], bases: Bases
+) -> list[tuple[CacheKey, tuple[Digest, ...]]]:
+    """Each tarball's digests, from the document's versions (or a version
+    document's own ``dist``); nothing when it is not JSON."""
+    try:
+        parsed = json.loads(document)
+    except ValueError:
+        return []
+    if not isinstance(parsed, dict):
+        return []
+    versions = parsed.get("versions")
+    manifests = list(versions.values()) if isinstance(versions, dict) else [parsed]
+    found = []
+    for manifest in manifests:
+        dist = manifest.get("dist") if isinstance(manifest, dict) else None
+        if not isinstance(dist, dict) or not isinstance(dist.get("tarball"), str):
+            continue
+        if bases.cache_path(dist["tarball"]) is None:
+            continue
+        key = tarball_key(prefix, name, dist["tarball"])
+        digests: list[Digest] = []
+        if isinstance(dist.get("integrity"), str):
+            digests += from_sri(dist["integrity"])
+        if isinstance(dist.get("shasum"), str):
+            sha1 = from_hex("sha1", dist["shasum"])
+            if sha1 is not None:
+                digests.append(sha1)
+        if key is not None and digests:
+            found.append((key, tuple(digests)))
+    return found
 
 
 class Templates:

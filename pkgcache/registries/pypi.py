@@ -19,6 +19,9 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 
+from tornado.ioloop import IOLoop
+
+from pkgcache.digests.book import DigestBook
 from pkgcache.fetching.upstream import ResponseHead, Route
 from pkgcache.registries.links import Bases
 from pkgcache.registries.negotiation import choose
@@ -27,6 +30,7 @@ from pkgcache.registries.pypipages import (
     JSON_TYPE,
     LEGACY_HTML_TYPE,
     is_json,
+    page_digests,
     rewrite_page,
 )
 from pkgcache.registries.targets import Document, Redirect, Refusal, Resolution, Target
@@ -41,6 +45,18 @@ _UPSTREAM_ACCEPT = {
     "json": JSON_TYPE,
     "html": f"{HTML_TYPE}, {LEGACY_HTML_TYPE};q=0.5",
 }
+#: Stored pages whose digests were learnt since the start; forgotten all
+#: at once past the bound (learning again is harmless).
+_LEARNT: set[object] = set()
+_LEARNT_LIMIT = 100_000
+
+
+def _remember_learnt(identity: object) -> None:
+    if len(_LEARNT) >= _LEARNT_LIMIT:
+        _LEARNT.clear()
+    _LEARNT.add(identity)
+
+
 _PROJECT = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 
@@ -50,7 +66,11 @@ def normalize(name: str) -> str:
 
 
 def resolve(
-    repository: Repository, path: RequestPath, headers: Mapping[str, str], query: str
+    repository: Repository,
+    path: RequestPath,
+    headers: Mapping[str, str],
+    query: str,
+    digests: DigestBook,
 ) -> Resolution:
     prefix = repository.settings.prefix
     below = path.segments[len(repository.prefix) :]
@@ -68,7 +88,7 @@ def resolve(
         if name != project or not path.folder:
             quoted = urllib.parse.quote(name)
             return Redirect(f"{prefix}simple/{quoted}/{query}")
-        return _page(repository, name, headers)
+        return _page(repository, name, headers, digests)
     if path.folder or not below:
         return Refusal(404, "directories are not served")
     key = path.key
@@ -108,7 +128,9 @@ def _root(repository: Repository, headers: Mapping[str, str]) -> Resolution:
     )
 
 
-def _page(repository: Repository, name: str, headers: Mapping[str, str]) -> Resolution:
+def _page(
+    repository: Repository, name: str, headers: Mapping[str, str], book: DigestBook
+) -> Resolution:
     media = _variant(headers)
     if media is None:
         return Refusal(406, "the index answers JSON or HTML only")
@@ -119,8 +141,31 @@ def _page(repository: Repository, name: str, headers: Mapping[str, str]) -> Reso
         settings.prefix,
     )
 
+    loop = IOLoop.current()
+
     def rewrite(body: bytes, head: ResponseHead) -> bytes:
-        return rewrite_page(body, head.headers.get("Content-Type"), head.url, bases)
+        """In a thread: the page made host-free, and its digests handed to
+        the IOLoop for the book."""
+        content_type = head.headers.get("Content-Type")
+        page = rewrite_page(body, content_type, head.url, bases)
+        loop.add_callback(book.add, page_digests(page, content_type, settings.prefix))
+        return page
+
+    async def finish(stored: bytes, identity: object | None) -> bytes:
+        """A stored page answered: learn its digests once per stored
+        version (after a restart the book starts empty), in a thread, not
+        waited for."""
+        if identity is not None and identity not in _LEARNT:
+            _remember_learnt(identity)
+            is_page_json = stored.lstrip()[:1] == b"{"
+            recorded = "application/json" if is_page_json else "text/html"
+            future = loop.run_in_executor(
+                None, page_digests, stored, recorded, settings.prefix
+            )
+            future.add_done_callback(
+                lambda done: book.add(done.result()) if not done.exception() else None
+            )
+        return stored
 
     def content_type(upstream: str | None) -> str:
         # A page in the other format (an index without PEP 691 answers
@@ -138,5 +183,6 @@ def _page(repository: Repository, name: str, headers: Mapping[str, str]) -> Reso
             (("Accept", _UPSTREAM_ACCEPT[variant]),),
             content_type,
             rewrite=rewrite,
+            finish=finish,
         ),
     )

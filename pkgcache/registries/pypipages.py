@@ -19,7 +19,9 @@ import json
 import re
 import urllib.parse
 
+from pkgcache.digests.values import Digest, from_hex
 from pkgcache.registries.links import Bases
+from pkgcache.store.paths import CacheKey, PathRefused, request_path
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -100,6 +102,8 @@ class _AnchorFinder(html.parser.HTMLParser):
         super().__init__(convert_charrefs=True)
         self.base = page_url
         self.anchors: list[tuple[tuple[int, int], str, str]] = []
+        #: Each anchor's attributes, decoded.
+        self.attributes: list[dict[str, str]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         href = dict(attrs).get("href")
@@ -111,5 +115,77 @@ class _AnchorFinder(html.parser.HTMLParser):
             raw = self.get_starttag_text()
             if raw is not None:
                 self.anchors.append((self.getpos(), raw, href))
+                self.attributes.append(
+                    {name: value for name, value in attrs if value is not None}
+                )
 
     handle_startendtag = handle_starttag
+
+
+def page_digests(
+    page: bytes, content_type: str | None, prefix: str
+) -> list[tuple[CacheKey, tuple[Digest, ...]]]:
+    """What a rewritten page says its files hash to: each link under
+    ``prefix`` with its ``#<algorithm>=<hex>`` fragment (HTML) or
+    ``hashes`` (JSON), and each file's ``.metadata`` with its
+    ``data-core-metadata`` / ``core-metadata``. Malformed parts are
+    skipped: a page that names no digest names none."""
+    entries: list[tuple[str, dict[str, str], dict[str, str]]] = []
+    if is_json(content_type):
+        try:
+            parsed = json.loads(page)
+        except ValueError:
+            return []
+        files = parsed.get("files") if isinstance(parsed, dict) else None
+        for file in files if isinstance(files, list) else []:
+            if not isinstance(file, dict) or not isinstance(file.get("url"), str):
+                continue
+            hashes = file.get("hashes") if isinstance(file.get("hashes"), dict) else {}
+            metadata = file.get("core-metadata", file.get("dist-info-metadata"))
+            entries.append(
+                (file["url"], hashes, metadata if isinstance(metadata, dict) else {})
+            )
+    else:
+        finder = _AnchorFinder("")
+        try:
+            finder.feed(page.decode("utf-8", "surrogateescape"))
+            finder.close()
+        except (AssertionError, ValueError):
+            return []
+        for (_position, _raw, href), attributes in zip(
+            finder.anchors, finder.attributes, strict=True
+        ):
+            url, _, fragment = href.partition("#")
+            hashes = dict([fragment.split("=", 1)]) if "=" in fragment else {}
+            metadata_value = attributes.get(
+                "data-core-metadata", attributes.get("data-dist-info-metadata")
+            )
+            metadata = (
+                dict([metadata_value.split("=", 1)])
+                if metadata_value and "=" in metadata_value
+                else {}
+            )
+            entries.append((url, hashes, metadata))
+    found = []
+    for url, hashes, metadata in entries:
+        url = url.split("#", 1)[0]
+        if not url.startswith(prefix):
+            continue
+        try:
+            key = request_path(url).key
+        except PathRefused:
+            continue
+        for target, listed in ((key, hashes), (_metadata_key(key), metadata)):
+            digests = tuple(
+                digest
+                for algorithm, value in listed.items()
+                if isinstance(value, str)
+                and (digest := from_hex(algorithm, value)) is not None
+            )
+            if digests:
+                found.append((target, digests))
+    return found
+
+
+def _metadata_key(key: CacheKey) -> CacheKey:
+    return CacheKey((*key.segments[:-1], key.segments[-1] + ".metadata"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from pkgcache.digests.book import DigestBook
 from pkgcache.fetching.registry import Downloads
 from pkgcache.fetching.upstream import Upstream
 from pkgcache.observe.metrics import Metrics
@@ -49,6 +50,7 @@ class ServingContext:
     downloads: Downloads
     repositories: Repositories
     fronts: Fronts
+    digests: DigestBook
     small_files: SmallFiles
     meta: MetaStore
     usage: CacheUsage

@@ -72,7 +72,10 @@ class PageHandler(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
         if status_code == 405:
+            # tornado closes the connection after a 405 without reading its
+            # body: say so, or a client reuses the socket and fails.
             self.set_header("Allow", "GET, HEAD")
+            self.set_header("Connection", "close")
         reason = getattr(error, "reason", None) or responses.get(status_code, "")
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish_page(f"{status_code} {reason}\n")
@@ -100,6 +103,8 @@ class CacheHandler(PageHandler):
         self.result = "error"
         #: The repository that serves the path, for the metrics.
         self.repository = "-"
+        #: The algorithm of the digest the file matched, for the access log.
+        self.verified: str | None = None
         self.output = ClientOutput(self, context.live.current.idle_timeout)
         self._growing: GrowingBody | None = None
         self._counted = False
@@ -248,6 +253,7 @@ class CacheHandler(PageHandler):
             route=self._target.route,
             request_headers=document.request_headers if document else (),
             rewrite=document.rewrite if document else None,
+            expected=self.context.digests.get(self._target.key),
             revalidating=revalidating,
             record_validators=rules.policy is Policy.VOLATILE,
             keep=rules.policy is not Policy.PASS,
@@ -269,6 +275,9 @@ class CacheHandler(PageHandler):
         """A complete file: a hit, or a download that ended meanwhile."""
         self.context.store.touch(cached.path, cached.stat)
         representation, file_headers = headers.cached_file(cached.path, cached.stat)
+        recorded = self.context.meta.read(self._target.key, cached.stat)
+        if recorded is not None and recorded.verified:
+            self.verified = recorded.verified.split(":", 1)[0]
         body: Body
         try:
             if SmallFiles.fits(cached.stat):
@@ -339,6 +348,8 @@ class CacheHandler(PageHandler):
         finally:
             if self.result == "joined":
                 joined.dec()
+            if download.verified is not None:
+                self.verified = download.verified.algorithm
 
     async def _serve_revalidated(
         self, key: CacheKey, download: Download, stale: CachedFile | None

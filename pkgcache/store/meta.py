@@ -41,6 +41,9 @@ class Validators:
     #: The upstream's Content-Type: a registry document is answered with
     #: it (a file's own type follows from its name).
     content_type: str | None = None
+    #: The digest the file was checked against when it arrived
+    #: (``algorithm:hex``); None: published on its length alone.
+    verified: str | None = None
 
     def conditional_headers(self) -> dict[str, str]:
         """The request headers that ask upstream "changed since?"."""
@@ -97,6 +100,12 @@ class MetaStore:
         validators = self.read(key, result)
         if validators is not None:
             self.write(key, result, replace(validators, confirmed=time.time()))
+
+    def recorded(self, key: CacheKey) -> tuple[list[int], Validators] | None:
+        """The record at ``key`` and the identity (inode, size, mtime) of
+        the file it was written for, whatever file is there now (the
+        off-line check judges that itself)."""
+        return self._load(key)
 
     def forget(self, key: CacheKey) -> None:
         self._memory.pop(key.relative, None)

@@ -1,0 +1,79 @@
+"""A digest: an algorithm and the bytes a file must hash to, parsed from
+the spellings indexes and headers use (hex, base64, SRI), and ordered by
+strength, so the strongest known is the one checked."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+
+#: Strongest first. md5 and sha1 still catch corruption and a mirror's
+#: mistakes, which is what a cache checks for; the signature of the index
+#: that named them is the client's business.
+ALGORITHMS = ("sha512", "sha256", "sha1", "md5")
+_SIZES = {name: hashlib.new(name).digest_size for name in ALGORITHMS}
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    algorithm: str
+    value: bytes
+    #: Where it was learnt (``path``, ``index``, ``header``), for the log.
+    origin: str = "index"
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.value.hex()}"
+
+    @property
+    def strength(self) -> int:
+        return len(ALGORITHMS) - ALGORITHMS.index(self.algorithm)
+
+
+def from_hex(algorithm: str, text: str, origin: str = "index") -> Digest | None:
+    """A digest written in hex; None when it is not one of that length."""
+    algorithm = _algorithm(algorithm)
+    if algorithm is None:
+        return None
+    try:
+        value = bytes.fromhex(text.strip())
+    except ValueError:
+        return None
+    return Digest(algorithm, value, origin) if len(value) == _SIZES[algorithm] else None
+
+
+def from_base64(algorithm: str, text: str, origin: str = "index") -> Digest | None:
+    """A digest written in base64 (SRI, RFC 9530, ``Digest:``, Content-MD5)."""
+    algorithm = _algorithm(algorithm)
+    if algorithm is None:
+        return None
+    try:
+        value = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return Digest(algorithm, value, origin) if len(value) == _SIZES[algorithm] else None
+
+
+def from_sri(text: str, origin: str = "index") -> list[Digest]:
+    """Subresource Integrity (npm's ``dist.integrity``): ``sha512-<b64>``,
+    several separated by spaces."""
+    found = []
+    for item in text.split():
+        algorithm, _, value = item.partition("-")
+        digest = from_base64(algorithm, value.split("?", 1)[0], origin)
+        if digest is not None:
+            found.append(digest)
+    return found
+
+
+def strongest(digests: list[Digest] | tuple[Digest, ...]) -> Digest | None:
+    return max(digests, key=lambda digest: digest.strength, default=None)
+
+
+def _algorithm(name: str) -> str | None:
+    """``SHA-256``, ``sha256``, ``SHA256``, ``MD5Sum`` -> hashlib's name."""
+    compact = name.strip().lower().replace("-", "").replace("_", "")
+    if compact == "md5sum":
+        compact = "md5"
+    return compact if compact in _SIZES else None
