@@ -382,3 +382,32 @@ def test_a_tarball_asked_first_after_a_restart_comes_from_where_its_document_sai
     assert registry.cdn.count(b.filename) == 1
     assert registry.count(f"/{B}/-/{b.filename}") == 0
     assert proxy.cached(tarball_path(b)).read_bytes() == b.path.read_bytes()
+
+
+def test_forwarded_host_is_believed_only_from_trusted_proxies(
+    registry, tarballs, make_proxy
+):
+    """Behind a trusted reverse proxy the tarball URLs name the front end
+    (X-Forwarded-Host and -Proto); from anyone else those headers are
+    ignored, and a Host that is not a plain host name is refused rather
+    than written into a document."""
+    b = tarballs[B]
+    forwarded = {
+        "Host": "backend.test:4000",
+        "X-Forwarded-Host": "cache.example.test",
+        "X-Forwarded-Proto": "https",
+    }
+    untrusted = make_proxy([], repository=[npm_repository(registry)])
+    served = json.loads(untrusted.request(f"/npm/{B}", headers=forwarded).body)
+    tarball = served["versions"]["1.0.0"]["dist"]["tarball"]
+    assert tarball == f"http://backend.test:4000/npm/{B}/-/{b.filename}"
+    hostile = untrusted.request(f"/npm/{B}", headers={"Host": 'x"y'})
+    assert hostile.status == 400
+    untrusted.stop()
+
+    trusted = make_proxy(
+        [], repository=[npm_repository(registry)], trusted_proxies=["127.0.0.1/32"]
+    )
+    served = json.loads(trusted.request(f"/npm/{B}", headers=forwarded).body)
+    tarball = served["versions"]["1.0.0"]["dist"]["tarball"]
+    assert tarball == f"https://cache.example.test/npm/{B}/-/{b.filename}"
