@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from tornado.httpserver import HTTPServer
 
 from pkgcache.digests.book import DigestBook
+from pkgcache.digests.indexer import Indexer
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.registry import Downloads
 from pkgcache.fetching.upstream import Upstream
@@ -93,6 +94,21 @@ def build(settings: Settings) -> Parts:
             download.published and not download.not_modified,
         )
 
+    indexer = Indexer(digests, store.read_stored)
+
+    def index_stored(download: Download) -> None:
+        rules = repositories.rules_for(download.key)
+        if download.published and rules is not None:
+            indexer.stored(rules.repository.settings.kind, download.key)
+
+    indexer.scan(
+        store.root,
+        [
+            (repo.kind, tuple(part for part in repo.prefix.split("/") if part))
+            for repo in settings.all_repositories
+        ],
+    )
+    downloads.on_end.append(index_stored)
     downloads.fits = evictor.could_fit
     downloads.on_begin.append(make_room)
     downloads.on_end.append(count_stored)

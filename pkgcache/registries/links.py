@@ -34,19 +34,29 @@ class Bases:
     def cache_path(self, url: str) -> str | None:
         """The path below the prefix for ``url`` (absolute, no fragment),
         or None when it is not served through the cache."""
+        found = self.base_and_path(url)
+        if found is None:
+            if "?" not in url:
+                _log_foreign(urllib.parse.urlsplit(url).netloc)
+            return None
+        return found[1]
+
+    def base_and_path(self, url: str) -> tuple[str, str] | None:
+        """The base ``url`` lies under and its path below it; None (and
+        nothing logged) when it lies under none."""
         if "?" in url:
             return None
         for base in self.urls:  # the common case: spelled as the base is
             if url.startswith(base + "/") and "@" not in base:
-                return url[len(base) + 1 :] or None
+                below = url[len(base) + 1 :]
+                return (base, below) if below else None
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https"):
             return None
         for base in self.urls:
             found = _below(base, parts)
             if found is not None:
-                return found
-        _log_foreign(parts.netloc)
+                return base, found
         return None
 
     def rewrite(self, url: str) -> str | None:

@@ -190,12 +190,9 @@ class NpmFront:
         targets: list[tuple[str, str]] = []
         url = origins.get(key)
         if url is not None:
-            bases = _bases(repository)
-            for base in bases.urls:
-                below = Bases((base,), "/").cache_path(url)
-                if below is not None:
-                    targets.append((base, "/" + below))
-                    break
+            found = _bases(repository).base_and_path(url)
+            if found is not None:
+                targets.append((found[0], "/" + found[1]))
         targets += [(source, usual) for source in settings.sources]
         unique = list(dict.fromkeys(targets))
         return Route(

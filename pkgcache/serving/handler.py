@@ -72,7 +72,10 @@ class PageHandler(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
         if status_code == 405:
+            # tornado closes the connection after a 405 without reading its
+            # body: say so, or a client reuses the socket and fails.
             self.set_header("Allow", "GET, HEAD")
+            self.set_header("Connection", "close")
         reason = getattr(error, "reason", None) or responses.get(status_code, "")
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish_page(f"{status_code} {reason}\n")
