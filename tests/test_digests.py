@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import json
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,8 @@ from tornado.netutil import bind_sockets
 
 from tests.aptrepo import AptClient, AptRepo, CommandFailed
 from tests.conftest import ROOT, wait_until
+from tests.npmregistry import CommandFailed as NpmFailed
+from tests.npmregistry import NpmClient, NpmRegistry, missing_tools, pack
 from tests.pypirepo import PypiRepo, pip, serve
 from tests.static_origin import StaticOrigin
 
@@ -59,9 +63,10 @@ def metric(proxy: Any, name: str, **labels: str) -> float:
     return total
 
 
-def access(proxy: Any, path: str) -> list[str]:
-    """The proxy's access lines for GETs of ``path`` (written as each
-    request ends, maybe just after its client had the body: waited for)."""
+def access(proxy: Any, path: str, count: int = 1) -> list[str]:
+    """The proxy's access lines for GETs of ``path``, once ``count`` are
+    there (each is written as its request ends, maybe just after its
+    client had the body)."""
 
     def lines() -> list[str]:
         return [
@@ -70,7 +75,7 @@ def access(proxy: Any, path: str) -> list[str]:
             if "pkgcache.access" in line and f'"GET {path}" ' in line
         ]
 
-    wait_until(lines, timeout=5)
+    wait_until(lambda: len(lines()) >= count, timeout=5)
     return lines()
 
 
@@ -189,7 +194,8 @@ def test_every_client_streaming_a_file_that_does_not_match_gets_a_broken_body(
         assert slow.requests[BY_HASH.lstrip("/")] == 1
         nothing_stored(proxy, BY_HASH)
         assert len(mismatches(proxy)) == 1, proxy.log()
-        assert [" unclean " in line for line in access(proxy, BY_HASH)] == [True] * 2
+        lines = access(proxy, BY_HASH, count=2)
+        assert [" unclean " in line for line in lines] == [True] * 2
         mismatched = metric(proxy, "pkgcache_digest_mismatches_total", source=slow.url)
         assert mismatched == 1
     finally:
@@ -304,8 +310,7 @@ def test_a_hit_of_a_verified_file_says_so_in_its_access_line(
     assert " miss verified=sha256 " in access(proxy, "/f.bin")[-1]
     hit = proxy.request("/f.bin")
     assert hit.body == body and hit.headers["X-Package-Cache"] == "hit"
-    assert wait_until(lambda: len(access(proxy, "/f.bin")) == 2)
-    assert " hit verified=sha256 " in access(proxy, "/f.bin")[-1]
+    assert " hit verified=sha256 " in access(proxy, "/f.bin", count=2)[-1]
 
 
 def test_a_file_whose_repr_digest_does_not_match_is_not_stored(
@@ -457,7 +462,9 @@ def test_apt_get_with_a_corrupted_pool_file_then_fixed_on_the_origin(
         repo.add_package("hello", "1.0", payload=bytes(range(256)) * 400)
         repo.publish()
         good = (repo.root / DEB).read_bytes()
-        good_sha256 = hashlib.sha256(good).hexdigest()
+        # apt-ftparchive lists MD5sum, SHA1, SHA256 and SHA512: the
+        # strongest is the one checked.
+        good_sha512 = hashlib.sha512(good).hexdigest()
         mirror = StaticOrigin(repo.root).start()
         debian = {
             "name": "debian",
@@ -480,7 +487,7 @@ def test_apt_get_with_a_corrupted_pool_file_then_fixed_on_the_origin(
         lines = mismatches(proxy)
         assert lines, proxy.log()
         assert f"{DEB} of repository debian from {mirror.url}" in lines[0]
-        assert f"expected sha256:{good_sha256} (index)" in lines[0]
+        assert f"expected sha512:{good_sha512} (index)" in lines[0]
         assert metric(
             proxy, "pkgcache_digest_mismatches_total", repository="debian"
         ) == len(lines)
@@ -491,8 +498,8 @@ def test_apt_get_with_a_corrupted_pool_file_then_fixed_on_the_origin(
         assert deb.read_bytes() == good
         assert proxy.cached("/debian/" + DEB).read_bytes() == good
         record = meta(proxy, "/debian/" + DEB)
-        assert record["verified"] == f"sha256:{good_sha256}"
-        assert " verified=sha256 " in access(proxy, "/debian/" + DEB)[-1]
+        assert record["verified"] == f"sha512:{good_sha512}"
+        assert " verified=sha512 " in access(proxy, "/debian/" + DEB)[-1]
         fetched = mirror.count(DEB)
         again = AptClient(tmp_path / "client-2", line)
         again.update()
@@ -503,3 +510,59 @@ def test_apt_get_with_a_corrupted_pool_file_then_fixed_on_the_origin(
             mirror.stop()
         repo.close()
         shutil.rmtree(gnupghome, ignore_errors=True)
+
+
+# npm: the document's dist.integrity -------------------------------------
+
+NPM_PACKAGE = "pkgcache-digest-demo"
+
+
+@pytest.mark.skipif(bool(missing_tools()), reason="npm and node are needed")
+def test_npm_with_a_wrong_integrity_stores_nothing_then_the_fixed_document_installs(
+    make_proxy: Any, tmp_path: Path
+) -> None:
+    (tarball,) = pack([(NPM_PACKAGE, "1.0.0", {})], tmp_path / "packs")
+    good = tarball.path.read_bytes()
+    other = base64.b64encode(hashlib.sha512(corrupted(good)).digest()).decode()
+    # The shasum stays right: the strongest digest (sha512) is the one checked.
+    wrong = dataclasses.replace(tarball, integrity=f"sha512-{other}")
+    registry = NpmRegistry(tmp_path / "registry").start()
+    try:
+        registry.publish(wrong)
+        repository = {
+            "name": "npm",
+            "prefix": "/npm/",
+            "kind": "npm",
+            "sources": [registry.url],
+            "fresh_for": 1,
+        }
+        proxy = make_proxy([], repository=[repository])
+        cached = f"/npm{tarball.registry_path}"
+        wanted = {NPM_PACKAGE: "1.0.0"}
+
+        npm = NpmClient(tmp_path / "client-1", f"{proxy.url}/npm/", wanted)
+        with pytest.raises(NpmFailed):
+            npm.install()
+        assert registry.count(tarball.registry_path) >= 1
+        nothing_stored(proxy, cached)
+        lines = mismatches(proxy)
+        assert lines, proxy.log()
+        assert (
+            f"{tarball.registry_path.lstrip('/')} of repository npm from " in (lines[0])
+        )
+        assert f"(index), got sha512:{hashlib.sha512(good).hexdigest()}" in lines[0]
+        assert metric(proxy, "pkgcache_digest_mismatches_total", repository="npm")
+
+        # The registry mends its document; once the stored one is stale,
+        # the cache learns the right integrity from the new one.
+        registry.publish(tarball)
+        time.sleep(1.2)
+        npm = NpmClient(tmp_path / "client-2", f"{proxy.url}/npm/", wanted)
+        npm.install()
+        assert npm.installed(NPM_PACKAGE) == "1.0.0"
+        assert proxy.cached(cached).read_bytes() == good
+        record = meta(proxy, cached)
+        assert record["verified"] == f"sha512:{hashlib.sha512(good).hexdigest()}"
+        assert " verified=sha512 " in access(proxy, cached)[-1]
+    finally:
+        registry.stop()
