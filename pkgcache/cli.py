@@ -98,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["cull"]:
         return cull_main(args[1:])
+    if args[:1] == ["verify"]:
+        return verify_main(args[1:])
     try:
         settings = settings_from_args(args)
     except config.ConfigError as error:
@@ -167,6 +169,53 @@ def cull_main(argv: Sequence[str]) -> int:
     verb = "would remove" if args.dry_run else "removed"
     print(f"package-cache cull: {verb} {result}")
     return 0
+
+
+def verify_main(argv: Sequence[str]) -> int:
+    """``package-cache verify``: one line per wrong file and a summary;
+    exit 1 when a file was wrong, 2 on bad usage."""
+    from pkgcache import verify
+
+    parser = OneLineParser(
+        prog="package-cache verify",
+        description="Check every cached file that has a known digest (from its "
+        "path, the digest it matched when stored, or its repository's index).",
+    )
+    parser.add_argument("--cache", required=True, metavar="PATH")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the daemon's config: its repositories say where the indexes are",
+    )
+    parser.add_argument("--remove", action="store_true", help="remove wrong files")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.cache):
+        parser.error(f"--cache {args.cache} is not a folder")
+    repositories = ()
+    if args.config:
+        try:
+            settings = config.build(config.load_file(args.config), args.config)
+        except config.ConfigError as error:
+            parser.error(str(error))
+        repositories = settings.all_repositories
+    wrong = 0
+    for found in verify.verify(args.cache, repositories):
+        if isinstance(found, verify.Tally):
+            print(
+                f"package-cache verify: {found.checked} files checked, "
+                f"{found.wrong} wrong, {found.unknown} with no known digest"
+            )
+            break
+        wrong += 1
+        action = ""
+        if args.remove:
+            try:
+                verify.remove(args.cache, found.path)
+                action = "; removed"
+            except OSError as error:
+                action = f"; cannot remove: {error.strerror}"
+        print(f"{found.path}: expected {found.expected}, got {found.actual}{action}")
+    return 1 if wrong else 0
 
 
 def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:

@@ -87,11 +87,22 @@ def build(settings: Settings) -> Parts:
         matched = None if download.verified is None else True
         if download.mismatch is not None:
             matched = False
+        mismatch = None
+        if download.mismatch is not None:
+            expected, actual = download.mismatch
+            mismatch = {
+                "path": str(download.key),
+                "repository": download.plan.repository,
+                "source": display_source(source or "-"),
+                "expected": str(expected),
+                "actual": str(actual),
+            }
         metrics.digest_checked(
             download.plan.repository,
             display_source(source or "-"),
             matched,
             download.published and not download.not_modified,
+            mismatch,
         )
 
     indexer = Indexer(digests, store.read_stored)

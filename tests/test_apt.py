@@ -141,8 +141,9 @@ def access(proxy: Any, path: str) -> list[str]:
 
 
 def results(lines: list[str]) -> list[str]:
-    """The result word of each access line (hit, miss, refreshed, ...)."""
-    return [line.rsplit(" ", 2)[-2] for line in lines]
+    """The result word of each access line (hit, miss, refreshed, ...):
+    ``... "GET PATH" STATUS BYTES RESULT [unclean] [verified=ALG] TIME``."""
+    return [line.split('" ', 1)[1].split()[2] for line in lines]
 
 
 def test_apt_sees_a_new_version_after_fresh_for_and_not_before(

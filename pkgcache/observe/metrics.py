@@ -8,6 +8,7 @@ servers in one process never share counts.
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections import deque
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -111,6 +112,8 @@ class Metrics:
         )
         for result in RESULTS:
             self.requests.labels(result)
+        #: The last files refused for their digest, for the status page.
+        self.recent_mismatches: deque[dict[str, str]] = deque(maxlen=20)
         #: Per source: outcome -> count, for the status page.
         self.source_outcomes: dict[str, Tally[str]] = {}
 
@@ -154,11 +157,19 @@ class Metrics:
             self.upstream_bytes.inc(received)
 
     def digest_checked(
-        self, repository: str, source: str, matched: bool | None, stored: bool
+        self,
+        repository: str,
+        source: str,
+        matched: bool | None,
+        stored: bool,
+        mismatch: dict[str, str] | None = None,
     ) -> None:
-        """One download ended: ``matched`` None when no digest was known."""
+        """One download ended: ``matched`` None when no digest was known;
+        ``mismatch`` describes a refused file for the status page."""
         if matched is False:
             self.digest_mismatches.labels(repository, source).inc()
+            if mismatch is not None:
+                self.recent_mismatches.append(mismatch)
         elif stored and matched:
             self.verified_files.labels(repository).inc()
         elif stored:

@@ -74,6 +74,16 @@ def snapshot(
                     for source in repository.sources
                 },
                 "requests": metrics.repository_results(repository.name),
+                "files_verified": int(
+                    metrics.value(
+                        "pkgcache_verified_files_total", repository=repository.name
+                    )
+                ),
+                "files_unverified": int(
+                    metrics.value(
+                        "pkgcache_unverified_files_total", repository=repository.name
+                    )
+                ),
                 "upstream_bytes": int(
                     metrics.value(
                         "pkgcache_repository_upstream_bytes_total",
@@ -84,6 +94,7 @@ def snapshot(
             for repository in settings.all_repositories
         ],
         "joined_clients": int(metrics.value("pkgcache_joined_clients")),
+        "digest_mismatches": list(metrics.recent_mismatches),
         "cache": {
             "files": usage.files,
             "bytes": usage.bytes,
@@ -118,8 +129,21 @@ def render_html(status: dict[str, Any]) -> str:
         f"<tr><td>{html.escape(r['name'])}</td><td>{html.escape(r['prefix'])}</td>"
         f"<td>{r['kind']}</td><td>{html.escape(' '.join(r['sources']))}</td><td>"
         + html.escape(", ".join(f"{k} {v}" for k, v in r["requests"].items() if v))
-        + f"</td><td>{_bytes(r['upstream_bytes'])}</td></tr>"
+        + f"</td><td>{_bytes(r['upstream_bytes'])}</td>"
+        f"<td>{r['files_verified']} / {r['files_unverified']}</td></tr>"
         for r in status["repositories"]
+    )
+    mismatches = (
+        "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(m[field])}</td>"
+                for field in ("path", "repository", "source", "expected", "actual")
+            )
+            + "</tr>"
+            for m in reversed(status["digest_mismatches"])
+        )
+        or '<tr><td colspan="5">none</td></tr>'
     )
     ratio = status["hit_ratio"]
     requests = ", ".join(f"{k} {v}" for k, v in status["requests"].items())
@@ -139,7 +163,11 @@ Evicted: {status["evicted"]["files"]} files, {_bytes(status["evicted"]["bytes"])
 <th>progress</th><th>clients</th></tr>{rows}</table>
 <h2>Repositories</h2>
 <table><tr><th>name</th><th>prefix</th><th>kind</th><th>sources</th>
-<th>requests</th><th>downloaded</th></tr>{repositories}</table>
+<th>requests</th><th>downloaded</th><th>stored verified / on length</th></tr>
+{repositories}</table>
+<h2>Refused for their digest (latest)</h2>
+<table><tr><th>path</th><th>repository</th><th>source</th><th>expected</th>
+<th>got</th></tr>{mismatches}</table>
 <h2>Sources</h2>
 <table><tr><th>source</th><th>outcomes</th></tr>{sources}</table>
 </body></html>

@@ -95,7 +95,7 @@ class Template:
         self.pieces.append(document[at:])
         self.size = len(document)
         #: What each tarball must hash to (``dist.integrity``, ``shasum``).
-        self.digests = _dist_digests(document, name, prefix, bases)
+        self.digests = dist_digests(document, name, prefix, bases)
 
     def join(self, base: str) -> bytes:
         """The document with each tarball URL at ``base``."""
@@ -112,7 +112,7 @@ class Template:
         return b"".join(out)
 
 
-def _dist_digests(
+def dist_digests(
     document: bytes, name: str, prefix: tuple[str, ...], bases: Bases
 ) -> list[tuple[CacheKey, tuple[Digest, ...]]]:
     """Each tarball's digests, from the document's versions (or a version

@@ -101,6 +101,12 @@ class MetaStore:
         if validators is not None:
             self.write(key, result, replace(validators, confirmed=time.time()))
 
+    def recorded(self, key: CacheKey) -> tuple[list[int], Validators] | None:
+        """The record at ``key`` and the identity (inode, size, mtime) of
+        the file it was written for, whatever file is there now (the
+        off-line check judges that itself)."""
+        return self._load(key)
+
     def forget(self, key: CacheKey) -> None:
         self._memory.pop(key.relative, None)
         with contextlib.suppress(OSError):
