@@ -505,6 +505,15 @@ def test_apt_get_with_a_corrupted_pool_file_then_fixed_on_the_origin(
         again.update()
         assert again.download("hello", tmp_path / "got-2").read_bytes() == good
         assert mirror.count(DEB) == fetched
+
+        # Off-line, with the repositories of the config: the stored
+        # Packages file names what the .deb must hash to (its record, of
+        # another size now, is not believed).
+        proxy.stop()
+        proxy.cached("/debian/" + DEB).write_bytes(good + b"tail")
+        found = verify(proxy.cache, "--config", str(proxy.config))
+        assert found.returncode == 1, found
+        assert DEB in found.stdout + found.stderr, found
     finally:
         if mirror is not None:
             mirror.stop()
