@@ -10,6 +10,7 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
+import http.client
 import json
 import re
 import shutil
@@ -390,6 +391,63 @@ def test_pip_with_a_wheel_that_does_not_match_its_sha256_stores_nothing(
         assert meta(proxy, cached)["verified"] == f"sha256:{wheel.sha256}"
         assert " verified=sha256 " in access(proxy, cached)[-1]
         assert metric(proxy, "pkgcache_verified_files_total", repository="pypi") >= 1
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ["application/vnd.pypi.simple.v1+json", "text/html"],
+    ids=["json-hashes", "html-fragments"],
+)
+def test_a_wheel_and_its_metadata_are_checked_against_either_page(
+    make_proxy: Any, tmp_path: Path, accept: str
+) -> None:
+    """PEP 691 ``hashes`` and ``core-metadata``, or PEP 503 ``#sha256=``
+    and ``data-core-metadata``: the page read through the cache names the
+    digests of the wheel and of its ``.metadata``."""
+    repo = PypiRepo.build(tmp_path / "pypi", {"alpha": [], "beta": []})
+    alpha = next(d for d in repo.dists("alpha") if d.is_wheel)
+    beta = next(d for d in repo.dists("beta") if d.is_wheel)
+    wheel_file = repo.files / alpha.path
+    metadata_file = repo.metadata_file(alpha)
+    wheel, metadata = wheel_file.read_bytes(), metadata_file.read_bytes()
+    wheel_file.write_bytes(corrupted(wheel))
+    metadata_file.write_bytes(corrupted(metadata))
+    with serve(repo) as (index, files):
+        repository = {
+            "name": "pypi",
+            "prefix": "/pypi/",
+            "kind": "pypi",
+            "sources": [index.url],
+            "file_sources": [files.url],
+        }
+        proxy = make_proxy([], repository=[repository])
+        for project in ("alpha", "beta"):
+            page = proxy.request(f"/pypi/simple/{project}/", headers={"Accept": accept})
+            assert page.status == 200
+
+        for path in (alpha.path, alpha.path + ".metadata"):
+            with pytest.raises(http.client.HTTPException):
+                proxy.request("/pypi/" + path)
+            nothing_stored(proxy, "/pypi/" + path)
+        lines = mismatches(proxy)
+        assert len(lines) == 2, proxy.log()
+        assert f"expected sha256:{alpha.sha256} (index)" in lines[0]
+        assert f"expected sha256:{alpha.metadata_sha256} (index)" in lines[1]
+
+        # The other project's files match: stored, verified.
+        for path, digest in (
+            (beta.path, beta.sha256),
+            (beta.path + ".metadata", beta.metadata_sha256),
+        ):
+            assert proxy.request("/pypi/" + path).status == 200
+            assert meta(proxy, "/pypi/" + path)["verified"] == f"sha256:{digest}"
+
+        wheel_file.write_bytes(wheel)
+        metadata_file.write_bytes(metadata)
+        assert proxy.request("/pypi/" + alpha.path).body == wheel
+        assert proxy.request("/pypi/" + alpha.path + ".metadata").body == metadata
+        assert proxy.cached("/pypi/" + alpha.path).read_bytes() == wheel
+        assert metric(proxy, "pkgcache_verified_files_total", repository="pypi") == 4
 
 
 # package-cache verify ---------------------------------------------------
