@@ -11,8 +11,10 @@ Workloads, one module each: W1 cold coalesced
 (``w3_small_hit.py``), W4 slow client memory (``w4_slow_client.py``), W5
 cold miss throughput (``w5_cold_miss.py``), W6 1000 connections
 (``w6_connections.py``), W7 20 apt-get update after the indexes changed,
-beside apt-cacher-ng (``w7_apt_update.py``). What they share is in
-``runner.py``.
+beside apt-cacher-ng (``w7_apt_update.py``), W8 pip download of 30
+wheels, cold then warm, beside proxpi and devpi-server (``w8_pypi.py``;
+those two are installed from PyPI in ``.venv-bench``). What they share is
+in ``runner.py``. ``--only W7,W8`` runs only those workloads.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ import w4_slow_client
 import w5_cold_miss
 import w6_connections
 import w7_apt_update
+import w8_pypi
+
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
 
 
 def main() -> None:
@@ -40,12 +45,20 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="smaller files, short runs"
     )
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7")
+    parser.add_argument(
+        "--only",
+        default=",".join(WORKLOADS),
+        help="the workloads to run, comma-separated (default: all of them)",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if unknown := only - set(WORKLOADS):
+        parser.error(f"--only: no workload {', '.join(sorted(unknown))}")
     runner.ensure_tools()
+    if "W8" in only:
+        w8_pypi.ensure_peers()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-    only = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="pc-bench-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # nginx workers run as another user
@@ -63,6 +76,7 @@ def main() -> None:
                 "W5": lambda: w5_cold_miss.run(bench, f.fast[0]),
                 "W6": lambda: w6_connections.run(bench, f.fast[0]),
                 "W7": lambda: w7_apt_update.run(bench),
+                "W8": lambda: w8_pypi.run(bench),
             }
             for name, step in steps.items():
                 if name in only:
@@ -70,7 +84,7 @@ def main() -> None:
                     step()
             table = bench.table()
     print(table)
-    if not args.quick and only == set(steps):
+    if not args.quick and only == set(WORKLOADS):
         (runner.HERE / "results.md").write_text("# Benchmark results\n\n" + table)
 
 

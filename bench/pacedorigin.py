@@ -7,6 +7,11 @@ HTTP/1.1. The first path segment names the rate: ``/gbit4/name`` sends
 out with ``sendfile``, so a receiver that pauses for a millisecond catches up
 afterwards, as it would behind a real link.
 
+``/gbit4d/name`` does the same and states the file's SHA-256 in a
+``Repr-Digest`` header (RFC 9530), so package-cache checks what it stores
+(the digest of each file is computed once, at its first request: a HEAD
+warms it).
+
 nginx's ``limit_rate`` is the wrong tool at these rates: it sleeps a whole
 number of milliseconds after each write, so the rate it gives depends on how
 full the receiver's socket buffer was at each write. The same curl download
@@ -15,15 +20,32 @@ at "4 Gbit/s" came out at either 380 or 470 MiB/s, run to run.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import socket
 import sys
 import threading
+from typing import BinaryIO
 
 #: Linux's socket option number (asm-generic/socket.h); Python has no name.
 SO_MAX_PACING_RATE = 47
-REQUEST_LINE = re.compile(rb"^(GET|HEAD) /gbit(\d+)/([^/\s]+) HTTP/1\.[01]\r\n")
+REQUEST_LINE = re.compile(rb"^(GET|HEAD) /gbit(\d+)(d?)/([^/\s]+) HTTP/1\.[01]\r\n")
+#: (inode, mtime) -> the file's SHA-256; the bench's files are hard links.
+_DIGESTS: dict[tuple[int, int], bytes] = {}
+
+
+def _repr_digest(file: BinaryIO) -> bytes:
+    result = os.fstat(file.fileno())
+    identity = (result.st_ino, result.st_mtime_ns)
+    if identity not in _DIGESTS:
+        digest = hashlib.sha256()
+        while chunk := file.read(4 * 1024 * 1024):
+            digest.update(chunk)
+        file.seek(0)
+        _DIGESTS[identity] = base64.b64encode(digest.digest())
+    return b"Repr-Digest: sha-256=:%s:\r\n" % _DIGESTS[identity]
 
 
 def answer(connection: socket.socket, root: str) -> None:
@@ -36,7 +58,7 @@ def answer(connection: socket.socket, root: str) -> None:
                 return
             request += data
         match = REQUEST_LINE.match(request)
-        path = os.path.join(root, match.group(3).decode()) if match else ""
+        path = os.path.join(root, match.group(4).decode()) if match else ""
         if not match or not os.path.isfile(path):
             connection.sendall(
                 b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
@@ -47,9 +69,10 @@ def answer(connection: socket.socket, root: str) -> None:
         connection.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, bytes_per_second)
         with open(path, "rb") as file:
             size = os.fstat(file.fileno()).st_size
+            digest = _repr_digest(file) if match.group(3) else b""
             connection.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                b"Content-Length: %d\r\nConnection: close\r\n\r\n" % size
+                b"Content-Length: %d\r\n%sConnection: close\r\n\r\n" % (size, digest)
             )
             if match.group(1) == b"GET":
                 connection.sendfile(file)

@@ -148,11 +148,19 @@ class Servers:
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
 
-    def start(self, args: list[str], port: int) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        args: list[str],
+        port: int,
+        env: dict[str, str] | None = None,
+        timeout: float = 15,
+    ) -> subprocess.Popen[bytes]:
+        """Start a server, its output in ``server-PORT.log``; returns once
+        it listens on ``port`` (``env``: its whole environment)."""
         log = open(self.work / f"server-{port}.log", "ab")  # noqa: SIM115
-        process = subprocess.Popen(args, stdout=log, stderr=log, cwd=ROOT)
+        process = subprocess.Popen(args, stdout=log, stderr=log, cwd=ROOT, env=env)
         self.processes.append(process)
-        wait_port(port)
+        wait_port(port, timeout)
         return process
 
     def package_cache(

@@ -360,3 +360,25 @@ def test_npm_tarball_urls_follow_the_host_header_without_public_url(
     # One stored copy of each variant served both names.
     assert registry.count(f"/{B}") == 2
     assert results(proxy, f"/npm/{B}", 4) == ["miss", "hit", "miss", "hit"], proxy.log()
+
+
+def test_a_tarball_asked_first_after_a_restart_comes_from_where_its_document_said(
+    registry, tarballs, make_proxy, tmp_path: Path
+):
+    """B's tarballs live on the cdn at a path of the cdn's own. A client
+    whose npm kept the document asks the restarted cache for the tarball
+    straight away: the cache finds the cdn URL in the document it stored,
+    not at the registry's usual path (which has nothing)."""
+    b = tarballs[B]
+    proxy = make_proxy([], repository=[npm_repository(registry)])
+    document = proxy.request(f"/npm/{B}", headers={"Accept": NPM_ACCEPT})
+    assert document.status == 200
+    proxy.stop()
+    proxy.start()
+    got = proxy.request(tarball_path(b))
+    assert got.status == 200
+    assert got.body == b.path.read_bytes()
+    assert got.headers["X-Package-Cache"] == "miss"
+    assert registry.cdn.count(b.filename) == 1
+    assert registry.count(f"/{B}/-/{b.filename}") == 0
+    assert proxy.cached(tarball_path(b)).read_bytes() == b.path.read_bytes()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,20 +22,21 @@ from tornado.httputil import responses
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from pkgcache.fetching.download import Download, FetchPlan
-from pkgcache.fetching.upstream import Outcome, ResponseHead, Route
+from pkgcache.fetching.upstream import Outcome, ResponseHead
 from pkgcache.observe.accesslog import escape
 from pkgcache.registries.targets import Redirect, Refusal, Target
 from pkgcache.repositories.freshness import may_serve_stale, serve_without_asking
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving import headers
 from pkgcache.serving.bodies import Body, FileBody, GrowingBody, MemoryBody
-from pkgcache.serving.clients import allowed, public_base
+from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.decisions import Representation, decide
 from pkgcache.serving.output import ClientOutput
+from pkgcache.serving.routing import Routed, route
 from pkgcache.store.cache import CachedFile, OutsideCache, PathConflict
 from pkgcache.store.meta import Validators
-from pkgcache.store.paths import CacheKey, PathRefused, request_path
+from pkgcache.store.paths import CacheKey
 from pkgcache.store.smallfiles import SmallFiles
 
 log = logging.getLogger("pkgcache.handler")
@@ -190,49 +190,26 @@ class CacheHandler(PageHandler):
         await self._serve_download(key, download)
 
     def _target_of_request(self) -> Target | None:
-        """Where the request goes: its repository's rules (``self._rules``)
-        and its ``Target``; None when it was answered already (a redirect).
-        Refusals raise ``HTTPError``."""
-        uri = self.request.uri or "/"
-        try:
-            path = request_path(uri)
-        except PathRefused as refused:
-            self.result = "refused"
-            raise HTTPError(refused.status, "%s", refused.reason) from None
-        rules = self.context.repositories.rules_for(path.key)
-        if rules is None:
-            self.result = "refused"
-            raise HTTPError(404, "no repository serves %s", path.key)
-        self.repository = rules.repository.name
-        query = "?" + uri.split("?", 1)[1].split("#", 1)[0] if "?" in uri else ""
-        settings = rules.repository.settings
-        trusted = self.context.live.current.trusted_proxies
-
-        def base() -> str | None:
-            return settings.public_url or public_base(self.request, trusted)
-
-        resolution = self.context.fronts.resolve(
-            rules.repository, path, self.request.headers, query, base
-        )
-        if resolution is None:
-            if path.folder:
-                self.result = "refused"
-                raise HTTPError(404, "directories are not served")
-            resolution = Target(
-                path.key,
-                rules.policy,
-                Route(rules.repository.sources, rules.upstream_path),
-            )
-        if isinstance(resolution, Redirect):
+        """Where the request goes (``routing.route``): sets ``self._rules``
+        and returns its ``Target``; None when it was answered already (a
+        redirect). Refusals raise ``HTTPError``."""
+        routed = route(self.context, self.request)
+        if isinstance(routed, Routed):
+            self.repository = routed.rules.repository.name
+            answer = routed.answer
+        else:
+            answer = routed
+        if isinstance(answer, Redirect):
             self.result = "redirect"
-            self.redirect(resolution.location, permanent=True)
+            self.redirect(answer.location, permanent=True)
             return None
-        if isinstance(resolution, Refusal):
+        if isinstance(answer, Refusal):
             self.result = "refused"
-            raise HTTPError(resolution.status, "%s", resolution.reason)
-        self._rules = PathRules(rules.repository, resolution.policy, rules.below)
-        self._target = resolution
-        return resolution
+            raise HTTPError(answer.status, "%s", answer.reason)
+        assert isinstance(routed, Routed)
+        self._rules = routed.rules
+        self._target = answer
+        return answer
 
     def _needs_revalidation(self, key: CacheKey, cached: CachedFile) -> bool:
         rules = self._rules
@@ -518,16 +495,9 @@ class CacheHandler(PageHandler):
         assert document is not None
         if document.finish is not None:
             data = await document.finish(data, identity)
-        variant = zlib.crc32(document.variant.encode())
-        etag = f'"{len(data):x}-{int(mtime):x}-{variant:x}"'
-        representation = Representation(len(data), etag, int(mtime))
-        answer_headers = {
-            "Accept-Ranges": "bytes",
-            "Etag": etag,
-            "Last-Modified": headers.http_date(int(mtime)),
-            "Content-Type": document.content_type(upstream_type),
-            "Vary": "Accept",
-        }
+        representation, answer_headers = headers.document(
+            len(data), mtime, document.variant, document.content_type(upstream_type)
+        )
         await self._respond(representation, answer_headers, MemoryBody(data))
 
     async def _head_miss(self, key: CacheKey) -> None:

@@ -14,6 +14,7 @@ import functools
 import mimetypes
 import os
 import time
+import zlib
 
 from pkgcache import __version__
 from pkgcache.serving.decisions import Representation
@@ -92,3 +93,19 @@ def download_file(
         if size is not None:
             etag = headers["Etag"] = etag_for(size, mtime)
     return Representation(size, etag, None if mtime is None else int(mtime)), headers
+
+
+def document(
+    size: int, mtime: float, variant: str, content_type: str
+) -> tuple[Representation, dict[str, str]]:
+    """A registry document as answered: its own ETag per variant (the JSON
+    and the HTML of one page, or one npm document for two hosts, must
+    never validate each other), typed by its variant, ``Vary: Accept``."""
+    etag = f'"{size:x}-{int(mtime):x}-{zlib.crc32(variant.encode()):x}"'
+    return Representation(size, etag, int(mtime)), {
+        "Accept-Ranges": "bytes",
+        "Etag": etag,
+        "Last-Modified": http_date(int(mtime)),
+        "Content-Type": content_type,
+        "Vary": "Accept",
+    }
