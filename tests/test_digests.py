@@ -64,6 +64,10 @@ def metric(proxy: Any, name: str, **labels: str) -> float:
     return total
 
 
+def status(proxy: Any) -> dict[str, Any]:
+    return json.loads(proxy.request("/.pkgcache/status.json").body)
+
+
 def access(proxy: Any, path: str, count: int = 1) -> list[str]:
     """The proxy's access lines for GETs of ``path``, once ``count`` are
     there (each is written as its request ends, maybe just after its
@@ -390,6 +394,15 @@ def test_pip_with_a_wheel_that_does_not_match_its_sha256_stores_nothing(
         assert "of repository pypi from " in lines[0]
         assert f"expected sha256:{wheel.sha256} (index)" in lines[0]
         assert metric(proxy, "pkgcache_digest_mismatches_total", repository="pypi")
+        refused = status(proxy)["digest_mismatches"]
+        assert len(refused) == len(lines), refused
+        assert refused[0]["repository"] == "pypi", refused
+        assert wheel.path in refused[0]["path"]
+        assert refused[0]["expected"] == f"sha256:{wheel.sha256}"
+        # The files host first; a retry of pip's asks it last (the index
+        # host serves /packages/ too, with the same corrupt copy).
+        assert refused[0]["source"] == files.url
+        assert {r["source"] for r in refused} <= {files.url, index.url}
 
         on_origin.write_bytes(good)
         download("second")
@@ -398,6 +411,8 @@ def test_pip_with_a_wheel_that_does_not_match_its_sha256_stores_nothing(
         assert meta(proxy, cached)["verified"] == f"sha256:{wheel.sha256}"
         assert logged(proxy, cached, " miss verified=sha256 ")
         assert metric(proxy, "pkgcache_verified_files_total", repository="pypi") >= 1
+        (pypi,) = status(proxy)["repositories"]
+        assert pypi["files_verified"] >= 1
 
 
 @pytest.mark.parametrize(
