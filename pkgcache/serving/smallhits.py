@@ -62,9 +62,19 @@ def small_hit(context: ServingContext, request: HTTPServerRequest) -> SmallHit |
     settings = context.live.current
     if not allowed(request, settings.allow, settings.trusted_proxies):
         return None
+
+    def verified() -> str | None:
+        recorded = context.meta.read(key, cached.stat)
+        if recorded is None or not recorded.verified:
+            return None
+        return "hit verified=" + recorded.verified.split(":", 1)[0]
+
     try:
         data = context.small_files.read(
-            cached.path, cached.stat, lambda: context.store.open_verified(cached)
+            cached.path,
+            cached.stat,
+            lambda: context.store.open_verified(cached),
+            verified,
         )
     except (OSError, OutsideCache):
         return None  # culled or swapped meanwhile: the general path says
@@ -104,7 +114,8 @@ class SmallHit(httputil.HTTPMessageDelegate):
         # Logged and counted before the bytes go: whoever got the answer
         # finds its access line and its count.
         context.metrics.request_done("hit", len(body), self.repository)
-        log_access(self.request, answer.status, len(body), "hit")
+        result = context.small_files.note(cached.path, cached.stat) or "hit"
+        log_access(self.request, answer.status, len(body), result)
         # In flight until the bytes left, so a graceful stop waits for a
         # slow reader of a small hit as for any other request.
         context.in_flight.started()

@@ -31,15 +31,24 @@ class SmallFiles:
         self._entries: OrderedDict[str, tuple[tuple[int, int, int], bytes]] = (
             OrderedDict()
         )
+        self._notes: dict[str, str] = {}
 
     @staticmethod
     def fits(result: os.stat_result) -> bool:
         return result.st_size <= SMALL_FILE
 
-    def read(self, path: str, result: os.stat_result, open_file: Opener) -> bytes:
+    def read(
+        self,
+        path: str,
+        result: os.stat_result,
+        open_file: Opener,
+        describe: Callable[[], str | None] | None = None,
+    ) -> bytes:
         """The whole file at ``path`` (whose stat is ``result``): from
         memory when the entry is that same inode, else read through
-        ``open_file`` (the store's confined open)."""
+        ``open_file`` (the store's confined open). ``describe()``, asked
+        only when the file is read from disk, gives a note kept with the
+        bytes (``note``): what the access line says of the file."""
         identity = (result.st_ino, result.st_size, result.st_mtime_ns)
         entry = self._entries.get(path)
         if entry is not None and entry[0] == identity:
@@ -54,12 +63,25 @@ class SmallFiles:
             return data  # changed under us: serve it, do not keep it
         self._forget(path)
         self._entries[path] = (identity, data)
+        if describe is not None:
+            note = describe()
+            if note is not None:
+                self._notes[path] = note
         self.size += len(data)
         while self.size > self.budget:
             self._forget(next(iter(self._entries)))
         return data
 
+    def note(self, path: str, result: os.stat_result) -> str | None:
+        """The note kept with the bytes of this very file, if any."""
+        entry = self._entries.get(path)
+        identity = (result.st_ino, result.st_size, result.st_mtime_ns)
+        if entry is None or entry[0] != identity:
+            return None
+        return self._notes.get(path)
+
     def _forget(self, path: str) -> None:
+        self._notes.pop(path, None)
         entry = self._entries.pop(path, None)
         if entry is not None:
             self.size -= len(entry[1])
