@@ -7,7 +7,7 @@ believed while the file is the same inode of the same size: corruption
 in place changes neither), and from the indexes stored beside it (apt
 ``Packages``, Arch ``.db``, PyPI pages, npm documents), found through the
 repositories of ``--config`` (without one, every file is taken as
-generic, and only the path and the record count). The strongest known
+generic, and only the path and the record count). The preferred known
 digest is checked.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from pkgcache.digests.indexer import index_entries, is_index
 from pkgcache.digests.learnt import from_path
-from pkgcache.digests.values import Digest, from_hex, strongest
+from pkgcache.digests.values import Digest, from_hex, preferred
 from pkgcache.registries.links import Bases
 from pkgcache.registries.npmdocuments import dist_digests
 from pkgcache.registries.pypipages import page_digests
@@ -85,7 +85,7 @@ def verify(
         recorded = _recorded(meta, key, path)
         if recorded is not None:
             known.append(recorded)
-        expected = strongest(known)
+        expected = preferred(known)
         if expected is None:
             tally.unknown += 1
             continue

@@ -15,7 +15,6 @@ project in ``folder``: never the machine's own npm config or cache.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -31,9 +30,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import tornado.web
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 
+from tests.loopback import LoopbackServer
 from tests.static_origin import StaticOrigin
 
 ABBREVIATED = "application/vnd.npm.install-v1+json"
@@ -277,47 +275,29 @@ class _Handler(tornado.web.RequestHandler):
     put = post = delete = _write_request
 
 
-class NpmRegistry:
+class NpmRegistry(LoopbackServer):
     """A registry at ``url``; tarballs of on_cdn packages at ``cdn.url``."""
 
+    what = "npm registry"
+
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.root = root
         (root / "cdn").mkdir(parents=True, exist_ok=True)
         self.cdn = StaticOrigin(root / "cdn")
         self.requests: Counter[str] = Counter()
         self.log: list[Request] = []
-        self.port = 0
         self._packages: dict[str, _Package] = {}
         self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: HTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> NpmRegistry:
         self.cdn.start()
-        threading.Thread(target=self._thread, daemon=True).start()
-        if not self._ready.wait(10):
-            raise RuntimeError("npm registry did not start")
-        return self
+        return super().start()
 
     def stop(self) -> None:
-        """Close the listening sockets and every open connection of both
-        origins (later connections are refused). Stopping twice is harmless."""
+        """Both origins stop: later connections are refused."""
         self.cdn.stop()
-        if self._loop is None or self._server is None:
-            return
-        self._server, server = None, self._server
-
-        async def close() -> None:
-            server.stop()
-            await server.close_all_connections()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        super().stop()
 
     def count(self, suffix: str) -> int:
         """Requests to the registry for paths ending in ``suffix``."""
@@ -446,16 +426,8 @@ class NpmRegistry:
         ]
         return {"objects": objects, "total": len(objects), "time": now}
 
-    def _thread(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        app = tornado.web.Application([(r"/.*", _Handler, {"registry": self})])
-        server = self._server = HTTPServer(app)
-        sockets = bind_sockets(0, "127.0.0.1")
-        self.port = sockets[0].getsockname()[1]
-        server.add_sockets(sockets)
-        self._ready.set()
-        self._loop.run_forever()
+    def make_app(self) -> tornado.web.Application:
+        return tornado.web.Application([(r"/.*", _Handler, {"registry": self})])
 
 
 class NpmClient:

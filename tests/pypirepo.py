@@ -31,7 +31,6 @@ Typical use::
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import gzip
 import hashlib
@@ -52,9 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tornado.web
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 
+from tests.loopback import LoopbackServer
 from tests.static_origin import StaticOrigin, _CountingFiles
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -589,7 +587,7 @@ class _IndexFiles(_CountingFiles):
         origin.log.append((method, path, "", self.get_status()))
 
 
-class IndexOrigin:
+class IndexOrigin(LoopbackServer):
     """The index host: ``/simple/..`` pages made from ``repo`` at each
     request, their links at ``files_url``; ``requests[path]`` counts what
     was asked and ``log`` holds (method, path, Accept, status).
@@ -597,20 +595,15 @@ class IndexOrigin:
     ``html_only``: answer every page as ``text/html`` whatever the Accept
     (no ``Vary``), as static and older private indexes do."""
 
+    what = "index origin"
+
     def __init__(self, repo: PypiRepo, files_url: str, html_only: bool = False) -> None:
+        super().__init__()
         self.repo = repo
         self.files_url = files_url
         self.html_only = html_only
         self.requests: Counter[str] = Counter()
         self.log: list[tuple[str, str, str, int]] = []
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: HTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def simple_url(self) -> str:
@@ -629,30 +622,8 @@ class IndexOrigin:
             if method == "GET" and p == path and accept.startswith(accept_prefix)
         ]
 
-    def start(self) -> IndexOrigin:
-        threading.Thread(target=self._thread, daemon=True).start()
-        if not self._ready.wait(10):
-            raise RuntimeError("index origin did not start")
-        return self
-
-    def stop(self) -> None:
-        """Close the listening socket and every open connection, then stop
-        the loop (later connections are refused). Twice is harmless."""
-        if self._loop is None or self._server is None:
-            return
-        self._server, server = None, self._server
-
-        async def close() -> None:
-            server.stop()
-            await server.close_all_connections()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    def _thread(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        app = tornado.web.Application(
+    def make_app(self) -> tornado.web.Application:
+        return tornado.web.Application(
             [
                 (r"/simple/", _Simple),
                 (r"/simple/([^/]+)/", _Simple),
@@ -661,12 +632,6 @@ class IndexOrigin:
             ],
             index=self,
         )
-        server = self._server = HTTPServer(app)
-        sockets = bind_sockets(0, "127.0.0.1")
-        self.port = sockets[0].getsockname()[1]
-        server.add_sockets(sockets)
-        self._ready.set()
-        self._loop.run_forever()
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import concurrent.futures
 import hashlib
 from collections.abc import Sequence
 
-from pkgcache.digests.values import Digest, strongest
+from pkgcache.digests.values import Digest, preferred
 
 HASHING = concurrent.futures.ThreadPoolExecutor(
     max_workers=1, thread_name_prefix="pkgcache-hash"
@@ -23,10 +23,10 @@ HASHING = concurrent.futures.ThreadPoolExecutor(
 
 
 class DigestCheck:
-    """Hashes a stream with the strongest expected digest's algorithm."""
+    """Hashes a stream with the preferred expected digest's algorithm."""
 
     def __init__(self, expected: Sequence[Digest]) -> None:
-        chosen = strongest(tuple(expected))
+        chosen = preferred(tuple(expected))
         assert chosen is not None
         self.expected = chosen
         self._hash = hashlib.new(chosen.algorithm)

@@ -298,12 +298,14 @@ class Download:
         assert self.head is not None
         if self.head.content_length not in (None, self.received):
             return result  # short: ``_end`` calls it broken
+        held = self._take_batch()  # out of ``_pass_on``'s reach meanwhile
+        check.feed(held)
         actual = await check.actual()
         if actual.value == check.expected.value:
             self.verified = check.expected
+            self._batch = held
             return result
         self.mismatch = (check.expected, actual)
-        self._batch = []
         log.error(
             "digest mismatch: %s of repository %s from %s: expected %s (%s), got %s;"
             " not stored",
@@ -409,8 +411,6 @@ class Download:
         """The streaming callback: count the chunk now, store and send it
         with the others of its batch (``_pass_on``)."""
         self.received += len(chunk)
-        if self._check is not None:
-            self._check.feed((chunk,))
         self._batch.append(chunk)
         if len(self._batch) == 1:
             self._loop.add_callback(self._pass_on)
@@ -422,7 +422,10 @@ class Download:
         so a client that has every byte finds the file published.
         """
         if self._batch and not self._completes_file():
-            self._hand_on(self._take_batch())
+            chunks = self._take_batch()
+            if self._check is not None:
+                self._check.feed(chunks)  # one hand-over a batch, not a chunk
+            self._hand_on(chunks)
 
     def _completes_file(self) -> bool:
         size = self.head.content_length if self.head is not None else None
