@@ -226,26 +226,12 @@ class Download:
     async def wait_for_head(self, timeout: float | None = None) -> bool:
         """Return once the response head is known or the download ended:
         True, or False when ``timeout`` seconds passed first."""
-        if timeout is None:
-            await self._head_known.wait()
-            return True
-        try:
-            await self._head_known.wait(timeout=datetime.timedelta(seconds=timeout))
-        except tornado.util.TimeoutError:
-            return False
-        return True
+        return await _wait(self._head_known, timeout)
 
     async def wait_for_end(self, timeout: float | None = None) -> bool:
         """Return once the download ended: True, or False when ``timeout``
         seconds passed first."""
-        if timeout is None:
-            await self._ended.wait()
-            return True
-        try:
-            await self._ended.wait(timeout=datetime.timedelta(seconds=timeout))
-        except tornado.util.TimeoutError:
-            return False
-        return True
+        return await _wait(self._ended, timeout)
 
     async def _run(self) -> None:
         try:
@@ -576,3 +562,16 @@ class Download:
         except OSError:
             return
         self._meta.confirmed(self.key, result)
+
+
+async def _wait(event: Event, timeout: float | None) -> bool:
+    """Wait for ``event``: True once set, False when ``timeout`` seconds
+    passed first."""
+    if timeout is None:
+        await event.wait()
+        return True
+    try:
+        await event.wait(timeout=datetime.timedelta(seconds=timeout))
+    except tornado.util.TimeoutError:
+        return False
+    return True
