@@ -17,7 +17,9 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
+import tornado.web
 
+from tests.loopback import LoopbackServer
 from tests.pypirepo import (
     FOREIGN_URL,
     JSON,
@@ -437,3 +439,53 @@ def test_metadata_and_sdist_files_are_served_through_the_cache_and_stored(
     assert {p["name"] for p in listing["projects"]} == set(TREE)
     html_listing = proxy.request(SIMPLE, headers={"Accept": TEXT_HTML})
     assert html_listing.status == 200 and b">Gamma_Pkg</a>" in html_listing.body
+
+
+class _BrokenPage(tornado.web.RequestHandler):
+    def get(self, _project: str) -> None:
+        self.settings["hits"].append(self.request.path)
+        self.set_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+        self.finish(b'{"meta": {"api-version": "1.1"}, "files": [{"url": ')
+
+
+class BrokenIndex(LoopbackServer):
+    """An index whose JSON pages are cut off mid-way."""
+
+    what = "broken index"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits: list[str] = []
+
+    def make_app(self) -> tornado.web.Application:
+        return tornado.web.Application(
+            [(r"/simple/([^/]+)/", _BrokenPage)], hits=self.hits
+        )
+
+
+def test_a_page_that_is_not_what_its_type_says_is_a_502_and_not_stored(make_proxy):
+    index = BrokenIndex().start()
+    try:
+        proxy = make_proxy(
+            [],
+            repository=[
+                {
+                    "name": "pypi",
+                    "prefix": "/pypi/",
+                    "kind": "pypi",
+                    "sources": [index.url],
+                    "negative_for": 0,
+                }
+            ],
+        )
+        accept = {"Accept": "application/vnd.pypi.simple.v1+json"}
+        for _ in range(2):
+            got = proxy.request("/pypi/simple/alpha/", headers=accept)
+            assert got.status == 502
+            assert got.body.startswith(b"502 ")
+        assert index.hits == ["/simple/alpha/"] * 2  # nothing kept in between
+        assert not proxy.cached("/pypi/simple/alpha/index.json").exists()
+        assert "cannot rewrite /pypi/simple/alpha/index.json" in proxy.log()
+        assert proxy.partials() == []
+    finally:
+        index.stop()
