@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import tornado.web
 
+from tests.conftest import wait_until
 from tests.loopback import LoopbackServer
 from tests.pypirepo import (
     FOREIGN_URL,
@@ -489,3 +490,28 @@ def test_a_page_that_is_not_what_its_type_says_is_a_502_and_not_stored(make_prox
         assert proxy.partials() == []
     finally:
         index.stop()
+
+
+def test_after_a_restart_a_stored_page_still_vouches_for_its_files(
+    repo, origins, make_proxy
+):
+    """The digests a page names are learnt again when the stored page is
+    answered after a restart, so the next file is still checked."""
+    index, files = origins
+    proxy = make_proxy([], repository=[pypi(index, files)])
+    accept = {"Accept": JSON}
+    assert proxy.request(SIMPLE + "alpha/", headers=accept).status == 200
+    proxy.stop()
+    proxy.start()
+    page = proxy.request(SIMPLE + "alpha/", headers=accept)
+    assert page.headers["X-Package-Cache"] == "hit"
+    assert wait_until(lambda: "the stored alpha names the digests" in proxy.log())
+    wheel = next(d for d in wheels(repo) if d.filename.startswith("alpha-1.0"))
+    got = proxy.request(cache_path(wheel))
+    assert got.status == 200 and got.headers["X-Package-Cache"] == "miss"
+    assert wait_until(
+        lambda: (
+            f'{cache_path(wheel)}" 200 {len(got.body)} miss verified=sha256'
+            in proxy.log()
+        )
+    )

@@ -15,13 +15,16 @@ its files, under a repository's prefix.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from tornado.ioloop import IOLoop
 
 from pkgcache.digests.book import DigestBook
+from pkgcache.digests.values import Digest
 from pkgcache.fetching.upstream import ResponseHead, Route
 from pkgcache.registries.links import Bases
 from pkgcache.registries.negotiation import choose
@@ -36,6 +39,8 @@ from pkgcache.registries.pypipages import (
 from pkgcache.registries.targets import Document, Redirect, Refusal, Resolution, Target
 from pkgcache.repositories.rules import Policy, Repository
 from pkgcache.store.paths import CacheKey, RequestPath
+
+log = logging.getLogger("pkgcache.registries")
 
 #: Server preference among equally weighted types: HTML first, as PyPI
 #: answers a bare ``*/*`` (curl); pip and uv weigh JSON highest.
@@ -151,21 +156,31 @@ def _page(
         loop.add_callback(book.add, page_digests(page, content_type, settings.prefix))
         return page
 
-    async def finish(stored: bytes, identity: object | None) -> bytes:
+    def learn(read: Callable[[], bytes], identity: object) -> None:
         """A stored page answered: learn its digests once per stored
         version (after a restart the book starts empty), in a thread, not
         waited for."""
-        if identity is not None and identity not in _LEARNT:
-            _remember_learnt(identity)
+        if identity in _LEARNT:
+            return
+        _remember_learnt(identity)
+
+        def digests() -> list[tuple[CacheKey, tuple[Digest, ...]]]:
+            stored = read()
             is_page_json = stored.lstrip()[:1] == b"{"
             recorded = "application/json" if is_page_json else "text/html"
-            future = loop.run_in_executor(
-                None, page_digests, stored, recorded, settings.prefix
-            )
-            future.add_done_callback(
-                lambda done: book.add(done.result()) if not done.exception() else None
-            )
-        return stored
+            return page_digests(stored, recorded, settings.prefix)
+
+        def learnt(
+            done: asyncio.Future[list[tuple[CacheKey, tuple[Digest, ...]]]],
+        ) -> None:
+            if done.exception() is None:
+                entries = done.result()
+                book.add(entries)
+                log.info(
+                    "the stored %s names the digests of %d files", name, len(entries)
+                )
+
+        loop.run_in_executor(None, digests).add_done_callback(learnt)
 
     def content_type(upstream: str | None) -> str:
         # A page in the other format (an index without PEP 691 answers
@@ -183,6 +198,6 @@ def _page(
             (("Accept", _UPSTREAM_ACCEPT[variant]),),
             content_type,
             rewrite=rewrite,
-            finish=finish,
+            learn=learn,
         ),
     )

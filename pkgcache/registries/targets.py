@@ -30,6 +30,9 @@ class Document:
     #: names the stored file (inode, size, mtime), so work done for one
     #: answer can serve the next; None for a body that was not stored.
     finish: Callable[[bytes, object | None], Awaitable[bytes]] | None = None
+    #: Told of each stored copy answered, with a way to read it (in a
+    #: thread) and its identity: PyPI learns the digests its page names.
+    learn: Callable[[Callable[[], bytes], object], None] | None = None
 
 
 @dataclass(frozen=True)

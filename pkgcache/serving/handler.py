@@ -255,25 +255,28 @@ class CacheHandler(PageHandler):
         recorded = self.context.meta.read(self._target.key, cached.stat)
         if recorded is not None and recorded.verified:
             self.verified = recorded.verified.split(":", 1)[0]
-        body: Body
+        body = self._body_of(cached)
+        await self._respond(representation, file_headers, body)
+
+    def _body_of(self, cached: CachedFile) -> Body:
+        """A complete file's bytes: from memory when small (``SmallFiles``),
+        else its descriptor, opened confined to the cache."""
         try:
             if SmallFiles.fits(cached.stat):
-                body = MemoryBody(
+                return MemoryBody(
                     self.context.small_files.read(
                         cached.path,
                         cached.stat,
                         lambda: self.context.store.open_verified(cached),
                     )
                 )
-            else:
-                fd = self.context.store.open_verified(cached)
-                body = FileBody(fd, cached.stat.st_size, cached.path)
+            fd = self.context.store.open_verified(cached)
+            return FileBody(fd, cached.stat.st_size, cached.path)
         except OutsideCache as outside:
             self.result = "refused"
             raise HTTPError(404, "%s", outside) from None
         except OSError as error:  # culled between the look-up and now
             raise HTTPError(503, "%s changed while read", cached.path) from error
-        await self._respond(representation, file_headers, body)
 
     async def _serve_download(
         self,
@@ -455,29 +458,37 @@ class CacheHandler(PageHandler):
         raise HTTPError(502 if status == 200 else status, "%s", result.detail)
 
     async def _send_document(self, target: Target, cached: CachedFile) -> None:
+        """A stored document: sent from the file as it is (a PyPI page,
+        rewritten when stored), or read and finished for this client (an
+        npm document)."""
+        document = target.document
+        assert document is not None
         self.context.store.touch(cached.path, cached.stat)
+        result = cached.stat
+        identity = (cached.path, result.st_ino, result.st_size, result.st_mtime_ns)
+        store = self.context.store
+        if document.learn is not None:
+            document.learn(lambda: store.read_verified(cached), identity)
+        validators = self.context.meta.read(target.key, cached.stat)
+        upstream_type = validators.content_type if validators else None
+        if document.finish is None:
+            representation, answer_headers = headers.document(
+                result.st_size,
+                result.st_mtime,
+                document.variant,
+                document.content_type(upstream_type),
+            )
+            await self._respond(representation, answer_headers, self._body_of(cached))
+            return
         try:
-            store = self.context.store
-            if SmallFiles.fits(cached.stat):
-                data = self.context.small_files.read(
-                    cached.path, cached.stat, lambda: store.open_verified(cached)
-                )
-            else:
-                data = store.read_verified(cached)
+            data = store.read_verified(cached)
         except OutsideCache as outside:
             self.result = "refused"
             raise HTTPError(404, "%s", outside) from None
         except OSError as error:  # culled between the look-up and now
             raise HTTPError(503, "%s changed while read", cached.path) from error
-        validators = self.context.meta.read(target.key, cached.stat)
-        upstream_type = validators.content_type if validators else None
-        result = cached.stat
         await self._send_document_bytes(
-            target,
-            data,
-            result.st_mtime,
-            upstream_type,
-            (cached.path, result.st_ino, result.st_size, result.st_mtime_ns),
+            target, data, result.st_mtime, upstream_type, identity
         )
 
     async def _send_document_bytes(
