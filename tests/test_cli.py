@@ -161,3 +161,26 @@ def test_port_taken_is_a_clear_start_up_error(tmp_path: Path):
         )
     assert result.returncode == 1
     assert "cannot listen" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), "--cache"),
+        (("--cache", "/nonexistent/cache"), "is not a folder"),
+        (("--cache", "{tmp}", "--config", "{tmp}/missing.toml"), "cannot read"),
+        (("--cache", "{tmp}", "--bogus"), "unrecognized"),
+    ],
+)
+def test_verify_bad_usage_exits_2_with_one_line(tmp_path: Path, args, expected):
+    given = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    result = run_cli("verify", *given)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_verify_of_an_empty_cache_passes(tmp_path: Path):
+    result = run_cli("verify", "--cache", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "0 files checked, 0 wrong" in result.stdout
