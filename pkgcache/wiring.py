@@ -83,27 +83,24 @@ def build(settings: Settings) -> Parts:
         if download.published:
             usage.stored(download.received)
         metrics.downloaded(download.plan.repository, download.received)
-        source = download.result.source if download.result else None
-        matched = None if download.verified is None else True
-        if download.mismatch is not None:
-            matched = False
-        mismatch = None
+        count_digest(download)
+
+    def count_digest(download: Download) -> None:
+        repository = download.plan.repository
         if download.mismatch is not None:
             expected, actual = download.mismatch
-            mismatch = {
-                "path": str(download.key),
-                "repository": download.plan.repository,
-                "source": display_source(source or "-"),
-                "expected": str(expected),
-                "actual": str(actual),
-            }
-        metrics.digest_checked(
-            download.plan.repository,
-            display_source(source or "-"),
-            matched,
-            download.published and not download.not_modified,
-            mismatch,
-        )
+            source = download.result.source if download.result else None
+            metrics.digest_mismatch(
+                repository,
+                display_source(source or "-"),
+                {
+                    "path": str(download.key),
+                    "expected": str(expected),
+                    "actual": str(actual),
+                },
+            )
+        elif download.published and not download.not_modified:
+            metrics.file_stored(repository, verified=download.verified is not None)
 
     indexer = Indexer(digests, store.read_stored)
 

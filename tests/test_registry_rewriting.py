@@ -12,7 +12,7 @@ import pytest
 from pkgcache.config import ConfigError, build, load_file
 from pkgcache.registries.links import Bases
 from pkgcache.registries.negotiation import choose
-from pkgcache.registries.npmdocuments import TarballOrigins, finish
+from pkgcache.registries.npmdocuments import Template
 from pkgcache.registries.pypi import normalize
 from pkgcache.registries.pypipages import rewrite_html, rewrite_json
 from pkgcache.store.paths import CacheKey, PathRefused, cache_key, request_path
@@ -145,10 +145,8 @@ def test_npm_tarballs_point_at_the_cache_for_each_client() -> None:
         }
     ).encode()
     bases = Bases(("http://registry.test", "http://cdn.test"), "/npm/")
-    origins = TarballOrigins()
-    out = finish(
-        document, "@scope/pkg", ("npm",), "http://cache.lan:4000", bases, origins
-    )
+    template = Template(document, "@scope/pkg", ("npm",), bases)
+    out = template.join("http://cache.lan:4000")
     versions = json.loads(out)["versions"]
     assert versions["1.0.0"]["dist"] == {
         "tarball": "http://cache.lan:4000/npm/@scope/pkg/-/pkg-1.0.0.tgz",
@@ -162,7 +160,7 @@ def test_npm_tarballs_point_at_the_cache_for_each_client() -> None:
     assert versions["3.0.0"]["dist"]["tarball"] == "http://elsewhere.test/pkg-3.0.0.tgz"
     assert json.loads(out)["readme"] == 'say "tarball":"http://registry.test/evil.tgz"'
     key = CacheKey(("npm", "@scope", "pkg", "-", "pkg-2.0.0.tgz"))
-    assert origins.get(key) == "http://cdn.test/t/9f/pkg-2.0.0.tgz"
+    assert (key, "http://cdn.test/t/9f/pkg-2.0.0.tgz") in template.origins
 
 
 def test_request_paths_keep_folders_and_split_scoped_names() -> None:

@@ -281,9 +281,8 @@ class Download:
         """Every byte arrived: hold the last batch until the digest says
         whether they are the file. A mismatch drops that batch (no client
         and no follower ever has the whole body) and fails the download."""
-        assert self.head is not None
-        if self.head.content_length not in (None, self.received):
-            return result  # short: ``_end`` calls it broken
+        if self._short():
+            return result  # ``_end`` calls it broken
         held = self._take_batch()  # out of ``_pass_on``'s reach meanwhile
         check.feed(held)
         actual = await check.actual()
@@ -315,9 +314,8 @@ class Download:
         """A registry page arrived whole: rewrite it (in a thread: a big
         page takes a while to parse) and put the new body in place of the
         old, so that what is stored and served is the rewritten page."""
-        assert self.head is not None
-        if self.head.content_length not in (None, self.received):
-            return result  # short: ``_end`` calls it broken
+        if self._short():
+            return result  # ``_end`` calls it broken
         last = self._take_batch()
         if last:
             self._hand_on(last)
@@ -412,6 +410,11 @@ class Download:
             if self._check is not None:
                 self._check.feed(chunks)  # one hand-over a batch, not a chunk
             self._hand_on(chunks)
+
+    def _short(self) -> bool:
+        """Fewer bytes came than the head announced."""
+        assert self.head is not None
+        return self.head.content_length not in (None, self.received)
 
     def _completes_file(self) -> bool:
         size = self.head.content_length if self.head is not None else None

@@ -98,23 +98,19 @@ class Route:
     def ending_with(self, source: str) -> Route:
         """The same route with ``source`` asked last (it served a file
         that did not match its digest)."""
-        order = sorted(
-            range(len(self.sources)), key=lambda i: self.sources[i] == source
-        )
-        return Route(
-            tuple(self.sources[i] for i in order),
-            self.path,
-            tuple(self.paths[i] for i in order) if self.paths else (),
-        )
+        return self._reordered(lambda this: this == source)
 
     def starting_with(self, source: str | None) -> Route:
         """The same route with ``source`` asked first (where a cached copy
         came from), then the others in order."""
         if source not in self.sources:
             return self
-        order = sorted(
-            range(len(self.sources)), key=lambda i: self.sources[i] != source
-        )
+        return self._reordered(lambda this: this != source)
+
+    def _reordered(self, later: Callable[[str], bool]) -> Route:
+        """Sources for which ``later`` is false first, each keeping its
+        path; the order is otherwise kept (a stable sort)."""
+        order = sorted(range(len(self.sources)), key=lambda i: later(self.sources[i]))
         return Route(
             tuple(self.sources[i] for i in order),
             self.path,

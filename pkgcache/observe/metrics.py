@@ -156,24 +156,20 @@ class Metrics:
         if received:
             self.upstream_bytes.inc(received)
 
-    def digest_checked(
-        self,
-        repository: str,
-        source: str,
-        matched: bool | None,
-        stored: bool,
-        mismatch: dict[str, str] | None = None,
+    def digest_mismatch(
+        self, repository: str, source: str, details: dict[str, str]
     ) -> None:
-        """One download ended: ``matched`` None when no digest was known;
-        ``mismatch`` describes a refused file for the status page."""
-        if matched is False:
-            self.digest_mismatches.labels(repository, source).inc()
-            if mismatch is not None:
-                self.recent_mismatches.append(mismatch)
-        elif stored and matched:
-            self.verified_files.labels(repository).inc()
-        elif stored:
-            self.unverified_files.labels(repository).inc()
+        """A download refused for its digest; ``details`` (path, expected,
+        actual) for the status page."""
+        self.digest_mismatches.labels(repository, source).inc()
+        self.recent_mismatches.append(
+            {**details, "repository": repository, "source": source}
+        )
+
+    def file_stored(self, repository: str, verified: bool) -> None:
+        """A new file in the cache, checked against a digest or not."""
+        counter = self.verified_files if verified else self.unverified_files
+        counter.labels(repository).inc()
 
     def evicted(self, files: int, size: int) -> None:
         self.evicted_files.inc(files)

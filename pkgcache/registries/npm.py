@@ -34,7 +34,6 @@ from pkgcache.registries.npmdocuments import (
     TarballOrigins,
     Template,
     Templates,
-    finish,
 )
 from pkgcache.registries.targets import Document, Refusal, Resolution, Target
 from pkgcache.repositories.rules import Policy, Repository
@@ -141,7 +140,6 @@ class NpmFront:
             return Refusal(400, "no usable Host header to name the cache by")
         settings = repository.settings
         bases = _bases(repository)
-        origins = self._origins(repository)
         prefix = repository.prefix
 
         async def finished(stored: bytes, identity: object | None) -> bytes:
@@ -150,9 +148,7 @@ class NpmFront:
             template = self.templates.get(identity) if identity else None
             if template is None:
                 template = await _cut(stored, name, prefix, bases)
-                for key, url in template.origins:
-                    origins.add(key, url)
-                self.digests.add(template.digests)
+                self._learn(repository, template)
                 if identity is not None:
                     self.templates.add(identity, template)
             return template.join(base)
@@ -206,9 +202,18 @@ class NpmFront:
             key = CacheKey((*repository.prefix, *name.split("/"), f".{variant}.json"))
             stored = self.read_stored(key)
             if stored is not None:
-                origins = self._origins(repository)
-                finish(stored, name, repository.prefix, "", _bases(repository), origins)
+                bases = _bases(repository)
+                self._learn(
+                    repository, Template(stored, name, repository.prefix, bases)
+                )
                 return
+
+    def _learn(self, repository: Repository, template: Template) -> None:
+        """Where a document's tarballs live, and what they hash to."""
+        origins = self._origins(repository)
+        for key, url in template.origins:
+            origins.add(key, url)
+        self.digests.add(template.digests)
 
 
 #: Documents larger than this are cut in a thread: a big one (thousands of

@@ -3,7 +3,7 @@ for each answer.
 
 The stored document is the upstream's bytes as they came, so it names no
 client's host; each answer completes the tarball URLs with the URL this
-client reaches the cache at (``finish``). JSON as a registry writes it
+client reaches the cache at (``Template.join``). JSON as a registry writes it
 is found by one pattern: a ``"tarball"`` key can only appear as a key
 (inside a string, its quotes would be escaped), and its value is a plain
 JSON string. Values that are not URLs of a configured host are left as
@@ -171,20 +171,3 @@ class Templates:
         while self._size > self.budget:
             _, dropped = self._entries.popitem(last=False)
             self._size -= dropped.size
-
-
-def finish(
-    document: bytes,
-    name: str,
-    prefix: tuple[str, ...],
-    public_base: str,
-    bases: Bases,
-    origins: TarballOrigins,
-) -> bytes:
-    """``document`` with each tarball URL of a configured host made
-    ``<public_base>/<prefix>/<name>/-/<file>``, remembering the upstream
-    URLs in ``origins`` (one answer, no template kept)."""
-    template = Template(document, name, prefix, bases)
-    for key, url in template.origins:
-        origins.add(key, url)
-    return template.join(public_base)

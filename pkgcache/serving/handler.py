@@ -13,9 +13,10 @@ the connection, so clients see an error instead of a short file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tornado.httputil import responses
@@ -261,7 +262,7 @@ class CacheHandler(PageHandler):
     def _body_of(self, cached: CachedFile) -> Body:
         """A complete file's bytes: from memory when small (``SmallFiles``),
         else its descriptor, opened confined to the cache."""
-        try:
+        with self._reading(cached):
             if SmallFiles.fits(cached.stat):
                 return MemoryBody(
                     self.context.small_files.read(
@@ -272,10 +273,17 @@ class CacheHandler(PageHandler):
                 )
             fd = self.context.store.open_verified(cached)
             return FileBody(fd, cached.stat.st_size, cached.path)
+
+    @contextlib.contextmanager
+    def _reading(self, cached: CachedFile) -> Iterator[None]:
+        """Reading a looked-up file: a way out of the cache is 404, a file
+        culled between the look-up and now is 503."""
+        try:
+            yield
         except OutsideCache as outside:
             self.result = "refused"
             raise HTTPError(404, "%s", outside) from None
-        except OSError as error:  # culled between the look-up and now
+        except OSError as error:
             raise HTTPError(503, "%s changed while read", cached.path) from error
 
     async def _serve_download(
@@ -480,13 +488,8 @@ class CacheHandler(PageHandler):
             )
             await self._respond(representation, answer_headers, self._body_of(cached))
             return
-        try:
+        with self._reading(cached):
             data = store.read_verified(cached)
-        except OutsideCache as outside:
-            self.result = "refused"
-            raise HTTPError(404, "%s", outside) from None
-        except OSError as error:  # culled between the look-up and now
-            raise HTTPError(503, "%s changed while read", cached.path) from error
         await self._send_document_bytes(
             target, data, result.st_mtime, upstream_type, identity
         )
