@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from tornado.httpserver import HTTPServer
 
+from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
 from pkgcache.digests.indexer import Indexer
 from pkgcache.fetching.download import Download
-from pkgcache.fetching.registry import Downloads
+from pkgcache.fetching.inflight import Downloads
 from pkgcache.fetching.upstream import Upstream
 from pkgcache.observe.metrics import Metrics
 from pkgcache.registries.fronts import Fronts
@@ -55,12 +56,13 @@ def build(settings: Settings) -> Parts:
     """Make every part from ``settings`` and connect them. Call inside the
     running IOLoop: the curl client and the HTTP server attach to it."""
     live = LiveSettings(settings)
+    clock = Clock.from_environment()
     metrics = Metrics()
     usage = CacheUsage()
     store = CacheStore(settings.cache)
     upstream = Upstream(live, on_attempt=metrics.fetch_done)
     meta = MetaStore(store.root)
-    downloads = Downloads(store, upstream, live, meta)
+    downloads = Downloads(store, upstream, live, meta, clock)
     repositories = Repositories(settings.all_repositories)
     digests = DigestBook()
     live.on_change(lambda _old, new: repositories.update(new.all_repositories))
@@ -134,6 +136,8 @@ def build(settings: Settings) -> Parts:
         usage=usage,
         metrics=metrics,
         in_flight=InFlight(),
+        clock=clock,
+        started=clock.now(),
     )
     http_server = HTTPServer(
         make_app(context),

@@ -78,6 +78,10 @@ class Proxy:
         self.cache = tmp / "cache"
         self.log_path = tmp / f"proxy-{self.port}.log"
         self.config = tmp / f"proxy-{self.port}.conf"
+        #: Seconds added to the daemon's clock (``advance``): tests move
+        #: time on past ``fresh_for`` instead of sleeping.
+        self.clock_file = tmp / f"proxy-{self.port}.clock"
+        self.clock_offset = 0.0
         values = {
             "sources": sources,
             "cache": str(self.cache),
@@ -101,6 +105,7 @@ class Proxy:
             self.process = subprocess.Popen(
                 [*self.command, "--config", str(self.config)],
                 cwd=ROOT,
+                env={**os.environ, "PKGCACHE_CLOCK_OFFSET_FILE": str(self.clock_file)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=self._limits,
@@ -139,6 +144,14 @@ class Proxy:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait(10)
+
+    def advance(self, seconds: float) -> None:
+        """Move the daemon's clock on by ``seconds`` (its freshness,
+        negative answers and stale limits see the time pass at once)."""
+        self.clock_offset += seconds
+        temporary = self.clock_file.with_suffix(".new")
+        temporary.write_text(repr(self.clock_offset))
+        os.replace(temporary, self.clock_file)
 
     def send(self, signum: int) -> None:
         assert self.process is not None

@@ -82,14 +82,14 @@ def test_a_volatile_index_is_revalidated_after_fresh_for(make_proxy, mirror):
     assert first.headers["X-Package-Cache"] == "miss"
     assert proxy.request(path).headers["X-Package-Cache"] == "hit"
     assert mirror.count(INDEX) == 1  # fresh: nobody asked upstream
-    time.sleep(1.2)
+    proxy.advance(1.2)
     again = proxy.request(path)
     assert again.headers["X-Package-Cache"] == "revalidated"
     assert again.body == b"version 1\n"
     assert mirror.count(INDEX) == 2
     publish(mirror, INDEX, b"version 2, longer\n")
     assert proxy.request(path).body == b"version 1\n"  # fresh again after the 304
-    time.sleep(1.2)
+    proxy.advance(1.2)
     refreshed = proxy.request(path)
     assert refreshed.headers["X-Package-Cache"] == "refreshed"
     assert refreshed.body == b"version 2, longer\n"

@@ -2,7 +2,7 @@
 
 A ``Download`` goes CONNECTING (sources tried in order) -> STREAMING (a 200
 is accepted and the partial file is open) -> DONE (published) or FAILED
-(partial removed). ``registry.py`` keeps at most one per path.
+(partial removed). ``inflight.py`` keeps at most one per path.
 
 The body chunks of one IOLoop turn form a batch: it is written to the
 partial file with one ``writev``, handed to every reader that is LIVE
@@ -16,7 +16,6 @@ import datetime
 import enum
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,6 +25,7 @@ from tornado.ioloop import IOLoop
 from tornado.locks import Condition, Event
 
 from pkgcache.batches import without_first
+from pkgcache.clock import Clock
 from pkgcache.digests.check import DigestCheck
 from pkgcache.digests.learnt import from_headers, from_path
 from pkgcache.digests.values import Digest
@@ -112,19 +112,21 @@ class Download:
         key: CacheKey,
         store: CacheStore,
         upstream: Upstream,
-        live_settings: LiveSettings,
+        live: LiveSettings,
         on_begin: Callable[[Download], None],
         on_end: Callable[[Download], None],
         stored: bool = True,
         fits: Callable[[int], bool] | None = None,
         plan: FetchPlan | None = None,
         meta: MetaStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """``stored`` False: a pass-through for one client, with no partial
         file (the cache cannot take it). ``fits(size)`` False: a complete
         file of that size must not be stored (see ``do_not_keep``).
         ``meta`` records validators when the plan asks for it."""
         self.key = key
+        self.clock = clock or Clock()
         self.plan = plan or FetchPlan()
         self._meta = meta
         #: True when a revalidation was answered 304: the stored copy stays.
@@ -158,7 +160,7 @@ class Download:
         #: client that comes after the end still gets it; None otherwise.
         self._memory: list[bytes] | None = None
         self._memory_size = 0
-        self.started = time.monotonic()
+        self.started = self.clock.monotonic()
         #: Notified after every batch and at the end: followers wait on it.
         self.progress = Condition()
         self._readers: set[Reader] = set()
@@ -166,7 +168,7 @@ class Download:
         self._ended = Event()
         self._store = store
         self._upstream = upstream
-        self._settings = live_settings
+        self._settings = live
         self._on_begin = on_begin
         self._on_end = on_end
         self._partial: PartialFile | None = None
@@ -550,7 +552,7 @@ class Download:
                 headers.get("ETag"),
                 headers.get("Last-Modified"),
                 source,
-                time.time(),
+                self.clock.now(),
                 headers.get("Content-Type"),
                 str(self.verified) if self.verified else None,
             ),
@@ -564,7 +566,7 @@ class Download:
             result = os.stat(self._store.final_path(self.key))
         except OSError:
             return
-        self._meta.confirmed(self.key, result)
+        self._meta.confirmed(self.key, result, self.clock.now())
 
 
 async def _wait(event: Event, timeout: float | None) -> bool:

@@ -7,22 +7,26 @@ never touches the disk. ``serving/status.py`` serves it.
 from __future__ import annotations
 
 import html
-import time
 from typing import Any
 
 from pkgcache import __version__
-from pkgcache.fetching.registry import Downloads
+from pkgcache.clock import Clock
+from pkgcache.fetching.inflight import Downloads
 from pkgcache.observe.metrics import RESULTS, Metrics
 from pkgcache.settings import Settings, display_source
 from pkgcache.store.usage import CacheUsage
 
-STARTED = time.time()
-
 
 def snapshot(
-    metrics: Metrics, usage: CacheUsage, downloads: Downloads, settings: Settings
+    metrics: Metrics,
+    usage: CacheUsage,
+    downloads: Downloads,
+    settings: Settings,
+    clock: Clock,
+    started: float,
 ) -> dict[str, Any]:
-    """The status as plain data: from counters and the registry, no disk."""
+    """The status as plain data: from counters and the registry, no disk.
+    ``started``: when the daemon started, by ``clock.now()``."""
     requests = {
         r: int(metrics.value("pkgcache_requests_total", result=r)) for r in RESULTS
     }
@@ -43,12 +47,12 @@ def snapshot(
                 "size": size,
                 "progress": round(download.received / size, 3) if size else None,
                 "clients": download.reader_count,
-                "seconds": round(time.monotonic() - download.started, 1),
+                "seconds": round(clock.monotonic() - download.started, 1),
             }
         )
     return {
         "version": __version__,
-        "uptime_seconds": round(time.time() - STARTED),
+        "uptime_seconds": round(clock.now() - started),
         "sources": {
             display_source(source): dict(
                 metrics.source_outcomes.get(display_source(source), {})

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
-from pkgcache.fetching.registry import Downloads
+from pkgcache.fetching.inflight import Downloads
 from pkgcache.fetching.upstream import Upstream
 from pkgcache.observe.metrics import Metrics
 from pkgcache.registries.fronts import Fronts
@@ -56,3 +57,7 @@ class ServingContext:
     usage: CacheUsage
     metrics: Metrics
     in_flight: InFlight
+    #: Every reading of time (freshness, negative answers, stale limits).
+    clock: Clock
+    #: When the daemon started, by ``clock.now()``.
+    started: float

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -218,7 +217,7 @@ class CacheHandler(PageHandler):
             return False
         validators = self.context.meta.read(key, cached.stat)
         settings = rules.repository.settings
-        return not serve_without_asking(validators, settings, time.time())
+        return not serve_without_asking(validators, settings, self.context.clock.now())
 
     def _validators(self, key: CacheKey, cached: CachedFile) -> Validators:
         """The stored copy's validators; none recorded: a plain request."""
@@ -364,7 +363,7 @@ class CacheHandler(PageHandler):
     def _may_serve_stale(self, key: CacheKey, stale: CachedFile) -> bool:
         validators = self.context.meta.read(key, stale.stat)
         settings = self._rules.repository.settings
-        return may_serve_stale(validators, settings, time.time())
+        return may_serve_stale(validators, settings, self.context.clock.now())
 
     async def _serve_ended(
         self, key: CacheKey, download: Download, passing: bool
@@ -452,7 +451,9 @@ class CacheHandler(PageHandler):
         kept = download.kept_body()
         if kept is not None and download.head is not None:
             upstream_type = download.head.headers.get("Content-Type")
-            await self._send_document_bytes(target, kept, time.time(), upstream_type)
+            await self._send_document_bytes(
+                target, kept, self.context.clock.now(), upstream_type
+            )
             return
         result = download.result
         assert result is not None

@@ -14,8 +14,6 @@ path whose rules are not "cached forever") goes the general way through
 
 from __future__ import annotations
 
-import time
-
 from tornado import httputil
 from tornado.httputil import HTTPServerRequest, ResponseStartLine
 
@@ -165,4 +163,6 @@ def _fresh(
     context: ServingContext, rules: PathRules, key: CacheKey, cached: CachedFile
 ) -> bool:
     validators = context.meta.read(key, cached.stat)
-    return serve_without_asking(validators, rules.repository.settings, time.time())
+    return serve_without_asking(
+        validators, rules.repository.settings, context.clock.now()
+    )

@@ -63,5 +63,10 @@ class StatusHandler(PageHandler):
     def _snapshot(self) -> dict[str, object]:
         context = self.context
         return snapshot(
-            context.metrics, context.usage, context.downloads, context.live.current
+            context.metrics,
+            context.usage,
+            context.downloads,
+            context.live.current,
+            context.clock,
+            context.started,
         )

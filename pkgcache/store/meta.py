@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 
@@ -95,11 +94,12 @@ class MetaStore:
             return
         self._remember(key, entry)
 
-    def confirmed(self, key: CacheKey, result: os.stat_result) -> None:
-        """The upstream said the file did not change (304): fresh again."""
+    def confirmed(self, key: CacheKey, result: os.stat_result, now: float) -> None:
+        """The upstream said the file did not change (304) at ``now``:
+        fresh again."""
         validators = self.read(key, result)
         if validators is not None:
-            self.write(key, result, replace(validators, confirmed=time.time()))
+            self.write(key, result, replace(validators, confirmed=now))
 
     def recorded(self, key: CacheKey) -> tuple[list[int], Validators] | None:
         """The record at ``key`` and the identity (inode, size, mtime) of

@@ -10,9 +10,9 @@ plain hit.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 
+from pkgcache.clock import Clock
 from pkgcache.fetching.download import Download, FetchPlan
 from pkgcache.fetching.upstream import Outcome, Upstream
 from pkgcache.settings import LiveSettings
@@ -34,13 +34,15 @@ class Downloads:
         self,
         store: CacheStore,
         upstream: Upstream,
-        live_settings: LiveSettings,
+        live: LiveSettings,
         meta: MetaStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock = clock or Clock()
         self.store = store
         self.meta = meta
         self.upstream = upstream
-        self.live_settings = live_settings
+        self.live = live
         self.on_begin: list[DownloadListener] = []
         self.on_end: list[DownloadListener] = []
         #: Whether a complete file of this size may be stored (the cache's
@@ -74,12 +76,13 @@ class Downloads:
             key,
             self.store,
             self.upstream,
-            self.live_settings,
+            self.live,
             self._began,
             self._forget,
             fits=self.fits,
             plan=plan,
             meta=self.meta,
+            clock=self.clock,
         )
         self._active[key] = download
         download.start()
@@ -90,7 +93,7 @@ class Downloads:
         until = self._missing.get(key)
         if until is None:
             return False
-        if time.monotonic() < until:
+        if self.clock.monotonic() < until:
             return True
         del self._missing[key]
         return False
@@ -103,11 +106,12 @@ class Downloads:
             key,
             self.store,
             self.upstream,
-            self.live_settings,
+            self.live,
             lambda _download: None,
             lambda _download: None,
             stored=False,
             plan=plan,
+            clock=self.clock,
         )
         download.start()
         return download
@@ -130,6 +134,6 @@ class Downloads:
         if negative_for and result and result.outcome is Outcome.NOT_FOUND:
             if len(self._missing) >= MISSING_REMEMBERED:
                 self._missing.clear()
-            self._missing[download.key] = time.monotonic() + negative_for
+            self._missing[download.key] = self.clock.monotonic() + negative_for
         for listener in self.on_end:
             listener(download)
