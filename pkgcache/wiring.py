@@ -123,6 +123,8 @@ def build(settings: Settings) -> Parts:
     downloads.on_begin.append(make_room)
     downloads.on_end.append(count_stored)
     live.on_change(lambda _old, new: set_verbosity(new))
+    in_flight = InFlight()
+    metrics.track_requests(lambda: in_flight.count)
     context = ServingContext(
         live=live,
         store=store,
@@ -135,7 +137,7 @@ def build(settings: Settings) -> Parts:
         meta=meta,
         usage=usage,
         metrics=metrics,
-        in_flight=InFlight(),
+        in_flight=in_flight,
         clock=clock,
         started=clock.now(),
     )

@@ -13,25 +13,11 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from pkgcache.observe.results import FROM_CACHE, Result
 from pkgcache.store.usage import CacheUsage
 
-#: Results of a request, as in the access log.
-RESULTS = (
-    "hit",
-    "miss",
-    "joined",
-    "revalidated",
-    "refreshed",
-    "stale",
-    "negative",
-    "pass",
-    "redirect",
-    "refused",
-    "forbidden",
-    "error",
-)
-#: Results answered from the cache's own copy.
-FROM_CACHE = frozenset(("hit", "revalidated", "stale"))
+#: Results of a request, as in the access log (the daemon's own pages aside).
+RESULTS = tuple(result for result in Result if result is not Result.STATUS)
 
 
 class Metrics:
@@ -61,6 +47,11 @@ class Metrics:
         )
         self.downloads_in_flight = Gauge(
             "pkgcache_downloads_in_flight", "Upstream downloads running", registry=r
+        )
+        self.requests_in_flight = Gauge(
+            "pkgcache_requests_in_flight",
+            "Requests being answered (a stop waits for them)",
+            registry=r,
         )
         self.joined_clients = Gauge(
             "pkgcache_joined_clients",
@@ -119,6 +110,9 @@ class Metrics:
 
     def track_downloads(self, count: Callable[[], int]) -> None:
         self.downloads_in_flight.set_function(lambda: float(count()))
+
+    def track_requests(self, count: Callable[[], int]) -> None:
+        self.requests_in_flight.set_function(lambda: float(count()))
 
     def track_usage(self, usage: CacheUsage) -> None:
         """Show the store's own count of the cache (read at each scrape)."""

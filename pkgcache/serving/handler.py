@@ -1,14 +1,22 @@
-"""The request handler: which file, then a hit, a join or a miss.
+"""The request handler: it carries out what ``choice.py`` decides.
 
-A request's way: ``paths.cache_key`` (refused: 400/404/414), then the
-rules that govern the path (``repositories``), then the registry (a
-download in flight: join it), then the store (a complete file: a hit),
-else a new download (a miss). Each of these ends in one place,
-``_respond``: the pure decision (``decisions.decide``: 200, 206, 304, 412,
-416, HEAD) sets status and headers, and a body source (``bodies.py``)
-drains into the client's ``ClientOutput``. Errors before the body are a
-plain-text status (``HTTPError``); once a body has started, a failure cuts
-the connection, so clients see an error instead of a short file.
+A request's way: ``routing.route`` (the path, its repository and policy,
+its registry target; refused: 400/404/414), then the facts of its target
+(a stored copy and its validators, a download in flight, a remembered
+404) go to ``choice.choose``, which names one action. The handler carries
+it out: the stored copy, a download to follow (joined, started, a
+revalidation, a pass-through), a HEAD asked upstream, or an error. Once a
+download ended before this client had a byte, ``choice.conclude`` says
+what it gets instead. Every answer with a body ends in ``_respond``: the
+pure decision (``decisions.decide``: 200, 206, 304, 412, 416, HEAD) sets
+status and headers, and a body source (``bodies.py``) drains into the
+client's ``ClientOutput``. Errors before the body are a plain-text status
+(``HTTPError``); once a body has started, a failure cuts the connection,
+so clients see an error instead of a short file.
+
+Registry documents differ from files only in two things: a client waits
+for the whole (rewritten) document rather than following its bytes, and
+its body is finished per client (``_document_body``).
 """
 
 from __future__ import annotations
@@ -16,79 +24,39 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
 
-from tornado.httputil import responses
-from tornado.web import HTTPError, RequestHandler, stream_request_body
+from tornado.web import HTTPError, stream_request_body
 
 from pkgcache.fetching.download import Download, FetchPlan
 from pkgcache.fetching.upstream import Outcome, ResponseHead
 from pkgcache.observe.accesslog import escape
+from pkgcache.observe.results import Result
 from pkgcache.registries.targets import Redirect, Refusal, Target
-from pkgcache.repositories.freshness import may_serve_stale, serve_without_asking
+from pkgcache.repositories.freshness import Freshness
+from pkgcache.repositories.network import NetworkMode
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving import headers
 from pkgcache.serving.bodies import Body, FileBody, GrowingBody, MemoryBody
+from pkgcache.serving.choice import (
+    Action,
+    Choice,
+    Ended,
+    Ending,
+    Situation,
+    choose,
+    conclude,
+)
 from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.decisions import Representation, decide
 from pkgcache.serving.output import ClientOutput
+from pkgcache.serving.pages import PageHandler
 from pkgcache.serving.routing import Routed, route
 from pkgcache.store.cache import CachedFile, OutsideCache, PathConflict
 from pkgcache.store.meta import Validators
-from pkgcache.store.paths import CacheKey
 from pkgcache.store.smallfiles import SmallFiles
 
 log = logging.getLogger("pkgcache.handler")
-
-
-class PageHandler(RequestHandler):
-    """The base of our handlers: the ``Server`` header on every answer,
-    errors as one plain-text line (never a traceback or HTML), no ETag of
-    tornado's own, and the byte count of pages (``page_bytes``) for the
-    access log."""
-
-    page_bytes = 0
-
-    def set_default_headers(self) -> None:
-        self.set_header("Server", headers.SERVER)
-
-    def compute_etag(self) -> str | None:
-        """Files carry their own validators; pages and errors none."""
-        return None
-
-    def data_received(self, chunk: bytes) -> None:
-        """A GET or HEAD body means nothing here: dropped as it streams in
-        (``stream_request_body``), so memory stays bounded whatever a client
-        sends."""
-
-    def finish_page(self, text: str) -> None:
-        """Finish with a small generated body, counting its bytes."""
-        data = text.encode()
-        if self.request.method != "HEAD":
-            self.page_bytes += len(data)
-        self.finish(data)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if status_code == 405:
-            # tornado closes the connection after a 405 without reading its
-            # body: say so, or a client reuses the socket and fails.
-            self.set_header("Allow", "GET, HEAD")
-            self.set_header("Connection", "close")
-        reason = getattr(error, "reason", None) or responses.get(status_code, "")
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish_page(f"{status_code} {reason}\n")
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """HTTP errors are in the access log already; log only real faults."""
-        if not isinstance(value, HTTPError):
-            super().log_exception(typ, value, tb)
-
-    @property
-    def bytes_sent(self) -> int:
-        """Body bytes of this answer that left, for the access log."""
-        return self.page_bytes
 
 
 @stream_request_body
@@ -99,8 +67,7 @@ class CacheHandler(PageHandler):
 
     def initialize(self, context: ServingContext) -> None:  # type: ignore[override]
         self.context = context
-        #: hit, miss, joined, refused, forbidden or error: for the access log.
-        self.result = "error"
+        self.result = Result.ERROR
         #: The repository that serves the path, for the metrics.
         self.repository = "-"
         #: The algorithm of the digest the file matched, for the access log.
@@ -122,7 +89,7 @@ class CacheHandler(PageHandler):
         self._counted = True
         settings = self.context.live.current
         if not allowed(self.request, settings.allow, settings.trusted_proxies):
-            self.result = "forbidden"
+            self.result = Result.FORBIDDEN
             client = escape(self.request.remote_ip or "-")
             log.warning("refused client %s: not in allow", client)
             raise HTTPError(403, "client not allowed")
@@ -133,61 +100,89 @@ class CacheHandler(PageHandler):
             self.context.in_flight.finished()
 
     def on_connection_close(self) -> None:
+        # tornado's own ends a request body still streaming in: without it
+        # a client that leaves mid-body leaves this handler waiting.
+        super().on_connection_close()
         self.output.closed = True
         if self._growing is not None:
             self._growing.client_left()
+        if self._counted:
+            self._counted = False
+            self.context.in_flight.finished()
 
     async def get(self, _path: str) -> None:
-        await self._serve(include_body=True)
+        await self._serve()
 
     async def head(self, _path: str) -> None:
-        await self._serve(include_body=False)
+        await self._serve()
 
-    async def _serve(self, include_body: bool) -> None:
+    async def _serve(self) -> None:
         target = self._target_of_request()
         if target is None:
             return
+        download = None if target.private else self.context.downloads.get(target.key)
+        cached = self._lookup_for(target)
+        choice = self._choose(target, cached, download)
+        self.result = choice.result
+        await self._carry_out(choice, target, cached, download)
+
+    def _lookup_for(self, target: Target) -> CachedFile | None:
+        """The stored copy, where one may serve this request."""
+        if target.private or self._rules.policy is Policy.PASS:
+            return None
+        return self._lookup()
+
+    def _choose(
+        self, target: Target, cached: CachedFile | None, download: Download | None
+    ) -> Choice:
+        settings = self._rules.repository.settings
+        situation = Situation(
+            method=self.request.method or "GET",
+            policy=self._rules.policy,
+            document=target.document is not None,
+            private=target.private,
+            cached=cached is not None,
+            validators=self._validators_of(cached),
+            in_flight=download is not None,
+            known_missing=self.context.downloads.known_missing(target.key),
+        )
+        return choose(
+            situation,
+            Freshness.of(settings),
+            NetworkMode.of(settings),
+            self.context.clock.now(),
+        )
+
+    async def _carry_out(
+        self,
+        choice: Choice,
+        target: Target,
+        cached: CachedFile | None,
+        download: Download | None,
+    ) -> None:
         key = target.key
-        rules = self._rules
-        if target.document is not None and target.policy is Policy.VOLATILE:
-            await self._serve_document(target)
-            return
-        if target.private:
-            self.result = "pass"
-            plan = self._plan(rules, None)
-            download = self.context.downloads.pass_through(key, plan)
-            await self._serve_download(key, download, passing=True)
-            return
-        download = self.context.downloads.get(key)
-        if download is not None:
-            self.result = "joined"
-            volatile = rules.policy is Policy.VOLATILE
-            stale = self._lookup(key) if volatile else None
-            await self._serve_download(key, download, stale=stale)
-            return
-        cached = self._lookup(key) if rules.policy is not Policy.PASS else None
-        settings = rules.repository.settings
-        if cached is not None:
-            if self._needs_revalidation(key, cached) and include_body:
-                self.result = "refreshed"
-                plan = self._plan(rules, self._validators(key, cached))
-                download = self.context.downloads.start(key, plan)
-                await self._serve_download(key, download, stale=cached)
-                return
-            self.result = "hit"
-            await self._serve_file(cached)
-            return
-        if settings.offline:
+        action = choice.action
+        if action is Action.REFUSE_OFFLINE:
             raise HTTPError(504, "%s is not cached and the repository is offline", key)
-        if self.context.downloads.known_missing(key):
-            self.result = "negative"
+        if action is Action.ANSWER_NEGATIVE:
             raise HTTPError(404, "no source had %s a moment ago", key)
-        if not include_body:
-            await self._head_miss(key)
-            return
-        download = self.context.downloads.start(key, self._plan(rules, None))
-        self.result = "pass" if rules.policy is Policy.PASS else "miss"
-        await self._serve_download(key, download)
+        if action is Action.SERVE_STORED:
+            assert cached is not None
+            await self._serve_stored(cached)
+        elif action is Action.ASK_HEAD:
+            await self._ask_head()
+        elif action is Action.PASS_THROUGH:
+            await self._follow(self._pass_through(), passing=True)
+        elif action is Action.JOIN:
+            assert download is not None
+            stale = cached if self._rules.policy is Policy.VOLATILE else None
+            await self._follow(download, stale=stale)
+        else:
+            revalidating = self._validators_of(cached) if cached else None
+            if action is Action.REVALIDATE and revalidating is None:
+                revalidating = Validators(None, None, None, 0.0)
+            started = self.context.downloads.start(key, self._plan(revalidating))
+            await self._follow(started, stale=cached)
 
     def _target_of_request(self) -> Target | None:
         """Where the request goes (``routing.route``): sets ``self._rules``
@@ -200,63 +195,64 @@ class CacheHandler(PageHandler):
         else:
             answer = routed
         if isinstance(answer, Redirect):
-            self.result = "redirect"
+            self.result = Result.REDIRECT
             self.redirect(answer.location, permanent=True)
             return None
         if isinstance(answer, Refusal):
-            self.result = "refused"
+            self.result = Result.REFUSED
             raise HTTPError(answer.status, "%s", answer.reason)
         assert isinstance(routed, Routed)
-        self._rules = routed.rules
+        self._rules: PathRules = routed.rules
         self._target = answer
         return answer
 
-    def _needs_revalidation(self, key: CacheKey, cached: CachedFile) -> bool:
+    def _validators_of(self, cached: CachedFile | None) -> Validators | None:
+        """The stored copy's validators, when recorded for that very file."""
+        if cached is None:
+            return None
+        return self.context.meta.read(self._target.key, cached.stat)
+
+    def _plan(self, revalidating: Validators | None) -> FetchPlan:
+        """How this request's target is fetched and kept. Digests an index
+        named apply to immutable files only: a volatile file (an index
+        itself) changes, and a digest learnt for it would pin it."""
         rules = self._rules
-        if rules.policy is not Policy.VOLATILE:
-            return False
-        validators = self.context.meta.read(key, cached.stat)
-        settings = rules.repository.settings
-        return not serve_without_asking(validators, settings, self.context.clock.now())
-
-    def _validators(self, key: CacheKey, cached: CachedFile) -> Validators:
-        """The stored copy's validators; none recorded: a plain request."""
-        found = self.context.meta.read(key, cached.stat)
-        return found or Validators(None, None, None, 0.0)
-
-    def _plan(self, rules: PathRules, revalidating: Validators | None) -> FetchPlan:
-        document = self._target.document
+        target = self._target
+        document = target.document
+        immutable = rules.policy is Policy.IMMUTABLE
         return FetchPlan(
-            route=self._target.route,
+            route=target.route,
             request_headers=document.request_headers if document else (),
             rewrite=document.rewrite if document else None,
-            expected=self.context.digests.get(self._target.key),
+            expected=self.context.digests.get(target.key) if immutable else (),
             revalidating=revalidating,
             record_validators=rules.policy is Policy.VOLATILE,
-            keep=rules.policy is not Policy.PASS,
+            keep=rules.policy is not Policy.PASS and not target.private,
             repository=rules.repository.name,
             negative_for=rules.repository.settings.negative_for,
         )
 
-    def _lookup(self, key: CacheKey) -> CachedFile | None:
+    def _lookup(self) -> CachedFile | None:
         try:
-            return self.context.store.lookup(key)
+            return self.context.store.lookup(self._target.key)
         except OutsideCache as outside:
-            self.result = "refused"
+            self.result = Result.REFUSED
             raise HTTPError(404, "%s", outside) from None
         except PathConflict as conflict:
-            self.result = "refused"
+            self.result = Result.REFUSED
             raise HTTPError(409, "%s", conflict) from None
 
-    async def _serve_file(self, cached: CachedFile) -> None:
-        """A complete file: a hit, or a download that ended meanwhile."""
+    async def _serve_stored(self, cached: CachedFile) -> None:
+        """A complete stored copy: a hit, or what a download left."""
         self.context.store.touch(cached.path, cached.stat)
+        if self._target.document is not None:
+            await self._serve_document(cached)
+            return
         representation, file_headers = headers.cached_file(cached.path, cached.stat)
-        recorded = self.context.meta.read(self._target.key, cached.stat)
+        recorded = self._validators_of(cached)
         if recorded is not None and recorded.verified:
             self.verified = recorded.verified.split(":", 1)[0]
-        body = self._body_of(cached)
-        await self._respond(representation, file_headers, body)
+        await self._respond(representation, file_headers, self._body_of(cached))
 
     def _body_of(self, cached: CachedFile) -> Body:
         """A complete file's bytes: from memory when small (``SmallFiles``),
@@ -280,52 +276,60 @@ class CacheHandler(PageHandler):
         try:
             yield
         except OutsideCache as outside:
-            self.result = "refused"
+            self.result = Result.REFUSED
             raise HTTPError(404, "%s", outside) from None
         except OSError as error:
             raise HTTPError(503, "%s changed while read", cached.path) from error
 
-    async def _serve_download(
+    async def _follow(
         self,
-        key: CacheKey,
         download: Download,
         passing: bool = False,
         stale: CachedFile | None = None,
     ) -> None:
-        """Join ``download``; ``passing``: it is this client's own
-        pass-through, not to be replaced by another; ``stale``: a cached
-        copy it may replace (a revalidation), served if no answer comes
-        within ``stall_timeout``."""
-        if stale is not None and self._may_serve_stale(key, stale):
+        """Serve ``download``: its bytes as they come (a file) or its whole
+        body once it ended (a document). ``passing``: it is this client's
+        own pass-through, never replaced by another; ``stale``: the stored
+        copy it may replace, served if no answer comes within
+        ``stall_timeout``."""
+        document = self._target.document is not None
+        wait = None
+        if stale is not None and self._may_serve_stale(stale):
             wait = self.context.live.current.stall_timeout
-            if not await download.wait_for_head(wait):
-                self.result = "stale"
-                await self._serve_file(stale)
-                return
+        if document:
+            arrived = await download.wait_for_end(wait)
         else:
-            await download.wait_for_head()
-        if download.not_modified or (stale is not None and download.ended):
-            await self._serve_revalidated(key, download, stale)
-            return
-        if self.request.method == "HEAD" and download.head is not None:
-            representation, file_headers = self._from_head(key, download.head)
-            await self._respond(representation, file_headers, None)
+            arrived = await download.wait_for_head(wait)
+        if not arrived:
+            assert stale is not None
+            self.result = Result.STALE
+            await self._serve_stored(stale)
             return
         if download.ended:
-            await self._serve_ended(key, download, passing)
+            await self._serve_ended(download, passing, stale)
+            return
+        assert download.head is not None
+        if self.request.method == "HEAD":
+            representation, file_headers = self._from_head(download.head)
+            await self._respond(representation, file_headers, None)
             return
         if not download.has_partial and download.delivered and not passing:
             # Nothing to follow: bytes already went by and were not stored.
-            await self._serve_download(key, self._pass_through(key), True)
+            await self._follow(self._pass_through(), passing=True)
             return
-        if stale is not None:
-            self.result = "refreshed"
+        await self._stream(download, stale)
+
+    async def _stream(self, download: Download, stale: CachedFile | None) -> None:
+        """Follow a download's bytes as they arrive."""
         assert download.head is not None
-        representation, file_headers = self._from_head(key, download.head)
+        if stale is not None:
+            self.result = Result.REFRESHED
+        representation, file_headers = self._from_head(download.head)
         bound = self.context.live.current.client_buffer
         self._growing = GrowingBody(download, bound)
         joined = self.context.metrics.joined_clients
-        if self.result == "joined":
+        counted = self.result is Result.JOINED
+        if counted:
             joined.inc()
         try:
             # Without a partial file, a reader can only take the bytes from
@@ -333,73 +337,82 @@ class CacheHandler(PageHandler):
             ranges = download.has_partial
             await self._respond(representation, file_headers, self._growing, ranges)
         finally:
-            if self.result == "joined":
+            if counted:
                 joined.dec()
             if download.verified is not None:
                 self.verified = download.verified.algorithm
 
-    async def _serve_revalidated(
-        self, key: CacheKey, download: Download, stale: CachedFile | None
+    async def _serve_ended(
+        self, download: Download, passing: bool, stale: CachedFile | None
     ) -> None:
-        """A revalidation ended before this client saw a byte: the copy was
-        current (304), a new version was stored, the file is gone upstream,
-        or no source answered (the stale copy, within ``stale_if_error``)."""
+        """The download ended before this client had a byte: what it left
+        (``choice.conclude``)."""
         result = download.result
         assert result is not None
+        stored = None
         if download.not_modified or download.published:
-            cached = self._lookup(key)
-            if cached is not None:
-                self.result = "revalidated" if download.not_modified else "refreshed"
-                await self._serve_file(cached)
-                return
-        failed = result.outcome in (Outcome.FAILED, Outcome.TIMEOUT)
-        if stale is not None and failed and self._may_serve_stale(key, stale):
-            log.warning("serving a stale %s: %s", key, result.detail)
-            self.result = "stale"
-            await self._serve_file(stale)
-            return
-        await self._serve_ended(key, download, passing=False)
-
-    def _may_serve_stale(self, key: CacheKey, stale: CachedFile) -> bool:
-        validators = self.context.meta.read(key, stale.stat)
-        settings = self._rules.repository.settings
-        return may_serve_stale(validators, settings, self.context.clock.now())
-
-    async def _serve_ended(
-        self, key: CacheKey, download: Download, passing: bool
-    ) -> None:
-        """The download ended before this client saw a byte: serve what it
-        left (the stored file, the body kept in memory, or a pass-through
-        of its own when the cache could not take it), or its error."""
-        cached = self._lookup(key) if download.published else None
-        if cached is not None:
-            await self._serve_file(cached)
-            return
-        kept = download.kept_body()
-        if kept is not None and download.head is not None:
-            representation, file_headers = headers.download_file(
-                key.relative, len(kept), download.head.last_modified
+            stored = self._lookup()
+        kept = download.kept_body() if download.head is not None else None
+        ending = conclude(
+            Ended(
+                outcome=result.outcome,
+                stored=stored is not None,
+                kept=kept is not None,
+                stale_allowed=stale is not None and self._may_serve_stale(stale),
+                passing=passing,
+                document=self._target.document is not None,
             )
-            await self._respond(representation, file_headers, MemoryBody(kept))
-            return
-        assert download.result is not None
-        if download.result.outcome is Outcome.COMPLETE and not passing:
-            await self._serve_download(key, self._pass_through(key), True)
-            return
-        status = download.result.client_status
-        raise HTTPError(502 if status == 200 else status, "%s", download.result.detail)
+        )
+        if ending is Ending.SERVE_STORED:
+            assert stored is not None
+            if download.not_modified:
+                self.result = Result.REVALIDATED
+            elif stale is not None and self._target.document is None:
+                self.result = Result.REFRESHED
+            await self._serve_stored(stored)
+        elif ending is Ending.SERVE_KEPT:
+            assert kept is not None and download.head is not None
+            await self._serve_kept(kept, download.head)
+        elif ending is Ending.SERVE_STALE:
+            assert stale is not None
+            log.warning("serving a stale %s: %s", self._target.key, result.detail)
+            self.result = Result.STALE
+            await self._serve_stored(stale)
+        elif ending is Ending.PASS_THROUGH:
+            await self._follow(self._pass_through(), passing=True)
+        else:
+            status = result.client_status
+            raise HTTPError(502 if status == 200 else status, "%s", result.detail)
 
-    def _pass_through(self, key: CacheKey) -> Download:
-        log.info("%s was not stored: fetching it again for this client", key)
-        return self.context.downloads.pass_through(key, self._plan(self._rules, None))
+    async def _serve_kept(self, kept: bytes, head: ResponseHead) -> None:
+        """A body the cache could not store, kept in memory whole."""
+        if self._target.document is not None:
+            upstream_type = head.headers.get("Content-Type")
+            now = self.context.clock.now()
+            await self._serve_document_bytes(kept, now, upstream_type)
+            return
+        representation, file_headers = headers.download_file(
+            self._target.key.relative, len(kept), head.last_modified
+        )
+        await self._respond(representation, file_headers, MemoryBody(kept))
 
-    def _from_head(
-        self, key: CacheKey, head: ResponseHead
-    ) -> tuple[Representation, dict[str, str]]:
+    def _may_serve_stale(self, stale: CachedFile) -> bool:
+        freshness = Freshness.of(self._rules.repository.settings)
+        now = self.context.clock.now()
+        return freshness.may_serve_stale(self._validators_of(stale), now)
+
+    def _pass_through(self) -> Download:
+        """A download for this client alone, never registered or stored."""
+        key = self._target.key
+        if not self._target.private:
+            log.info("%s was not stored: fetching it again for this client", key)
+        return self.context.downloads.pass_through(key, self._plan(None))
+
+    def _from_head(self, head: ResponseHead) -> tuple[Representation, dict[str, str]]:
         """A file not on disk yet, described by the upstream's response
         head (and typed by it, for a passed-through registry page)."""
         found = headers.download_file(
-            key.relative, head.content_length, head.last_modified
+            self._target.key.relative, head.content_length, head.last_modified
         )
         if self._target.upstream_type:
             found[1]["Content-Type"] = head.headers.get(
@@ -407,78 +420,18 @@ class CacheHandler(PageHandler):
             )
         return found
 
-    async def _serve_document(self, target: Target) -> None:
-        """A registry document: a hit while fresh, else one upstream
-        request that every client of it waits for whole (its page is
-        rewritten before it is stored), then the stored copy; the stale
-        copy when no answer comes in ``stall_timeout`` or every source
-        fails (within ``stale_if_error``)."""
-        key = target.key
-        rules = self._rules
-        download = self.context.downloads.get(key)
-        cached = self._lookup(key)
-        if download is None:
-            if cached is not None and not self._needs_revalidation(key, cached):
-                self.result = "hit"
-                await self._send_document(target, cached)
-                return
-            if cached is None and rules.repository.settings.offline:
-                raise HTTPError(
-                    504, "%s is not cached and the repository is offline", key
-                )
-            if cached is None and self.context.downloads.known_missing(key):
-                self.result = "negative"
-                raise HTTPError(404, "no source had %s a moment ago", key)
-            validators = self._validators(key, cached) if cached else None
-            download = self.context.downloads.start(key, self._plan(rules, validators))
-            self.result = "refreshed" if cached else "miss"
-        else:
-            self.result = "joined"
-        may_be_stale = cached is not None and self._may_serve_stale(key, cached)
-        wait = self.context.live.current.stall_timeout if may_be_stale else None
-        if not await download.wait_for_end(wait):
-            assert cached is not None
-            self.result = "stale"
-            await self._send_document(target, cached)
-            return
-        if download.not_modified or download.published:
-            current = self._lookup(key)
-            if current is not None:
-                if download.not_modified:
-                    self.result = "revalidated"
-                await self._send_document(target, current)
-                return
-        kept = download.kept_body()
-        if kept is not None and download.head is not None:
-            upstream_type = download.head.headers.get("Content-Type")
-            await self._send_document_bytes(
-                target, kept, self.context.clock.now(), upstream_type
-            )
-            return
-        result = download.result
-        assert result is not None
-        failed = result.outcome in (Outcome.FAILED, Outcome.TIMEOUT)
-        if cached is not None and failed and self._may_serve_stale(key, cached):
-            log.warning("serving a stale %s: %s", key, result.detail)
-            self.result = "stale"
-            await self._send_document(target, cached)
-            return
-        status = result.client_status
-        raise HTTPError(502 if status == 200 else status, "%s", result.detail)
-
-    async def _send_document(self, target: Target, cached: CachedFile) -> None:
+    async def _serve_document(self, cached: CachedFile) -> None:
         """A stored document: sent from the file as it is (a PyPI page,
         rewritten when stored), or read and finished for this client (an
         npm document)."""
-        document = target.document
+        document = self._target.document
         assert document is not None
-        self.context.store.touch(cached.path, cached.stat)
         result = cached.stat
         identity = (cached.path, result.st_ino, result.st_size, result.st_mtime_ns)
         store = self.context.store
         if document.learn is not None:
             document.learn(lambda: store.read_verified(cached), identity)
-        validators = self.context.meta.read(target.key, cached.stat)
+        validators = self._validators_of(cached)
         upstream_type = validators.content_type if validators else None
         if document.finish is None:
             representation, answer_headers = headers.document(
@@ -491,13 +444,10 @@ class CacheHandler(PageHandler):
             return
         with self._reading(cached):
             data = store.read_verified(cached)
-        await self._send_document_bytes(
-            target, data, result.st_mtime, upstream_type, identity
-        )
+        await self._serve_document_bytes(data, result.st_mtime, upstream_type, identity)
 
-    async def _send_document_bytes(
+    async def _serve_document_bytes(
         self,
-        target: Target,
         data: bytes,
         mtime: float,
         upstream_type: str | None,
@@ -506,7 +456,7 @@ class CacheHandler(PageHandler):
         """Answer a document's bytes, finished for this client (npm's
         tarball URLs), typed by its variant, with ``Vary: Accept`` and an
         ETag of its own per variant."""
-        document = target.document
+        document = self._target.document
         assert document is not None
         if document.finish is not None:
             data = await document.finish(data, identity)
@@ -515,15 +465,15 @@ class CacheHandler(PageHandler):
         )
         await self._respond(representation, answer_headers, MemoryBody(data))
 
-    async def _head_miss(self, key: CacheKey) -> None:
+    async def _ask_head(self) -> None:
         """HEAD of an uncached file: ask the sources with HEAD, fetch nothing."""
-        self.result = "miss"
+        target = self._target
         result = await self.context.upstream.fetch(
-            key, "HEAD", lambda _head: True, None, self._target.route
+            target.key, "HEAD", lambda _head: True, None, target.route
         )
         if result.outcome is not Outcome.COMPLETE or result.head is None:
             raise HTTPError(result.client_status, "%s", result.detail)
-        representation, file_headers = self._from_head(key, result.head)
+        representation, file_headers = self._from_head(result.head)
         await self._respond(representation, file_headers, None)
 
     async def _respond(

@@ -18,11 +18,14 @@ from tornado import httputil
 from tornado.httputil import HTTPServerRequest, ResponseStartLine
 
 from pkgcache.observe.accesslog import log_access
+from pkgcache.observe.results import Result
 from pkgcache.registries.fronts import KINDS as REGISTRY_KINDS
 from pkgcache.registries.targets import Target
-from pkgcache.repositories.freshness import serve_without_asking
+from pkgcache.repositories.freshness import Freshness
+from pkgcache.repositories.network import NetworkMode
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving import headers
+from pkgcache.serving.choice import Action, Situation, choose
 from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.decisions import Answer, decide
@@ -55,7 +58,7 @@ def small_hit(context: ServingContext, request: HTTPServerRequest) -> SmallHit |
         return None
     if cached is None or not SmallFiles.fits(cached.stat):
         return None
-    if rules.policy is Policy.VOLATILE and not _fresh(context, rules, key, cached):
+    if not _stored_copy_answers(context, rules, key, cached):
         return None
     settings = context.live.current
     if not allowed(request, settings.allow, settings.trusted_proxies):
@@ -111,8 +114,8 @@ class SmallHit(httputil.HTTPMessageDelegate):
         assert connection is not None
         # Logged and counted before the bytes go: whoever got the answer
         # finds its access line and its count.
-        context.metrics.request_done("hit", len(body), self.repository)
-        result = context.small_files.note(cached.path, cached.stat) or "hit"
+        context.metrics.request_done(Result.HIT, len(body), self.repository)
+        result = context.small_files.note(cached.path, cached.stat) or Result.HIT
         log_access(self.request, answer.status, len(body), result)
         # In flight until the bytes left, so a graceful stop waits for a
         # slow reader of a small hit as for any other request.
@@ -127,7 +130,7 @@ class SmallHit(httputil.HTTPMessageDelegate):
         response = httputil.HTTPHeaders()
         response["Server"] = headers.SERVER
         response["Date"] = headers.now_http_date()
-        response["X-Package-Cache"] = "hit"
+        response["X-Package-Cache"] = Result.HIT
         if answer.status in (200, 206):
             response.update(file_headers)
         elif answer.status == 304:
@@ -159,10 +162,22 @@ def _registry_file(
     )
 
 
-def _fresh(
+def _stored_copy_answers(
     context: ServingContext, rules: PathRules, key: CacheKey, cached: CachedFile
 ) -> bool:
-    validators = context.meta.read(key, cached.stat)
-    return serve_without_asking(
-        validators, rules.repository.settings, context.clock.now()
+    """Does the request choice (``choice.choose``) answer the stored copy?"""
+    volatile = rules.policy is Policy.VOLATILE
+    settings = rules.repository.settings
+    situation = Situation(
+        method="GET",
+        policy=rules.policy,
+        document=False,
+        private=False,
+        cached=True,
+        validators=context.meta.read(key, cached.stat) if volatile else None,
+        in_flight=False,
+        known_missing=False,
     )
+    now = context.clock.now()
+    choice = choose(situation, Freshness.of(settings), NetworkMode.of(settings), now)
+    return choice.action is Action.SERVE_STORED

@@ -14,10 +14,11 @@ import json
 from tornado.web import HTTPError, stream_request_body
 
 from pkgcache.observe.accesslog import escape
+from pkgcache.observe.results import Result
 from pkgcache.observe.snapshot import render_html, snapshot
 from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
-from pkgcache.serving.handler import PageHandler
+from pkgcache.serving.pages import PageHandler
 
 
 @stream_request_body
@@ -28,14 +29,14 @@ class StatusHandler(PageHandler):
 
     def initialize(self, context: ServingContext) -> None:  # type: ignore[override]
         self.context = context
-        self.result = "status"
+        self.result = Result.STATUS
 
     def prepare(self) -> None:
         settings = self.context.live.current
         page = self.path_kwargs.get("page")
         networks = settings.allow if page == "health" else settings.status_allow
         if not allowed(self.request, networks, settings.trusted_proxies):
-            self.result = "forbidden"
+            self.result = Result.FORBIDDEN
             raise HTTPError(
                 403,
                 "status pages are not open to %s",
