@@ -1,9 +1,10 @@
 """Defects seen through a real proxy: a small file changed in place while
-it is served."""
+it is served, a follower that leaves while the download pauses."""
 
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import threading
 import time
@@ -11,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Proxy
+from tests.conftest import Proxy, wait_until
+from tests.origin import content
 from tests.rawserver import RawServer
 
 INDEX = "/debian/dists/stable/InRelease"
@@ -106,3 +108,40 @@ def test_a_small_file_changed_in_place_is_never_sent_with_its_old_length(
         assert int(response.headers["Content-Length"]) == len(bodies[0])
     assert _stop_promptly(proxy) < 5
     assert "grace period over" not in proxy.log()
+
+
+def _partial_descriptors(proxy: Proxy) -> int:
+    """The proxy's descriptors open on files in the cache's partial folder."""
+    assert proxy.process is not None
+    folder = str(proxy.cache / ".partial") + os.sep
+    count = 0
+    fds = f"/proc/{proxy.process.pid}/fd"
+    for fd in os.listdir(fds):
+        try:
+            if os.readlink(f"{fds}/{fd}").startswith(folder):
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def test_a_follower_that_leaves_a_paused_download_lets_its_file_go(origin, make_proxy):
+    proxy = make_proxy([origin.source("stall")], stall_timeout=60)
+    size = 400_000
+    path = f"/files/{size}/paused.tar"
+    first = proxy.open(path)
+    assert first.status == 200
+    assert first.read(100_000) == content("paused.tar", size)[:100_000]
+    # The download's own descriptor and the first client's.
+    assert wait_until(lambda: _partial_descriptors(proxy) == 2)
+    # Past what the origin sent before it paused: this follower waits for
+    # bytes that do not come.
+    joiner = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    joiner.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nRange: bytes=300000-\r\n\r\n".encode()
+    )
+    assert joiner.recv(65536).startswith(b"HTTP/1.1 206")
+    assert _partial_descriptors(proxy) == 3
+    joiner.close()
+    assert wait_until(lambda: _partial_descriptors(proxy) == 2, timeout=5)
+    first.close()
