@@ -1,5 +1,6 @@
 """Defects seen through a real proxy: a small file changed in place while
-it is served, a follower that leaves while the download pauses."""
+it is served, a follower that leaves while the download pauses, free-space
+eviction that scans the cache when there is room."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +147,27 @@ def test_a_follower_that_leaves_a_paused_download_lets_its_file_go(origin, make_
     joiner.close()
     assert wait_until(lambda: _partial_descriptors(proxy) == 2, timeout=5)
     first.close()
+
+
+def _scans(proxy: Proxy) -> int:
+    return proxy.log().count("scanning the cache")
+
+
+@pytest.mark.parametrize("room", ["plenty", "short"])
+def test_free_space_is_checked_before_the_cache_is_scanned(
+    origin, make_proxy, tmp_path: Path, room
+):
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    # "short": more free space wanted than the disk has, so every
+    # download must make room (and finds nothing it may remove but the
+    # files of this test).
+    min_free = 1024 * 1024 if room == "plenty" else free + (1 << 40)
+    proxy = make_proxy([origin.source("ok")], min_free=min_free)
+    assert wait_until(lambda: _scans(proxy) == 1)  # the count at start-up
+    for name in ("one.tar", "two.tar", "three.tar"):
+        response = proxy.request(f"/files/5000/{name}")
+        assert response.body == content(name, 5000)
+    if room == "plenty":
+        assert _scans(proxy) == 1
+    else:
+        assert wait_until(lambda: _scans(proxy) >= 2)
