@@ -21,7 +21,15 @@ setup(
     python_requires=">=3.11",
     install_requires=["tornado>=6.5.7", "pycurl>=7.45.4", "prometheus_client>=0.17"],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "ruff", "build", "hypothesis", "uv"]
+        "test": [
+            "pytest>=8",
+            "pytest-timeout",
+            "ruff",
+            "mypy",
+            "build",
+            "hypothesis",
+            "uv",
+        ]
     },
     entry_points={"console_scripts": ["package-cache = pkgcache.cli:main"]},
     classifiers=[

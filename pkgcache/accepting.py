@@ -29,7 +29,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from tornado import gen
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
@@ -102,11 +101,7 @@ class Acceptor:
                 max_buffer_size=self.server.max_buffer_size,
                 read_chunk_size=self.server.read_chunk_size,
             )
-            future = self.server.handle_stream(stream, address)
-            if future is not None:
-                IOLoop.current().add_future(
-                    gen.convert_yielded(future), lambda f: f.result()
-                )
+            self.server.handle_stream(stream, address)
         except Exception:
             log.error("error in connection callback", exc_info=True)
             connection.close()
@@ -169,7 +164,7 @@ class _Listener:
             self.backoff = BACKOFF_FIRST
             log.warning(
                 "%s (%s): not accepting connections on %s for a moment",
-                _OUT_OF_RESOURCES.get(error.errno)
+                _OUT_OF_RESOURCES.get(error.errno or 0)
                 or f"accept() failed: {error.strerror or error}",
                 _descriptors(error.errno),
                 self.name,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from pkgcache import __version__, config
-from pkgcache.settings import Settings
+from pkgcache.settings import RepositorySettings, Settings
 
 EXIT_USAGE = 2
 T = TypeVar("T")
@@ -191,7 +191,7 @@ def verify_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if not os.path.isdir(args.cache):
         parser.error(f"--cache {args.cache} is not a folder")
-    repositories = ()
+    repositories: tuple[RepositorySettings, ...] = ()
     if args.config:
         try:
             settings = config.build(config.load_file(args.config), args.config)

@@ -51,8 +51,8 @@ class StartupError(Exception):
 def setup_logging(settings: Settings) -> None:
     """stderr by default, or syslog (facility daemon) as 0.2 did."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     if settings.syslog:
         if not os.path.exists("/dev/log"):
             raise StartupError("--syslog: /dev/log does not exist")

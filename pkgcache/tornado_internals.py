@@ -28,6 +28,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPConnection
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 
@@ -168,7 +169,12 @@ def _cork(stream: IOStream, on: bool) -> None:
 
 async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
     ready = loop.create_future()
-    loop.add_writer(fd, lambda: ready.done() or ready.set_result(None))
+
+    def woken() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(fd, woken)
     try:
         await asyncio.wait_for(ready, RECHECK_SECONDS)
     except TimeoutError:
@@ -197,7 +203,19 @@ def close_as_failure(connection: HTTPConnection) -> None:
     if close_delimited and sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    connection.close()
+    close(connection)
+
+
+def close(connection: HTTPConnection) -> None:
+    """Close a client's connection now. ``HTTPConnection`` (the interface
+    handlers see) has no ``close``; the server's connections are
+    ``HTTP1Connection``, which has."""
+    if isinstance(connection, HTTP1Connection):
+        connection.close()
+    else:
+        stream = getattr(connection, "stream", None)
+        if stream is not None:
+            stream.close()
 
 
 #: SO_LINGER on with a zero timeout: close() sends RST.
@@ -209,7 +227,7 @@ def set_stream_queue(curl: Any, size: int) -> bool:
     request (``curl`` as given to ``prepare_curl_callback``) before it
     pauses the transfer. False where tornado has no such queue (before
     6.6): it then never pauses, and there is nothing to tune."""
-    queue = getattr(curl, "info", {}).get("streaming_buffer")
+    queue: Any = getattr(curl, "info", {}).get("streaming_buffer")
     if not hasattr(queue, "max_buffer_size"):
         return False
     queue.max_buffer_size = size

@@ -14,12 +14,13 @@ and on the one IOLoop thread nothing can run between the check and the
 wait, so no wake-up is lost. A stream's own ``Event`` is set when one of
 its flushes completes or the download stops feeding it; the waiter runs
 on the next IOLoop iteration. Each stream keeps at most one flush in
-flight.
+flight. A client that leaves ends whichever of the two waits the stream
+is in.
 """
 
 from __future__ import annotations
 
-from asyncio import Future
+from asyncio import Future, ensure_future
 
 from tornado.iostream import StreamClosedError
 from tornado.locks import Event
@@ -66,6 +67,8 @@ class ClientStream:
         self._ahead = min(bound, FOLLOW_AHEAD)
         self._flushing: Future[None] | None = None
         self._wakeup = Event()
+        #: The download's ``progress`` wait a follower is in, if any.
+        self._waiting: Future[None] | None = None
         #: Set when a reader without a partial file to fall back on passed
         #: its bound: it cannot catch up, so it is cut.
         self._overflowed = False
@@ -86,10 +89,16 @@ class ClientStream:
                 self._file.close()
 
     def client_left(self) -> None:
-        """The client closed its connection: stop sending, keep downloading."""
+        """The client closed its connection: stop sending, keep downloading.
+        Whatever the stream waits on ends now (its own event, or the
+        download's next batch), so its descriptor on the partial file is
+        closed at once, not at the next batch."""
         self.output.closed = True
         self.state = ReaderState.DONE
         self.wake()
+        waiting = self._waiting
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     def feed(self, chunks: list[bytes], size: int) -> None:
         """A batch from the download, while LIVE.
@@ -156,8 +165,24 @@ class ClientStream:
                 continue
             if download.storage_failed or self._file is None:
                 return False  # bytes it needs are in no file
-            await download.progress.wait()
+            await self._progress()
         return False
+
+    async def _progress(self) -> None:
+        """Wait for the download's next batch or its end, or for this
+        client to leave: both resolve the one future waited on."""
+        waiting: Future[None] = Future()
+        self._waiting = waiting
+
+        def notified(_done: object) -> None:
+            if not waiting.done():
+                waiting.set_result(None)
+
+        ensure_future(self.download.progress.wait()).add_done_callback(notified)
+        try:
+            await waiting
+        finally:
+            self._waiting = None
 
     def _stop_live(self) -> None:
         if self.state is ReaderState.LIVE:

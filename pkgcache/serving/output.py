@@ -116,7 +116,7 @@ class ClientOutput:
     def close(self) -> None:
         """The client left: close our side too, quietly."""
         self.closed = True
-        self.connection.close()
+        tornado_internals.close(self.connection)
 
     def cut(self) -> None:
         """End the response without a clean end (our side failed), in a way

@@ -47,9 +47,24 @@ class OutsideCache(StoreError):
     """The path resolves outside the cache root (through a symlink)."""
 
 
+class FileChanged(OSError):
+    """The file opened is not the one the look-up saw: replaced, or
+    changed in place (another size or mtime). Its bytes must not be sent
+    under headers made from the look-up's stat; an ``OSError``, so callers
+    that answer a file culled meanwhile with 503, or send the request down
+    the general path, do the same here."""
+
+
 class PathConflict(StoreError):
     """The key collides with the cache's own layout (a file where a folder
     must be, or the other way round)."""
+
+
+def identity(result: os.stat_result) -> tuple[int, int, int, int]:
+    """What makes two stats the same version of a file: device, inode,
+    size and mtime (the access time changes on every hit, the mtime is the
+    upstream's date and changes with the bytes)."""
+    return (result.st_dev, result.st_ino, result.st_size, result.st_mtime_ns)
 
 
 class CacheStore:
@@ -141,21 +156,20 @@ class CacheStore:
 
         The look-up's folder check is remembered, and another process may
         swap a folder for a symlink out of the cache afterwards, so every
-        file is checked again once opened, where no swap can follow: the
-        descriptor must be the inode the look-up saw, and its real path
-        (what the kernel says it opened) must lie under the root. Returns
-        a descriptor the caller closes; raises ``OutsideCache`` or
-        ``OSError``.
+        file is checked again once opened, where no swap can follow: its
+        real path (what the kernel says it opened) must lie under the root,
+        else ``OutsideCache``. It must also be the very file the look-up
+        saw, since the caller's headers (length, ETag) come from
+        ``cached.stat``: the same inode, size and mtime, else
+        ``FileChanged``. Returns a descriptor the caller closes; raises
+        ``OutsideCache`` or ``OSError`` (``FileChanged`` included).
         """
         fd = os.open(cached.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            opened = os.fstat(fd)
-            same = (opened.st_dev, opened.st_ino) == (
-                cached.stat.st_dev,
-                cached.stat.st_ino,
-            )
-            if not same or not self._inside_root(self._real_path(fd, cached.path)):
+            if not self._inside_root(self._real_path(fd, cached.path)):
                 raise OutsideCache(f"{cached.path} leads out of the cache")
+            if identity(os.fstat(fd)) != identity(cached.stat):
+                raise FileChanged(f"{cached.path} changed since it was looked up")
         except BaseException:
             os.close(fd)
             raise

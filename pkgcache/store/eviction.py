@@ -5,9 +5,11 @@ A pass scans the whole cache, so it runs in a worker thread; requests never
 wait for it. Passes run every ``cull_interval`` while a bound is set (a
 reload that sets, changes or clears the bounds reschedules them) and when a
 download of known size would cross a bound: room is made while the download
-streams, so it is stored into space already freed. The first pass also
-counts the cache for ``CacheUsage``, which publishes and evictions keep up
-to date without touching the disk; eviction decides from that count.
+streams, so it is stored into space already freed. Whether it would is
+told without a scan: from the count below and the file system's free
+space. The first pass also counts the cache for ``CacheUsage``, which
+publishes and evictions keep up to date without touching the disk;
+eviction decides from that count.
 """
 
 from __future__ import annotations
@@ -76,12 +78,29 @@ class Evictor:
 
     def make_room(self, incoming: int, path: str) -> None:
         """A download of ``incoming`` bytes for ``path`` begins: evict now if
-        it would cross max_size or min_free."""
+        it would cross max_size or min_free.
+
+        Both are checked without a scan: max_size against ``CacheUsage``,
+        min_free with one ``statvfs``. Only a download that would cross one
+        starts a pass (which scans the whole cache)."""
         settings = self.live.current
-        if not (settings.max_size or settings.min_free):
-            return
-        if settings.min_free or self.usage.bytes + incoming > settings.max_size:
+        too_big = (
+            bool(settings.max_size) and self.usage.bytes + incoming > settings.max_size
+        )
+        too_full = bool(settings.min_free) and not self._free(
+            settings.min_free + incoming
+        )
+        if too_big or too_full:
             self.run_pass(incoming, path)
+
+    def _free(self, wanted: int) -> bool:
+        """Has the cache's file system ``wanted`` bytes free? When that
+        cannot be told, no: the pass finds out."""
+        try:
+            return cull.free_bytes(self.root) >= wanted
+        except OSError as error:
+            log.debug("cannot tell the free space of %s: %s", self.root, error)
+            return False
 
     def run_pass(self, reserve: int = 0, path: str | None = None) -> None:
         if self._running:
@@ -93,6 +112,7 @@ class Evictor:
 
     async def _pass(self, reserve: int, path: str | None) -> None:
         settings = self.live.current
+        log.debug("scanning the cache (making room for %d bytes)", reserve)
         try:
             result, _victims = await IOLoop.current().run_in_executor(
                 None,

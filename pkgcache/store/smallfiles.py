@@ -1,9 +1,12 @@
 """Keep the bytes of small cached files in memory.
 
 A small hit is bound by per-request work, and opening and reading the
-file is a large part of it. Cached files never change in place (a new download
-replaces the file, giving it a new inode), so an entry is valid while the
-stat the hit already did shows the same inode, size and mtime.
+file is a large part of it. A new download replaces a file (a new inode),
+so an entry is valid while the stat the hit already did shows the same
+inode, size and mtime. Another process may still change a file in place
+(the cache doubles as a DISTDIR): a file read from disk must be the one
+that stat describes, or the read fails (``FileChanged``), since the
+caller's headers (length, ETag) come from that stat.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable
 
+from pkgcache.store.cache import FileChanged, identity
+
 #: Opens the file for reading and returns a descriptor (the store's
-#: confined open).
+#: confined open, which refuses a file that is not the looked-up one).
 Opener = Callable[[], int]
 
 #: Files up to this size are kept in memory...
@@ -28,7 +33,7 @@ class SmallFiles:
     def __init__(self, budget: int = MEMORY_BUDGET) -> None:
         self.budget = budget
         self.size = 0
-        self._entries: OrderedDict[str, tuple[tuple[int, int, int], bytes]] = (
+        self._entries: OrderedDict[str, tuple[tuple[int, int, int, int], bytes]] = (
             OrderedDict()
         )
         self._notes: dict[str, str] = {}
@@ -48,10 +53,18 @@ class SmallFiles:
         memory when the entry is that same inode, else read through
         ``open_file`` (the store's confined open). ``describe()``, asked
         only when the file is read from disk, gives a note kept with the
-        bytes (``note``): what the access line says of the file."""
-        identity = (result.st_ino, result.st_size, result.st_mtime_ns)
+        bytes (``note``): what the access line says of the file.
+
+        The bytes returned are always ``result.st_size`` long and of the
+        file ``result`` describes, since the caller's headers come from
+        ``result``. ``open_file`` must refuse another file (the store's
+        raises ``FileChanged`` for another inode, size or mtime); bytes of
+        another length raise ``FileChanged`` here. The caller answers
+        that as a file culled meanwhile (503), or looks the path up again
+        and takes the new stat with the new bytes."""
+        seen = identity(result)
         entry = self._entries.get(path)
-        if entry is not None and entry[0] == identity:
+        if entry is not None and entry[0] == seen:
             self._entries.move_to_end(path)
             return entry[1]
         fd = open_file()
@@ -60,9 +73,9 @@ class SmallFiles:
         finally:
             os.close(fd)
         if len(data) != result.st_size:
-            return data  # changed under us: serve it, do not keep it
+            raise FileChanged(f"{path} changed while read")
         self._forget(path)
-        self._entries[path] = (identity, data)
+        self._entries[path] = (seen, data)
         if describe is not None:
             note = describe()
             if note is not None:
@@ -75,8 +88,7 @@ class SmallFiles:
     def note(self, path: str, result: os.stat_result) -> str | None:
         """The note kept with the bytes of this very file, if any."""
         entry = self._entries.get(path)
-        identity = (result.st_ino, result.st_size, result.st_mtime_ns)
-        if entry is None or entry[0] != identity:
+        if entry is None or entry[0] != identity(result):
             return None
         return self._notes.get(path)
 
