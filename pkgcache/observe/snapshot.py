@@ -27,8 +27,8 @@ def snapshot(
 ) -> dict[str, Any]:
     """The status as plain data: from counters and the registry, no disk.
     ``started``: when the daemon started, by ``clock.now()``."""
-    requests = {
-        r: int(metrics.value("pkgcache_requests_total", result=r)) for r in RESULTS
+    requests: dict[str, int] = {
+        str(r): int(metrics.value("pkgcache_requests_total", result=r)) for r in RESULTS
     }
     served = ("hit", "miss", "joined", "revalidated", "refreshed", "stale", "pass")
     answered = sum(requests[result] for result in served)

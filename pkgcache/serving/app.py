@@ -22,9 +22,11 @@ class CacheApplication(Application):
         super().__init__(*args, **kwargs)
         self.context = context
 
-    def find_handler(
+    def find_handler(  # type: ignore[override]
         self, request: httputil.HTTPServerRequest, **kwargs: Any
     ) -> httputil.HTTPMessageDelegate:
+        """A small hit answers without a handler; tornado's ``_execute``
+        is only ever called on what ``super().find_handler`` gives."""
         return small_hit(self.context, request) or super().find_handler(
             request, **kwargs
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pkgcache.batches import IOV_MAX, without_first
 from pkgcache.store.paths import CacheKey
@@ -56,7 +56,7 @@ class PartialFile:
     def open(self) -> bool:
         return self._fd >= 0
 
-    def write(self, chunks: list[bytes], size: int) -> None:
+    def write(self, chunks: Sequence[bytes | memoryview], size: int) -> None:
         """Append a batch with as few ``writev`` calls as the OS allows.
         Raises ``OSError`` (disk full, I/O error); ``written`` counts what
         reached the file before it."""
