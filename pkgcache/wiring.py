@@ -30,6 +30,7 @@ from pkgcache.settings import LiveSettings, Settings, display_source
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.cull import CullResult
 from pkgcache.store.eviction import Evictor
+from pkgcache.store.keeping import Keeping
 from pkgcache.store.meta import MetaStore
 from pkgcache.store.smallfiles import SmallFiles
 from pkgcache.store.usage import CacheUsage
@@ -62,7 +63,7 @@ def build(settings: Settings) -> Parts:
     store = CacheStore(settings.cache)
     upstream = Upstream(live, on_attempt=metrics.fetch_done)
     meta = MetaStore(store.root)
-    downloads = Downloads(store, upstream, live, meta, clock)
+    downloads = Downloads(store, upstream, live, Keeping(store, meta, clock), clock)
     repositories = Repositories(settings.all_repositories)
     digests = DigestBook()
     live.on_change(lambda _old, new: repositories.update(new.all_repositories))

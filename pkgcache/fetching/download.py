@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import enum
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,8 +36,9 @@ from pkgcache.fetching.upstream import (
     Upstream,
 )
 from pkgcache.settings import LiveSettings, display_source
-from pkgcache.store.cache import CacheStore, StoreError
-from pkgcache.store.meta import MetaStore, Validators
+from pkgcache.store.cache import CacheStore
+from pkgcache.store.keeping import Keeping
+from pkgcache.store.meta import Validators
 from pkgcache.store.partial import PartialFile, PartialReader
 from pkgcache.store.paths import CacheKey
 
@@ -118,17 +118,17 @@ class Download:
         stored: bool = True,
         fits: Callable[[int], bool] | None = None,
         plan: FetchPlan | None = None,
-        meta: MetaStore | None = None,
+        keeping: Keeping | None = None,
         clock: Clock | None = None,
     ) -> None:
         """``stored`` False: a pass-through for one client, with no partial
         file (the cache cannot take it). ``fits(size)`` False: a complete
         file of that size must not be stored (see ``do_not_keep``).
-        ``meta`` records validators when the plan asks for it."""
+        ``keeping`` publishes, confirms and removes what it stores."""
         self.key = key
         self.clock = clock or Clock()
         self.plan = plan or FetchPlan()
-        self._meta = meta
+        self._keeping = keeping
         #: True when a revalidation was answered 304: the stored copy stays.
         self.not_modified = False
         self.state = State.CONNECTING
@@ -499,12 +499,11 @@ class Download:
         self.not_modified = result.outcome is Outcome.NOT_MODIFIED
         done = result.outcome in (Outcome.COMPLETE, Outcome.NOT_MODIFIED)
         self.state = State.DONE if done else State.FAILED
-        if self.not_modified:
-            self._confirm_stored_copy()
-        elif result.outcome is Outcome.NOT_FOUND and self.plan.revalidating:
-            self._store.remove(self.key)  # gone upstream: the copy goes too
-            if self._meta is not None:
-                self._meta.forget(self.key)
+        gone = result.outcome is Outcome.NOT_FOUND and self.plan.revalidating
+        if self._keeping is not None and self.not_modified:
+            self._keeping.confirm(self.key)
+        elif self._keeping is not None and gone:
+            self._keeping.gone(self.key)
         if self._partial is not None:
             self._publish_or_discard(self._partial)
         if self.state is State.FAILED and self.head is not None:
@@ -521,52 +520,31 @@ class Download:
     def _publish_or_discard(self, partial: PartialFile) -> None:
         if self._fits is not None and not self._fits(self.received):
             self.do_not_keep("larger than max_size")
-        if self.state is State.DONE and self.keep and not self.storage_failed:
-            try:
-                mtime = self.head.last_modified if self.head else None
-                final = partial.publish(self.key, mtime)
-                self.published = True
-                self._store.storage_works()
-                self._record_validators(final)
-                return
-            except StoreError as error:
-                log.error("cannot store %s: %s", self.key, error)
+        storable = self.keep and not self.storage_failed
+        if self.state is State.DONE and storable and self._keeping is not None:
+            mtime = self.head.last_modified if self.head else None
+            self.published = self._keeping.publish(
+                partial, self.key, mtime, self._record()
+            )
+            return
         partial.discard()
 
-    def _record_validators(self, final: str) -> None:
-        """For a volatile file: what to revalidate it with, and when; for
-        a verified one, the digest it matched."""
+    def _record(self) -> Validators | None:
+        """What is recorded beside the published file: a volatile file's
+        validators (what to revalidate it with, and when), a verified
+        file's digest; None when neither."""
         wanted = self.plan.record_validators or self.verified is not None
-        if not wanted or self._meta is None or self.head is None:
-            return
-        try:
-            result = os.stat(final)
-        except OSError:
-            return
+        if not wanted or self.head is None:
+            return None
         headers = self.head.headers
-        source = self.result.source if self.result is not None else None
-        self._meta.write(
-            self.key,
-            result,
-            Validators(
-                headers.get("ETag"),
-                headers.get("Last-Modified"),
-                source,
-                self.clock.now(),
-                headers.get("Content-Type"),
-                str(self.verified) if self.verified else None,
-            ),
+        return Validators(
+            headers.get("ETag"),
+            headers.get("Last-Modified"),
+            self.result.source if self.result is not None else None,
+            self.clock.now(),
+            headers.get("Content-Type"),
+            str(self.verified) if self.verified else None,
         )
-
-    def _confirm_stored_copy(self) -> None:
-        """A 304: the stored copy is current; it is fresh from now on."""
-        if self._meta is None:
-            return
-        try:
-            result = os.stat(self._store.final_path(self.key))
-        except OSError:
-            return
-        self._meta.confirmed(self.key, result, self.clock.now())
 
 
 async def _wait(event: Event, timeout: float | None) -> bool:

@@ -17,7 +17,7 @@ from pkgcache.fetching.download import Download, FetchPlan
 from pkgcache.fetching.upstream import Outcome, Upstream
 from pkgcache.settings import LiveSettings
 from pkgcache.store.cache import CacheStore
-from pkgcache.store.meta import MetaStore
+from pkgcache.store.keeping import Keeping
 from pkgcache.store.paths import CacheKey
 
 DownloadListener = Callable[[Download], None]
@@ -35,12 +35,12 @@ class Downloads:
         store: CacheStore,
         upstream: Upstream,
         live: LiveSettings,
-        meta: MetaStore | None = None,
+        keeping: Keeping | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.clock = clock or Clock()
         self.store = store
-        self.meta = meta
+        self.keeping = keeping
         self.upstream = upstream
         self.live = live
         self.on_begin: list[DownloadListener] = []
@@ -81,7 +81,7 @@ class Downloads:
             self._forget,
             fits=self.fits,
             plan=plan,
-            meta=self.meta,
+            keeping=self.keeping,
             clock=self.clock,
         )
         self._active[key] = download
