@@ -63,6 +63,16 @@ class RepositorySettings:
     #: the documents it serves; None: from each request's Host.
     public_url: str | None = None
 
+    @property
+    def prefix_segments(self) -> tuple[str, ...]:
+        """The prefix as path segments (``/debian/`` -> ``("debian",)``)."""
+        return split_prefix(self.prefix)
+
+
+def split_prefix(prefix: str) -> tuple[str, ...]:
+    """A URL path prefix as its non-empty segments."""
+    return tuple(part for part in prefix.split("/") if part)
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -57,7 +57,7 @@ def verify(
         for path in files
     }
     repos = sorted(
-        ((tuple(p for p in r.prefix.split("/") if p), r) for r in repositories),
+        ((r.prefix_segments, r) for r in repositories),
         key=lambda item: -len(item[0]),
     )
 

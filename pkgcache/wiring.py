@@ -114,10 +114,7 @@ def build(settings: Settings) -> Parts:
 
     indexer.scan(
         store.root,
-        [
-            (repo.kind, tuple(part for part in repo.prefix.split("/") if part))
-            for repo in settings.all_repositories
-        ],
+        [(repo.kind, repo.prefix_segments) for repo in settings.all_repositories],
     )
     downloads.on_end.append(index_stored)
     downloads.fits = evictor.could_fit

@@ -52,7 +52,7 @@ class Repository:
 
     @classmethod
     def of(cls, settings: RepositorySettings) -> Repository:
-        return cls(settings, tuple(part for part in settings.prefix.split("/") if part))
+        return cls(settings, settings.prefix_segments)
 
 
 @dataclass(frozen=True, slots=True)
