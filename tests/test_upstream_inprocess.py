@@ -19,6 +19,7 @@ from pkgcache.fetching.upstream import Route, Upstream
 from pkgcache.serving.clientstream import ClientStream
 from pkgcache.settings import LiveSettings
 from pkgcache.store.cache import CacheStore
+from pkgcache.store.meta import Validators
 from pkgcache.store.paths import cache_key
 from tests.scripted import (
     CUT,
@@ -133,6 +134,36 @@ def test_404_and_410_from_every_source_are_not_found(tmp_path, status):
     assert result.outcome is Outcome.NOT_FOUND
     assert result.client_status == 404
     assert heard.events == []
+
+
+@pytest.mark.parametrize(
+    ("status", "client_status"),
+    [(403, 502), (408, 502), (429, 503), (500, 502), (503, 503)],
+)
+def test_other_refusals_are_failures_and_the_next_source_is_asked(
+    tmp_path, status, client_status
+):
+    refusal = [head(status, {"Retry-After": "7"}), Chunk(b"busy")]
+    result, heard, transport = fetch(tmp_path, {URL_A: [refusal], URL_B: [refusal]})
+    assert result.outcome is Outcome.FAILED
+    assert result.client_status == client_status
+    assert result.retry_after == ("7" if client_status == 503 else None)
+    assert transport.asked(URL_B) == 1
+    assert heard.events == []
+
+
+def test_a_rate_limited_source_is_passed_over_for_the_next(tmp_path):
+    result, heard, _ = fetch(tmp_path, {URL_A: [[head(429)]], URL_B: [ok(BODY)]})
+    assert result.outcome is Outcome.COMPLETE
+    assert result.source == B
+    assert heard.body == BODY
+
+
+def test_one_source_gone_and_one_failing_is_a_failure_not_a_miss(tmp_path):
+    result, _, _ = fetch(tmp_path, {URL_A: [[head(404)]], URL_B: [[head(500)]]})
+    assert result.outcome is Outcome.FAILED
+    result, _, _ = fetch(tmp_path, {URL_A: [[head(429)]], URL_B: [[head(404)]]})
+    assert result.outcome is Outcome.FAILED
 
 
 def test_a_body_that_breaks_is_broken_and_no_other_source_is_asked(tmp_path):
@@ -308,6 +339,31 @@ def test_a_download_that_breaks_past_its_resumes_is_never_published(tmp_path):
     assert body == BODY[: len(body)] and len(body) < len(BODY)
     assert download.state is State.FAILED and not download.published
     assert store.lookup(KEY) is None
+
+
+def test_a_revalidation_answered_429_keeps_the_stored_copy(tmp_path):
+    transport = ScriptedTransport(
+        {URL_A: [[head(429, {"Retry-After": "60"})]], URL_B: [[head(429)]]}
+    )
+    plan = FetchPlan(
+        route=Route((A, B), KEY.url_path),
+        revalidating=Validators('"v1"', None, A, 0.0),
+    )
+
+    async def run() -> tuple[Download, CacheStore]:
+        download, store = make_download(tmp_path, transport, plan)
+        final = Path(store.final_path(KEY))
+        final.parent.mkdir(parents=True)
+        final.write_bytes(b"stored copy")
+        download.start()
+        await download.wait_for_end(5)
+        return download, store
+
+    download, store = asyncio.run(run())
+    assert download.result is not None
+    assert download.result.outcome is Outcome.FAILED
+    assert download.result.client_status == 503
+    assert Path(store.final_path(KEY)).read_bytes() == b"stored copy"
 
 
 def test_scripted_errors_keep_their_kind(tmp_path):

@@ -10,9 +10,10 @@ and classifies how it ended (``FetchResult``):
 - the expected status (200, or 206 for a resume), accepted by ``on_head``:
   COMPLETE, or BROKEN when the body broke off;
 - 304 to a conditional request: NOT_MODIFIED;
-- any other 4xx: NOT_FOUND;
-- every other status, a refused connection or a response refused as
-  malformed or too large: FAILED, the next source is asked;
+- 404 and 410: NOT_FOUND, the only answers that mean "gone";
+- every other status (403, 408, 429, 5xx...), a refused connection or a
+  response refused as malformed or too large: FAILED, the next source is
+  asked;
 - no byte for ``stall_timeout`` before the head: TIMEOUT.
 """
 
@@ -41,6 +42,9 @@ ChunkCallback = Callable[[bytes], None]
 
 #: Request headers that make a request conditional (a 304 may answer it).
 CONDITIONAL_HEADERS = ("If-None-Match", "If-Modified-Since")
+#: Statuses that say the file is not there: remembered, and a stored copy
+#: of it goes. Anything else that is not the file is a failure of the source.
+GONE = (404, 410)
 
 
 def _accept_any(_head: ResponseHead) -> bool:
@@ -154,7 +158,7 @@ class Attempt:
             return Outcome.FAILED, "refused by the cache"
         if head.status == self.spec.expected_status:  # not a file
             return Outcome.NOT_FOUND, "a folder, not a file"
-        if 400 <= head.status < 500:
+        if head.status in GONE:
             return Outcome.NOT_FOUND, f"HTTP {head.status}"
         return Outcome.FAILED, f"HTTP {head.status}"
 

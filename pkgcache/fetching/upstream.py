@@ -113,11 +113,12 @@ class Upstream:
         """Try the sources of ``route`` in order until one gives a 200 for
         ``key`` (default: the top-level sources, the key's own path).
 
-        A 4xx, a 5xx, a refused connection or a timeout before the response
-        head moves on to the next source. Once ``on_head`` accepted a
-        response, a failure ends the fetch (BROKEN): its bytes already went
-        to clients. All sources saying 4xx is NOT_FOUND; otherwise the last
-        failure decides between TIMEOUT and FAILED. With ``conditional``
+        Any failure before the response head is accepted (a 403, 429 or
+        5xx, a refused connection, a timeout) moves on to the next source.
+        Once ``on_head`` accepted a response, a failure ends the fetch
+        (BROKEN): its bytes already went to clients. Every source saying
+        404 or 410 is NOT_FOUND (only those mean "gone"); otherwise the
+        last failure decides between TIMEOUT and FAILED. With ``conditional``
         headers (If-None-Match, If-Modified-Since), a 304 ends the fetch
         as NOT_MODIFIED; other headers in it (a registry's Accept) are sent
         as they are.
