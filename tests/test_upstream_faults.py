@@ -138,3 +138,28 @@ def test_a_revalidation_answered_429_serves_and_keeps_the_stale_copy(
     assert header(origin.requests[1], "If-None-Match") == '"v1"'
     fresh = proxy.request(path)
     assert (fresh.status, fresh.body) == (200, b"version 2\n")
+
+
+def test_a_304_naming_another_etag_is_no_confirmation_the_file_is_fetched_again(
+    make_proxy, origins
+):
+    """RFC 9111 section 4.3.4: a 304 whose strong ETag is not the one asked
+    about does not describe the stored copy."""
+    versions = iter([b"version 1\n", b"version 2\n"])
+
+    def answer(head: bytes) -> Answer:
+        if header(head, "If-None-Match") is not None:
+            return 304, {"ETag": '"v2"'}, b""
+        body = next(versions)
+        return 200, {"ETag": f'"v{body[8:9].decode()}"'}, body
+
+    origin = scripted(origins, chooser=answer)
+    proxy: Proxy = make_proxy([], repository=[debian(origin.url, fresh_for="60s")])
+    path = f"/debian/{INDEX}"
+    assert proxy.request(path).body == b"version 1\n"
+    proxy.advance(120)
+    again = proxy.request(path)
+    assert (again.status, again.body) == (200, b"version 2\n")
+    assert proxy.cached(path).read_bytes() == b"version 2\n"
+    assert header(origin.requests[1], "If-None-Match") == '"v1"'
+    assert header(origin.requests[2], "If-None-Match") is None

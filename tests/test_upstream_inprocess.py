@@ -202,6 +202,20 @@ def test_a_304_to_a_conditional_request_is_not_modified(tmp_path):
     assert transport.requests[0].headers["If-None-Match"] == '"v1"'
 
 
+def test_a_304_with_another_strong_etag_is_fetched_again_unconditionally(tmp_path):
+    sent = {"If-None-Match": '"v1"', "If-Modified-Since": "x", "Accept": "a/b"}
+    answers = {URL_A: [[head(304, {"ETag": '"v2"'})], ok(BODY, {"ETag": '"v2"'})]}
+    result, heard, transport = fetch(tmp_path, answers, conditional=sent)
+    assert result.outcome is Outcome.COMPLETE
+    assert heard.body == BODY
+    again = transport.requests[1].headers
+    assert "If-None-Match" not in again and "If-Modified-Since" not in again
+    assert again["Accept"] == "a/b"
+    weak = {URL_A: [[head(304, {"ETag": 'W/"v2"'})]]}
+    result, _, _ = fetch(tmp_path, weak, conditional=sent)
+    assert result.outcome is Outcome.NOT_MODIFIED  # a weak ETag still confirms
+
+
 def test_a_refusal_by_the_cache_moves_on(tmp_path):
     result, _, transport = fetch(
         tmp_path, {URL_A: [ok(BODY)], URL_B: [ok(BODY)]}, received=Received(False)

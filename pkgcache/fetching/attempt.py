@@ -9,7 +9,9 @@ and classifies how it ended (``FetchResult``):
 
 - the expected status (200, or 206 for a resume), accepted by ``on_head``:
   COMPLETE, or BROKEN when the body broke off;
-- 304 to a conditional request: NOT_MODIFIED;
+- 304 to a conditional request: NOT_MODIFIED, unless it names another
+  strong ETag than the one asked about (RFC 9111 section 4.3.4: it then
+  confirms nothing; FAILED, and the upstream asks again unconditionally);
 - 404 and 410: NOT_FOUND, the only answers that mean "gone";
 - every other status (403, 408, 429, 5xx...), a refused connection or a
   response refused as malformed or too large: FAILED, the next source is
@@ -75,6 +77,25 @@ class AttemptSpec:
     @property
     def conditional(self) -> bool:
         return asks_if_changed(self.headers)
+
+    def unconditional(self) -> AttemptSpec:
+        """The same attempt without its "changed since?" headers."""
+        headers = {
+            name: value
+            for name, value in self.headers.items()
+            if name not in CONDITIONAL_HEADERS
+        }
+        return AttemptSpec(
+            self.source,
+            self.path,
+            self.method,
+            self.on_head,
+            self.on_chunk,
+            headers,
+            self.expected_status,
+            "fetch",
+            self.offset,
+        )
 
 
 @dataclass(frozen=True)
@@ -153,7 +174,9 @@ class Attempt:
     def _refusal(self, head: ResponseHead) -> tuple[Outcome, str]:
         """A complete head that was not accepted: what it means."""
         if head.status == 304 and self.spec.conditional:
-            return Outcome.NOT_MODIFIED, "HTTP 304"
+            if _confirms(self.spec.headers, head):
+                return Outcome.NOT_MODIFIED, "HTTP 304"
+            return Outcome.FAILED, "HTTP 304 with another ETag than asked about"
         if self._refused_by_cache:
             return Outcome.FAILED, "refused by the cache"
         if head.status == self.spec.expected_status:  # not a file
@@ -238,6 +261,17 @@ class Attempt:
 def asks_if_changed(headers: Mapping[str, str]) -> bool:
     """True for a conditional request (a 304 may answer it)."""
     return any(name in headers for name in CONDITIONAL_HEADERS)
+
+
+def _confirms(sent: Mapping[str, str], head: ResponseHead) -> bool:
+    """Whether a 304 confirms the copy asked about: not when it carries a
+    strong ETag that is none of those sent in If-None-Match (RFC 9111
+    section 4.3.4: a strong validator identifies the representation)."""
+    etag = head.headers.get("ETag", "").strip()
+    asked = sent.get("If-None-Match")
+    if not etag or etag.startswith("W/") or asked is None:
+        return True
+    return etag in (tag.strip() for tag in asked.split(","))
 
 
 def _framing_is_ambiguous(head: ResponseHead) -> bool:

@@ -120,8 +120,9 @@ class Upstream:
         404 or 410 is NOT_FOUND (only those mean "gone"); otherwise the
         last failure decides between TIMEOUT and FAILED. With ``conditional``
         headers (If-None-Match, If-Modified-Since), a 304 ends the fetch
-        as NOT_MODIFIED; other headers in it (a registry's Accept) are sent
-        as they are.
+        as NOT_MODIFIED, unless it named another ETag: that source is then
+        asked again without them; other headers in it (a registry's
+        Accept) are sent as they are.
         """
         route = route or Route(self.live.current.sources, key.url_path)
         headers = conditional or {}
@@ -133,6 +134,8 @@ class Upstream:
                 source, path, method, on_head, on_chunk, headers, what=what
             )
             last = await self._try(key, spec)
+            if _refuted(spec, last):
+                last = await self._try(key, spec.unconditional())
             if last.outcome in _FINAL:
                 return last
             all_not_found = all_not_found and last.outcome is Outcome.NOT_FOUND
@@ -239,3 +242,14 @@ class Upstream:
             ca_file=settings.ca_file or None,
             body_limit=limit - offset if limit else None,
         )
+
+
+def _refuted(spec: AttemptSpec, result: FetchResult) -> bool:
+    """A conditional request answered 304 with another strong ETag than
+    asked about: not a confirmation (``attempt._confirms``)."""
+    return (
+        spec.conditional
+        and result.outcome is Outcome.FAILED
+        and result.head is not None
+        and result.head.status == 304
+    )
