@@ -216,6 +216,26 @@ def test_a_304_with_another_strong_etag_is_fetched_again_unconditionally(tmp_pat
     assert result.outcome is Outcome.NOT_MODIFIED  # a weak ETag still confirms
 
 
+def test_a_file_over_max_file_size_is_refused_once_for_all_sources(tmp_path):
+    result, heard, transport = fetch(
+        tmp_path, {URL_A: [ok(BODY)], URL_B: [ok(BODY)]}, max_file_size=1000
+    )
+    assert result.outcome is Outcome.TOO_LARGE
+    assert result.client_status == 502
+    assert heard.events == []
+    assert transport.asked(URL_B) == 0
+
+
+def test_a_body_of_unknown_length_over_max_file_size_is_cut(tmp_path):
+    answer = [head(200), *chunks(BODY)]
+    result, heard, transport = fetch(
+        tmp_path, {URL_A: [answer], URL_B: [answer]}, max_file_size=20000
+    )
+    assert result.outcome is Outcome.TOO_LARGE
+    assert len(heard.body) <= 20000
+    assert transport.asked(URL_B) == 0
+
+
 def test_a_refusal_by_the_cache_moves_on(tmp_path):
     result, _, transport = fetch(
         tmp_path, {URL_A: [ok(BODY)], URL_B: [ok(BODY)]}, received=Received(False)

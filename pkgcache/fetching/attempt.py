@@ -14,9 +14,9 @@ and classifies how it ended (``FetchResult``):
   confirms nothing; FAILED, and the upstream asks again unconditionally);
 - 404 and 410: NOT_FOUND, the only answers that mean "gone";
 - every other status (403, 408, 429, 5xx...), a refused connection or a
-  response refused as malformed or too large: FAILED, the next source is
-  asked;
-- no byte for ``stall_timeout`` before the head: TIMEOUT.
+  response refused as malformed: FAILED, the next source is asked;
+- no byte for ``stall_timeout`` before the head: TIMEOUT;
+- longer than the size limit (by Content-Length, or by counting): TOO_LARGE.
 """
 
 from __future__ import annotations
@@ -156,10 +156,12 @@ class Attempt:
     def _classify(self, error: TransportError | None) -> tuple[Outcome, str]:
         head = self._head
         answered = error is None or error.kind is ErrorKind.ABORTED
+        if self._too_big:
+            size = head.content_length if head is not None else None
+            known = f"{size} bytes, " if size is not None else ""
+            return Outcome.TOO_LARGE, f"{known}larger than max_file_size"
         if self._malformed:
             return Outcome.FAILED, self._malformed
-        if self._too_big:
-            return Outcome.FAILED, "larger than max_file_size"
         if self._accepted:
             assert head is not None
             if error is None:
@@ -227,9 +229,13 @@ class Attempt:
         is_folder = urllib.parse.urlsplit(head.url).path.endswith("/")
         listing = is_folder and not asked_folder
         accepted = head.status == self.spec.expected_status and not listing
+        limit = self.limits.body_limit
         if accepted and _framing_is_ambiguous(head):
             accepted = False
             self._malformed = "both Transfer-Encoding and Content-Length"
+        if accepted and limit is not None and (head.content_length or 0) > limit:
+            accepted = False
+            self._too_big = True
         if accepted and not self.spec.on_head(head):
             accepted = False
             self._refused_by_cache = True

@@ -26,6 +26,9 @@ class Outcome(enum.Enum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     BROKEN = "broken mid-stream"
+    #: Larger than ``max_file_size``: final, no other source is asked for
+    #: the same file.
+    TOO_LARGE = "too large"
 
 
 @dataclass(frozen=True)

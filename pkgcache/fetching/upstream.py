@@ -42,9 +42,9 @@ __all__ = [
 
 log = logging.getLogger("pkgcache.upstream")
 
-#: Outcomes that end a fetch: the file, its confirmation, or a body
-#: already handed on.
-_FINAL = (Outcome.COMPLETE, Outcome.BROKEN, Outcome.NOT_MODIFIED)
+#: Outcomes that end a fetch: the file, its confirmation, a body already
+#: handed on, or a size no source may send.
+_FINAL = (Outcome.COMPLETE, Outcome.BROKEN, Outcome.NOT_MODIFIED, Outcome.TOO_LARGE)
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,14 @@ class Upstream:
         Any failure before the response head is accepted (a 403, 429 or
         5xx, a refused connection, a timeout) moves on to the next source.
         Once ``on_head`` accepted a response, a failure ends the fetch
-        (BROKEN): its bytes already went to clients. Every source saying
-        404 or 410 is NOT_FOUND (only those mean "gone"); otherwise the
-        last failure decides between TIMEOUT and FAILED. With ``conditional``
-        headers (If-None-Match, If-Modified-Since), a 304 ends the fetch
-        as NOT_MODIFIED, unless it named another ETag: that source is then
-        asked again without them; other headers in it (a registry's
-        Accept) are sent as they are.
+        (BROKEN): its bytes already went to clients. A file larger than
+        ``max_file_size`` ends it too (TOO_LARGE): every source would send
+        the same file. Every source saying 404 or 410 is NOT_FOUND;
+        otherwise the last failure decides between TIMEOUT and FAILED.
+        With ``conditional`` headers (If-None-Match, If-Modified-Since), a
+        304 ends the fetch as NOT_MODIFIED, unless it named another ETag:
+        that source is then asked again without them; other headers in it
+        (a registry's Accept) are sent as they are.
         """
         route = route or Route(self.live.current.sources, key.url_path)
         headers = conditional or {}
@@ -165,7 +166,7 @@ class Upstream:
         same values): an upstream that ignores If-Range must not splice a
         new version onto the old one's first half. Returns COMPLETE,
         BROKEN (more bytes came, then it broke again: the caller may resume
-        again) or FAILED (nobody could continue).
+        again), TOO_LARGE or FAILED (nobody could continue).
         """
         total = head.content_length
         validator = head.headers.get("ETag") or head.headers.get("Last-Modified")
@@ -200,7 +201,7 @@ class Upstream:
                 offset=offset,
             )
             result = await self._try(key, spec)
-            if result.outcome in (Outcome.COMPLETE, Outcome.BROKEN):
+            if result.outcome in (Outcome.COMPLETE, Outcome.BROKEN, Outcome.TOO_LARGE):
                 return FetchResult(result.outcome, result.detail, source, head)
         return FetchResult(Outcome.FAILED, "no source could resume it", broken_source)
 
@@ -209,8 +210,9 @@ class Upstream:
         attempt = Attempt(spec, self._limits(spec.offset))
         started = time.monotonic()
         result = await attempt.run(self.transport)
+        warn = spec.what == "resume" or result.outcome is Outcome.TOO_LARGE
         log.log(
-            logging.WARNING if spec.what == "resume" else logging.INFO,
+            logging.WARNING if warn else logging.INFO,
             "%s %s %s from %s%s: %s (%s, %d bytes, %.2fs)",
             spec.what,
             spec.method,
