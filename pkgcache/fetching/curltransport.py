@@ -107,9 +107,6 @@ class CurlTransport:
             return TransportResult(error=transfer.error(response.error))
         return TransportResult(response.code, response.headers)
 
-    def close(self) -> None:
-        self.client.close()
-
 
 class _Transfer:
     """The per-transfer state of the progress callback: stall detection
