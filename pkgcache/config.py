@@ -20,6 +20,7 @@ from typing import Any
 from pkgcache.repositories.globs import BadGlob, compile_glob
 from pkgcache.repositories.presets import POLICIES, PRESETS
 from pkgcache.settings import MIB, IPNetwork, RepositorySettings, Settings
+from pkgcache.store.paths import PathRefused, cache_key
 
 
 class ConfigError(Exception):
@@ -339,6 +340,11 @@ def _repository(index: int, table: Any) -> RepositorySettings:
             f"{where}: prefix must start and end with '/' and hold plain path "
             f"segments, not {prefix!r}"
         )
+    refused = _never_matched(prefix)
+    if refused:
+        raise ConfigError(
+            f"{where}: prefix {prefix!r} can never match a request: {refused}"
+        )
     kind = table.get("kind", "generic")
     if kind not in PRESETS:
         raise ConfigError(
@@ -432,6 +438,25 @@ def _is_prefix(prefix: str) -> bool:
         and not any(_is_control(char) or char.isspace() for char in part)
         for part in segments
     )
+
+
+def _never_matched(prefix: str) -> str:
+    """Why no request path could ever lie under ``prefix``, or "".
+
+    A file below it is put through the very check every request path goes
+    through (``store/paths.cache_key``), so the two cannot drift: a bidi
+    control, a segment longer than a file name may be, a prefix that
+    leaves no room for a file... The prefix is percent-encoded first, as a
+    client would send it; ``%`` in it is then a literal character, as it
+    is when requests are matched against it (decoded segments).
+    """
+    try:
+        cache_key(urllib.parse.quote(prefix, safe="/") + "f")
+    except PathRefused as refusal:
+        return refusal.reason
+    except UnicodeError:
+        return "not UTF-8"
+    return ""
 
 
 def _check_repositories(repositories: tuple[RepositorySettings, ...]) -> None:

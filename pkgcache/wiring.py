@@ -18,6 +18,7 @@ from tornado.httpserver import HTTPServer
 from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
 from pkgcache.digests.indexer import Indexer
+from pkgcache.fetching.curltransport import CurlTransport
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.inflight import Downloads
 from pkgcache.fetching.upstream import Upstream
@@ -61,7 +62,8 @@ def build(settings: Settings) -> Parts:
     metrics = Metrics()
     usage = CacheUsage()
     store = CacheStore(settings.cache)
-    upstream = Upstream(live, on_attempt=metrics.fetch_done)
+    transport = CurlTransport(max_clients=settings.upstream_connections)
+    upstream = Upstream(live, transport, on_attempt=metrics.fetch_done)
     meta = MetaStore(store.root)
     downloads = Downloads(store, upstream, live, Keeping(store, meta, clock), clock)
     repositories = Repositories(settings.all_repositories)

@@ -16,6 +16,14 @@ from tests.test_cli import run_cli
 DIGITS_400 = "9" * 400  # a float of it is inf
 DIGITS_5000 = "9" * 5000  # past int()'s 4300-digit limit
 
+
+def repository_at(prefix: str) -> str:
+    """A config line: one repository at ``prefix`` (TOML escapes as given)."""
+    return (
+        f'repository = [{{ name = "r", prefix = "{prefix}", sources = ["http://m"] }}]'
+    )
+
+
 BAD = [
     # Durations: finite and within bounds.
     ("connect_timeout = inf", "connect_timeout"),
@@ -60,6 +68,12 @@ BAD = [
     ('cache = "/tmp/a\\u0000b"', "cache: "),
     ('user_agent = "x\\r\\nX-Evil: 1"', "user_agent: "),
     ('host = "127.0.0.1\\u0000"', "host must not contain control characters"),
+    # A repository prefix no request path could ever lie under.
+    (repository_at("/a\\u202eb/"), "never match a request: control character"),
+    (repository_at("/a\\u2066/"), "never match a request: control character"),
+    (repository_at(f"/{'x' * 256}/"), "never match a request: path segment too long"),
+    (repository_at(f"/{'é' * 128}/"), "never match a request: path segment too long"),
+    (repository_at("/" + "y/" * 1024), "never match a request: path too long"),
 ]
 
 

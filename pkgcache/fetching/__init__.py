@@ -1,3 +1,4 @@
-"""Getting files from upstream: the sources in order through tornado's curl
-client, and downloads shared by their readers. May import store, settings,
-batches and tornado_internals; never serving, observe or the command line."""
+"""Getting files from upstream: the sources in order, one attempt at a time
+over a transport (tornado's curl client in production), and downloads
+shared by their readers. May import store, settings, batches and
+tornado_internals; never serving, observe or the command line."""

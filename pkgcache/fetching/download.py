@@ -366,11 +366,9 @@ class Download:
         return None
 
     def _begin(self, head: ResponseHead) -> bool:
-        """Accept a 200: open the partial file and let clients see the head."""
-        limit = self._settings.current.max_file_size
-        if limit and (head.content_length or 0) > limit:
-            log.warning("%s is larger than max_file_size; refused", self.key)
-            return False
+        """Accept a 200: open the partial file and let clients see the head.
+        (The upstream refused it already if it is larger than
+        ``max_file_size``.)"""
         if self._stored:
             try:
                 self._partial = self._store.new_partial()
