@@ -99,6 +99,9 @@ def test_a_busy_upstream_is_503_and_the_file_is_fetched_once_it_recovers(
     path = "/debian/pool/a.deb"
     busy = proxy.request(path)
     assert busy.status == 503
+    # The client is told why, and when to come back, as the upstream said.
+    assert busy.headers["Retry-After"] == "5"
+    assert busy.body == f"503 Service Unavailable: upstream: HTTP {status}\n".encode()
     assert not proxy.cached(path).exists()
     again = proxy.request(path)
     assert (again.status, again.body) == (200, b"the file\n")

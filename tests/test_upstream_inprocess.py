@@ -12,6 +12,7 @@ import pytest
 from tornado.httputil import HTTPHeaders
 
 from pkgcache import config
+from pkgcache.clock import ManualClock
 from pkgcache.fetching.download import Download, FetchPlan, State
 from pkgcache.fetching.responses import FetchResult, Outcome, ResponseHead
 from pkgcache.fetching.transport import ErrorKind
@@ -19,7 +20,8 @@ from pkgcache.fetching.upstream import Route, Upstream
 from pkgcache.serving.clientstream import ClientStream
 from pkgcache.settings import LiveSettings
 from pkgcache.store.cache import CacheStore
-from pkgcache.store.meta import Validators
+from pkgcache.store.keeping import Keeping
+from pkgcache.store.meta import MetaStore, Validators
 from pkgcache.store.paths import cache_key
 from tests.scripted import (
     CUT,
@@ -318,6 +320,7 @@ def make_download(
         on_begin=lambda _download: None,
         on_end=lambda _download: None,
         plan=plan or FetchPlan(route=Route((A, B), KEY.url_path)),
+        keeping=Keeping(store, MetaStore(store.root), ManualClock()),
     )
     return download, store
 

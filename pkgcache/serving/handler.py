@@ -46,6 +46,7 @@ from pkgcache.serving.choice import (
 from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.output import ClientOutput
+from pkgcache.serving.pages import UpstreamFailure
 from pkgcache.serving.routing import Routed, route
 from pkgcache.store.cache import CachedFile
 from pkgcache.store.meta import Validators
@@ -321,7 +322,9 @@ class CacheHandler(Answering):
             await self._follow(self._pass_through(), passing=True)
         else:
             status = result.client_status
-            raise HTTPError(502 if status == 200 else status, "%s", result.detail)
+            raise UpstreamFailure(
+                502 if status == 200 else status, result.detail, result.retry_after
+            )
 
     def _may_serve_stale(self, stale: CachedFile) -> bool:
         freshness = Freshness.of(self._rules.repository.settings)
@@ -342,6 +345,8 @@ class CacheHandler(Answering):
             target.key, "HEAD", lambda _head: True, None, target.route
         )
         if result.outcome is not Outcome.COMPLETE or result.head is None:
-            raise HTTPError(result.client_status, "%s", result.detail)
+            raise UpstreamFailure(
+                result.client_status, result.detail, result.retry_after
+            )
         representation, file_headers = self._from_head(result.head)
         await self._respond(representation, file_headers, None)

@@ -7,8 +7,21 @@ from typing import Any
 from tornado.httputil import responses
 from tornado.web import HTTPError, RequestHandler
 
+from pkgcache.observe.accesslog import escape
+from pkgcache.observe.redact import redact
 from pkgcache.observe.results import Result
 from pkgcache.serving import headers
+
+
+class UpstreamFailure(HTTPError):
+    """No source gave the file, and this client has had no byte of it: the
+    status the upstreams' answers call for, what they said (in the body,
+    credentials hidden) and, for a busy upstream, its ``Retry-After``."""
+
+    def __init__(self, status: int, detail: str, retry_after: str | None) -> None:
+        super().__init__(status, "%s", detail)
+        self.detail = detail
+        self.retry_after = retry_after
 
 
 class PageHandler(RequestHandler):
@@ -48,8 +61,13 @@ class PageHandler(RequestHandler):
             self.set_header("Allow", "GET, HEAD")
             self.set_header("Connection", "close")
         reason = getattr(error, "reason", None) or responses.get(status_code, "")
+        line = f"{status_code} {reason}"
+        if isinstance(error, UpstreamFailure):
+            line += f": upstream: {escape(redact(error.detail))}"
+            if error.retry_after:
+                self.set_header("Retry-After", error.retry_after)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish_page(f"{status_code} {reason}\n")
+        self.finish_page(line + "\n")
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """HTTP errors are in the access log already; log only real faults."""
