@@ -17,6 +17,7 @@ from tornado.httpserver import HTTPServer
 
 from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
+from pkgcache.digests.check import Hasher
 from pkgcache.digests.indexer import Indexer
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.inflight import Downloads
@@ -50,6 +51,8 @@ class Parts:
     context: ServingContext
     evictor: Evictor
     http_server: HTTPServer
+    #: The hashing thread, shut down when the daemon stops.
+    hasher: Hasher
 
 
 def build(settings: Settings) -> Parts:
@@ -62,7 +65,8 @@ def build(settings: Settings) -> Parts:
     store = CacheStore(settings.cache)
     upstream = Upstream(live, on_attempt=metrics.fetch_done)
     meta = MetaStore(store.root)
-    downloads = Downloads(store, upstream, live, meta, clock)
+    hasher = Hasher()
+    downloads = Downloads(store, upstream, live, meta, clock, hasher=hasher)
     repositories = Repositories(settings.all_repositories)
     digests = DigestBook()
     live.on_change(lambda _old, new: repositories.update(new.all_repositories))
@@ -144,4 +148,4 @@ def build(settings: Settings) -> Parts:
         xheaders=False,
         idle_connection_timeout=settings.idle_timeout,
     )
-    return Parts(live, context, evictor, http_server)
+    return Parts(live, context, evictor, http_server, hasher)
