@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pkgcache.digests.indexer import index_entries, is_index
+from pkgcache.digests.indexes import IndexRefused
 from pkgcache.digests.learnt import from_path
 from pkgcache.digests.values import Digest, from_hex, preferred
 from pkgcache.registries.links import Bases
@@ -106,7 +107,7 @@ def _index_digests(
     kind = repo.kind
     try:
         if kind in ("debian", "arch") and is_index(kind, key):
-            return index_entries(kind, key, _read(path))
+            return list(index_entries(kind, key, _read(path)))
         below = key.segments[len(prefix) :]
         page = len(below) == 3 and below[0] == "simple"
         if kind == "pypi" and page and name in ("index.json", "index.html"):
@@ -120,7 +121,7 @@ def _index_digests(
                 tuple(dict.fromkeys((*repo.sources, *repo.file_sources))), repo.prefix
             )
             return dist_digests(_read(path), package, prefix, bases)
-    except OSError:
+    except (OSError, IndexRefused):
         return []
     return []
 

@@ -36,26 +36,26 @@ class Digest:
 
 def from_hex(algorithm: str, text: str, origin: str = "index") -> Digest | None:
     """A digest written in hex; None when it is not one of that length."""
-    algorithm = _algorithm(algorithm)
-    if algorithm is None:
+    name = _algorithm(algorithm)
+    if name is None:
         return None
     try:
         value = bytes.fromhex(text.strip())
     except ValueError:
         return None
-    return Digest(algorithm, value, origin) if len(value) == _SIZES[algorithm] else None
+    return Digest(name, value, origin) if len(value) == _SIZES[name] else None
 
 
 def from_base64(algorithm: str, text: str, origin: str = "index") -> Digest | None:
     """A digest written in base64 (SRI, RFC 9530, ``Digest:``, Content-MD5)."""
-    algorithm = _algorithm(algorithm)
-    if algorithm is None:
+    name = _algorithm(algorithm)
+    if name is None:
         return None
     try:
         value = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
         return None
-    return Digest(algorithm, value, origin) if len(value) == _SIZES[algorithm] else None
+    return Digest(name, value, origin) if len(value) == _SIZES[name] else None
 
 
 def from_sri(text: str, origin: str = "index") -> list[Digest]:
