@@ -36,7 +36,7 @@ import hashlib
 import itertools
 from collections.abc import Hashable, Iterable
 
-from pkgcache.digests.values import ALGORITHMS, Digest, preferred
+from pkgcache.digests.values import ALGORITHMS, SIZES, Digest, preferred
 from pkgcache.store.paths import CacheKey
 
 #: Files whose digests are remembered: about 160 MB at most.
@@ -51,9 +51,14 @@ def slot(key: CacheKey) -> int:
     )
 
 
+_HEADS = {name: bytes((at, SIZES[name])) for at, name in enumerate(ALGORITHMS)}
+
+
 def pack(digests: Iterable[Digest]) -> bytes:
     """The digests of the preferred algorithm among ``digests``, packed."""
     listed = tuple(digests)
+    if len(listed) == 1:
+        return _HEADS[listed[0].algorithm] + listed[0].value
     best = preferred(listed)
     if best is None:
         return b""

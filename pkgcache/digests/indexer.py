@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from tornado.ioloop import IOLoop
@@ -25,6 +27,10 @@ from pkgcache.digests.values import Digest
 from pkgcache.store.paths import CacheKey
 
 log = logging.getLogger("pkgcache.digests")
+
+#: Entries read between two pauses of ``_GIL_PAUSE`` seconds.
+_GIL_EVERY = 256
+_GIL_PAUSE = 0.0005
 
 
 def is_index(kind: str, key: CacheKey) -> bool:
@@ -58,8 +64,10 @@ def index_entries(
         # flat repository's to the folder of its Packages.
         root = folder[: folder.index("dists")] if "dists" in folder else folder
         for filename, digests in apt_packages(data):
+            if "//" in filename or "." in filename[:1] or "/." in filename:
+                filename = posixpath.normpath(filename)
             parts = tuple(filename.split("/"))
-            if parts and not any(part in ("", ".", "..") for part in parts):
+            if "" not in parts and "." not in parts and ".." not in parts:
                 yield CacheKey((*root, *parts)), digests
     elif kind == "arch":
         for name, digests in arch_database(data):
@@ -127,14 +135,22 @@ class Indexer:
                 self._loop.add_callback(self._swap, index_identity(kind, key), table)
 
     def _table(self, kind: str, key: CacheKey, data: bytes) -> Table:
+        """In a thread: the index's entries, hashed and packed. It lets the
+        IOLoop's thread have the GIL every few milliseconds: otherwise
+        each of the loop's system calls would wait out a whole switch
+        interval (5 ms) for it, tens of them for one request."""
         bound = self.book.remembered
         table: Table = {}
-        for entry, digests in index_entries(kind, key, data):
+        for read, (entry, digests) in enumerate(index_entries(kind, key, data)):
             packed = pack(digests)
             if packed:
                 table[slot(entry)] = packed
+            if read % _GIL_EVERY == 0:
+                time.sleep(_GIL_PAUSE)
                 if len(table) > bound:
                     raise IndexRefused(f"names more than {bound} files")
+        if len(table) > bound:
+            raise IndexRefused(f"names more than {bound} files")
         return table
 
     def _swap(self, index: tuple[str, ...], table: Table) -> None:

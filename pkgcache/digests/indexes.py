@@ -14,18 +14,19 @@ import bz2
 import io
 import lzma
 import posixpath
+import re
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pkgcache.digests.values import Digest, from_hex
+from pkgcache.digests.values import ALGORITHMS, SIZES, Digest, from_hex
 
 #: Largest index we unpack (a Debian main Packages is about 60 MB): past
 #: it, an index is refused whole (``IndexRefused``).
 MAX_UNPACKED = 1024 * 1024 * 1024
-#: Longest line of a Packages file, or ``desc`` of a database, we read.
-MAX_LINE = 1024 * 1024
+#: Longest stanza of a Packages file, or ``desc`` of a database, we read.
+MAX_STANZA = 1024 * 1024
 #: Bytes unpacked at a time: what parsing holds besides its result.
 _CHUNK = 256 * 1024
 
@@ -83,57 +84,67 @@ def _decompressed(data: bytes) -> Iterator[bytes]:
         raise EOFError("cut short")
 
 
-def _lines(pieces: Iterable[bytes]) -> Iterator[bytes]:
+def _stanza_blocks(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The unpacked text cut after its last blank line: whole stanzas."""
     carry = b""
     for piece in pieces:
-        lines = (carry + piece if carry else piece).split(b"\n")
-        carry = lines.pop()
-        if len(carry) > MAX_LINE:
-            raise IndexRefused(f"a line longer than {MAX_LINE} bytes")
-        yield from lines
+        text = carry + piece if carry else piece
+        cut = text.rfind(b"\n\n")
+        if cut < 0:
+            carry = text
+        else:
+            carry = text[cut + 2 :]
+            yield text[:cut]
+        if len(carry) > MAX_STANZA:
+            raise IndexRefused(f"a stanza longer than {MAX_STANZA} bytes")
     if carry:
         yield carry
 
 
-_APT_FIELDS = {
-    b"sha256": "sha256",
-    b"sha512": "sha512",
-    b"md5sum": "md5",
-    b"sha1": "sha1",
-}
+#: The fields of a stanza that name a file and its digests (a field starts
+#: a line; continuation lines start with a space).
+_APT_FIELD = re.compile(
+    rb"^(filename|sha256|sha512|md5sum|sha1)[ \t]*:[ \t]*(\S+)", re.M | re.I
+)
+_APT_ALGORITHMS = {b"sha256": "sha256", b"sha512": "sha512", b"md5sum": "md5"}
+_APT_ALGORITHMS[b"sha1"] = "sha1"
 
 
 def apt_packages(data: bytes) -> Iterator[tuple[str, tuple[Digest, ...]]]:
     """``(Filename, digests)`` of each stanza of a Packages file (any
     compression), read a piece at a time: memory is one piece and one
-    stanza; nothing when it is not one. Raises ``IndexRefused``."""
-    filename = None
-    digests: list[Digest] = []
-    started = False
-    for line in _lines(unpacking(data)):
-        if not line.strip():
-            if filename and digests:
-                yield posixpath.normpath(filename), tuple(digests)
-            filename, digests = None, []
-            continue
-        if not started:
-            if not line.startswith(b"Package:"):
+    stanza; nothing when it is not one. A stanza's digests are those of
+    its preferred algorithm (``values.ALGORITHMS``): one index is one
+    source, and its strongest digest says what its weaker ones would.
+    Raises ``IndexRefused``."""
+    first = True
+    for block in _stanza_blocks(unpacking(data)):
+        if first:
+            if not block.lstrip(b"\n").startswith(b"Package:"):
                 return
-            started = True
-        if line[:1] in (b" ", b"\t"):
-            continue  # a continuation line (a description)
-        name, colon, value = line.partition(b":")
-        if not colon:
-            continue
-        field = name.strip().lower()
-        if field == b"filename":
-            filename = value.strip().decode("utf-8", "replace")
-        elif field in _APT_FIELDS:
-            digest = from_hex(_APT_FIELDS[field], value.decode("ascii", "replace"))
-            if digest is not None:
-                digests.append(digest)
-    if filename and digests:
-        yield posixpath.normpath(filename), tuple(digests)
+            first = False
+        for stanza in block.split(b"\n\n"):
+            filename = None
+            digests: list[Digest] = []
+            rank = len(ALGORITHMS)
+            for name, value in _APT_FIELD.findall(stanza):
+                field = name.lower()
+                if field == b"filename":
+                    filename = value
+                    continue
+                algorithm = _APT_ALGORITHMS[field]
+                if ALGORITHMS.index(algorithm) > rank:
+                    continue  # only the preferred algorithm's are kept
+                try:
+                    raw = bytes.fromhex(value.decode("ascii"))
+                except ValueError:
+                    continue
+                if len(raw) == SIZES[algorithm]:
+                    if ALGORITHMS.index(algorithm) < rank:
+                        rank, digests = ALGORITHMS.index(algorithm), []
+                    digests.append(Digest(algorithm, raw))
+            if filename and digests:
+                yield filename.decode("utf-8", "replace"), tuple(digests)
 
 
 class _Pieces(io.RawIOBase):
@@ -178,8 +189,8 @@ def arch_database(data: bytes) -> Iterator[tuple[str, tuple[Digest, ...]]]:
             vars(archive)["members"].clear()
             if not member.isfile() or posixpath.basename(member.name) != "desc":
                 continue
-            if member.size > MAX_LINE:
-                raise IndexRefused(f"a desc larger than {MAX_LINE} bytes")
+            if member.size > MAX_STANZA:
+                raise IndexRefused(f"a desc larger than {MAX_STANZA} bytes")
             extracted = archive.extractfile(member)
             if extracted is None:
                 continue

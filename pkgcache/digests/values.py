@@ -16,7 +16,7 @@ from dataclasses import dataclass
 #: corruption and a mirror's mistakes, which is what a cache checks for;
 #: the signature of the index that named them is the client's business.
 ALGORITHMS = ("sha256", "sha512", "sha1", "md5")
-_SIZES = {name: hashlib.new(name).digest_size for name in ALGORITHMS}
+SIZES = {name: hashlib.new(name).digest_size for name in ALGORITHMS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ def from_hex(algorithm: str, text: str, origin: str = "index") -> Digest | None:
         value = bytes.fromhex(text.strip())
     except ValueError:
         return None
-    return Digest(name, value, origin) if len(value) == _SIZES[name] else None
+    return Digest(name, value, origin) if len(value) == SIZES[name] else None
 
 
 def from_base64(algorithm: str, text: str, origin: str = "index") -> Digest | None:
@@ -55,7 +55,7 @@ def from_base64(algorithm: str, text: str, origin: str = "index") -> Digest | No
         value = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
         return None
-    return Digest(name, value, origin) if len(value) == _SIZES[name] else None
+    return Digest(name, value, origin) if len(value) == SIZES[name] else None
 
 
 def from_sri(text: str, origin: str = "index") -> list[Digest]:
@@ -79,4 +79,4 @@ def _algorithm(name: str) -> str | None:
     compact = name.strip().lower().replace("-", "").replace("_", "")
     if compact == "md5sum":
         compact = "md5"
-    return compact if compact in _SIZES else None
+    return compact if compact in SIZES else None

@@ -121,11 +121,12 @@ class PageDigests:
         prefix: str,
         read: Callable[[], bytes],
         identity: object,
-    ) -> None:
+    ) -> asyncio.Future[Table] | None:
         """A stored page answered: learn its digests unless this version's
-        are known or being read; in a thread, not waited for."""
+        are known or being read; in a thread, not waited for (the future
+        is done once they are in the book; None: nothing to learn)."""
         if identity in self._learnt or identity in self._reading:
-            return
+            return None
         self._reading.add(identity)
 
         def digests() -> Table:
@@ -156,7 +157,9 @@ class PageDigests:
             self._learnt.add(identity)
             log.info("the stored %s names the digests of %d files", project, len(table))
 
-        IOLoop.current().run_in_executor(None, digests).add_done_callback(learnt)
+        running = IOLoop.current().run_in_executor(None, digests)
+        running.add_done_callback(learnt)
+        return running
 
 
 def resolve(
