@@ -8,22 +8,25 @@ its key up here when it starts. The table is compact, since one Debian
 suite names tens of thousands of files: a 64-bit hash of the path maps
 to the digests packed in one bytes object. An entry keeps only the
 digests of its preferred algorithm: one index is one source, and its
-strongest digest says all its weaker ones do. Measured with tracemalloc,
-an entry with one SHA-256 costs about 160 bytes (the int key 36, the
-bytes object 72, the dict's slot and index the rest), so the bound of a
-million entries is about 160 MB. A wrong match would need two paths with
-the same 64-bit hash; it would only refuse a file, never store a bad one.
+strongest digest says what its weaker ones would. Measured with
+tracemalloc at a million entries, an entry costs about 145 bytes with one
+SHA-256 (the int key 32, the bytes object 72, the dict's slot and index
+the rest; up to 160 as the dict's fill varies) and about 177 with one
+SHA-512 (npm's), so the bound of a million entries is 150 to 180 MB. A
+wrong match would need two paths with the same 64-bit hash; it would
+only refuse a file, never store a bad one.
 
 Two kinds of tables, so the IOLoop never does work in proportion to an
 index:
 
 - a distribution index (apt ``Packages``, an Arch ``.db``) is hashed and
-  packed in a thread (``prepared``) into a table of its own, which
+  packed in a thread (``slot``, ``pack``) into a table of its own, which
   replaces the table of the same index (``set_index``: one dict
   assignment on the loop); a refreshed ``Packages`` thus drops the files
   it no longer names;
 - registry pages and documents (PyPI, npm: a few thousand files at most)
-  are merged into one shared table (``add``/``merge``).
+  are merged into one shared table (``add``, or ``merge`` of what
+  ``prepared`` made in a thread).
 
 Past the bound, the oldest index tables are dropped whole, then the
 oldest shared entries: a forgotten file is published on its length, as
@@ -39,7 +42,7 @@ from collections.abc import Hashable, Iterable
 from pkgcache.digests.values import ALGORITHMS, SIZES, Digest, preferred
 from pkgcache.store.paths import CacheKey
 
-#: Files whose digests are remembered: about 160 MB at most.
+#: Files whose digests are remembered: 150 to 180 MB at most.
 REMEMBERED = 1_000_000
 
 Table = dict[int, bytes]
