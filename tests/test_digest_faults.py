@@ -172,6 +172,7 @@ def test_health_answers_within_100_ms_while_a_400k_file_index_is_read(
         proxy = make_proxy([], repository=[debian(mirror.url)])
         #: (when asked, seconds until answered) of each health request.
         latencies: list[tuple[float, float]] = []
+        statuses: set[int] = set()
         done = threading.Event()
 
         def ask_health() -> None:
@@ -182,7 +183,7 @@ def test_health_answers_within_100_ms_while_a_400k_file_index_is_read(
                 response = connection.getresponse()
                 response.read()
                 latencies.append((started, time.monotonic() - started))
-                assert response.status == 200
+                statuses.add(response.status)
             connection.close()
 
         asker = threading.Thread(target=ask_health)
@@ -200,6 +201,7 @@ def test_health_answers_within_100_ms_while_a_400k_file_index_is_read(
             asker.join()
         # From the end of the index's download to its last entry's use.
         while_indexing = [took for asked, took in latencies if asked >= downloaded]
+        assert statuses == {200}
         assert len(while_indexing) > 10
         assert max(while_indexing) < 0.1, sorted(while_indexing)[-5:]
     finally:

@@ -28,7 +28,7 @@ from typing import Any
 from pkgcache.digests.values import Digest, preferred
 
 #: Where a digest comes from when it is not the sender's word.
-TRUSTED = ("path", "index", "record")
+TRUSTED = ("path", "index")
 
 
 class Hasher:
