@@ -12,7 +12,9 @@ import base64
 import gzip
 import hashlib
 import http.client
+import io
 import logging
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -206,6 +208,49 @@ def test_health_answers_within_100_ms_while_a_400k_file_index_is_read(
         assert max(while_indexing) < 0.1, sorted(while_indexing)[-5:]
     finally:
         mirror.stop()
+
+
+def test_an_arch_database_is_read_member_by_member(
+    digest_origin: DigestOrigin, make_proxy: Any
+) -> None:
+    """A ``core.db`` of 2000 packages and 64 MiB of other members, under
+    300 KiB gzipped: the proxy's peak RSS grows by less than 64 MiB while
+    it reads it, and its ``%SHA256SUM%`` refuses a corrupt package."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz", compresslevel=9) as db:
+        for n in range(2000):
+            digest = hashlib.sha256(GOOD if n == 7 else b"%d" % n).hexdigest()
+            desc = f"%FILENAME%\np{n}-1-1-any.pkg.tar.zst\n\n%SHA256SUM%\n{digest}\n"
+            member = tarfile.TarInfo(f"p{n}-1-1/desc")
+            member.size = len(desc)
+            db.addfile(member, io.BytesIO(desc.encode()))
+        padding = tarfile.TarInfo("padding/files")
+        padding.size = 512
+        for _ in range(64 * 1024):
+            db.addfile(padding, io.BytesIO(bytes(512)))
+    assert len(archive.getvalue()) < 300 * 1024
+    folder = "core/os/x86_64"
+    digest_origin.files[f"{folder}/core.db"] = (archive.getvalue(), {})
+    digest_origin.files[f"{folder}/p7-1-1-any.pkg.tar.zst"] = (BAD, {})
+    repository = {
+        "name": "arch",
+        "prefix": "/arch/",
+        "kind": "arch",
+        "sources": [digest_origin.url],
+    }
+    proxy = make_proxy([], repository=[repository])
+    assert proxy.request("/.pkgcache/health").status == 200
+    before = proxy.rss_peak_kib()
+    assert proxy.request(f"/arch/{folder}/core.db").status == 200
+    assert wait_until(lambda: "core.db names the digests of 2000 files" in proxy.log())
+    grown = proxy.rss_peak_kib() - before
+    assert grown < 64 * 1024, f"peak RSS grew by {grown} KiB"
+
+    package = f"/arch/{folder}/p7-1-1-any.pkg.tar.zst"
+    refused(proxy, package)
+    nothing_stored(proxy, package)
+    good_sha256 = hashlib.sha256(GOOD).hexdigest()
+    assert f"expected sha256:{good_sha256} (index)" in mismatches(proxy)[-1]
 
 
 # PyPI pages ------------------------------------------------------------------

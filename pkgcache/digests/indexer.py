@@ -28,9 +28,14 @@ from pkgcache.store.paths import CacheKey
 
 log = logging.getLogger("pkgcache.digests")
 
-#: Entries read between two pauses of ``_GIL_PAUSE`` seconds.
+#: Entries read between two pauses of ``_GIL_PAUSE`` seconds (and one
+#: after each piece unpacked).
 _GIL_EVERY = 256
 _GIL_PAUSE = 0.0005
+
+
+def _pause() -> None:
+    time.sleep(_GIL_PAUSE)
 
 
 def is_index(kind: str, key: CacheKey) -> bool:
@@ -54,23 +59,24 @@ def is_index(kind: str, key: CacheKey) -> bool:
 
 
 def index_entries(
-    kind: str, key: CacheKey, data: bytes
+    kind: str, key: CacheKey, data: bytes, between: Callable[[], None] = lambda: None
 ) -> Iterator[tuple[CacheKey, tuple[Digest, ...]]]:
-    """The cache keys and digests the index at ``key`` names, one at a time.
-    Raises ``IndexRefused`` (a ``ValueError``) for a broken index."""
+    """The cache keys and digests the index at ``key`` names, one at a time,
+    calling ``between()`` between the pieces it unpacks. Raises
+    ``IndexRefused`` (a ``ValueError``) for a broken index."""
     folder = key.segments[:-1]
     if kind == "debian":
         # Filenames are relative to the archive root, where dists/ is; a
         # flat repository's to the folder of its Packages.
         root = folder[: folder.index("dists")] if "dists" in folder else folder
-        for filename, digests in apt_packages(data):
+        for filename, digests in apt_packages(data, between):
             if "//" in filename or "." in filename[:1] or "/." in filename:
                 filename = posixpath.normpath(filename)
             parts = tuple(filename.split("/"))
             if "" not in parts and "." not in parts and ".." not in parts:
                 yield CacheKey((*root, *parts)), digests
     elif kind == "arch":
-        for name, digests in arch_database(data):
+        for name, digests in arch_database(data, between):
             yield CacheKey((*folder, name)), digests
 
 
@@ -141,12 +147,13 @@ class Indexer:
         interval (5 ms) for it, tens of them for one request."""
         bound = self.book.remembered
         table: Table = {}
-        for read, (entry, digests) in enumerate(index_entries(kind, key, data)):
+        entries = index_entries(kind, key, data, _pause)
+        for read, (entry, digests) in enumerate(entries):
             packed = pack(digests)
             if packed:
                 table[slot(entry)] = packed
             if read % _GIL_EVERY == 0:
-                time.sleep(_GIL_PAUSE)
+                _pause()
                 if len(table) > bound:
                     raise IndexRefused(f"names more than {bound} files")
         if len(table) > bound:

@@ -17,7 +17,7 @@ import posixpath
 import re
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pkgcache.digests.values import ALGORITHMS, SIZES, Digest, from_hex
@@ -35,13 +35,19 @@ class IndexRefused(ValueError):
     """The index is broken or past a bound: it names no digest."""
 
 
-def unpacking(data: bytes) -> Iterator[bytes]:
+def _nothing() -> None:
+    pass
+
+
+def unpacking(data: bytes, between: Callable[[], None] = _nothing) -> Iterator[bytes]:
     """``data`` decompressed by its magic (gzip, xz, bzip2), or as it is,
-    in pieces of at most ``_CHUNK`` bytes. Raises ``IndexRefused`` once
+    in pieces of at most ``_CHUNK`` bytes, calling ``between()`` before
+    each (the indexer lets other threads run there). Raises ``IndexRefused`` once
     past ``MAX_UNPACKED`` or when the data is broken or cut short."""
     total = 0
     try:
         for piece in _decompressed(data):
+            between()
             total += len(piece)
             if total > MAX_UNPACKED:
                 raise IndexRefused(f"unpacks to more than {MAX_UNPACKED} bytes")
@@ -110,7 +116,9 @@ _APT_ALGORITHMS = {b"sha256": "sha256", b"sha512": "sha512", b"md5sum": "md5"}
 _APT_ALGORITHMS[b"sha1"] = "sha1"
 
 
-def apt_packages(data: bytes) -> Iterator[tuple[str, tuple[Digest, ...]]]:
+def apt_packages(
+    data: bytes, between: Callable[[], None] = _nothing
+) -> Iterator[tuple[str, tuple[Digest, ...]]]:
     """``(Filename, digests)`` of each stanza of a Packages file (any
     compression), read a piece at a time: memory is one piece and one
     stanza; nothing when it is not one. A stanza's digests are those of
@@ -118,7 +126,7 @@ def apt_packages(data: bytes) -> Iterator[tuple[str, tuple[Digest, ...]]]:
     source, and its strongest digest says what its weaker ones would.
     Raises ``IndexRefused``."""
     first = True
-    for block in _stanza_blocks(unpacking(data)):
+    for block in _stanza_blocks(unpacking(data, between)):
         if first:
             if not block.lstrip(b"\n").startswith(b"Package:"):
                 return
@@ -169,12 +177,14 @@ class _Pieces(io.RawIOBase):
         return size
 
 
-def arch_database(data: bytes) -> Iterator[tuple[str, tuple[Digest, ...]]]:
+def arch_database(
+    data: bytes, between: Callable[[], None] = _nothing
+) -> Iterator[tuple[str, tuple[Digest, ...]]]:
     """``(file name, digests)`` of each package of a pacman database (a tar
     archive, gzip, xz, bzip2 or none), read a member at a time; nothing
     when it is not one. Raises ``IndexRefused``."""
     try:
-        archive = tarfile.open(fileobj=_Pieces(unpacking(data)), mode="r|")  # noqa: SIM115
+        archive = tarfile.open(fileobj=_Pieces(unpacking(data, between)), mode="r|")  # noqa: SIM115
     except (tarfile.TarError, OSError, EOFError):
         return
     with archive:
