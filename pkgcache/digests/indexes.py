@@ -42,8 +42,9 @@ def _nothing() -> None:
 def unpacking(data: bytes, between: Callable[[], None] = _nothing) -> Iterator[bytes]:
     """``data`` decompressed by its magic (gzip, xz, bzip2), or as it is,
     in pieces of at most ``_CHUNK`` bytes, calling ``between()`` before
-    each (the indexer lets other threads run there). Raises ``IndexRefused`` once
-    past ``MAX_UNPACKED`` or when the data is broken or cut short."""
+    each (the indexer lets other threads run there). Raises
+    ``IndexRefused`` once past ``MAX_UNPACKED`` or when the data is broken
+    or cut short."""
     total = 0
     try:
         for piece in _decompressed(data):
@@ -112,8 +113,12 @@ def _stanza_blocks(pieces: Iterable[bytes]) -> Iterator[bytes]:
 _APT_FIELD = re.compile(
     rb"^(filename|sha256|sha512|md5sum|sha1)[ \t]*:[ \t]*(\S+)", re.M | re.I
 )
-_APT_ALGORITHMS = {b"sha256": "sha256", b"sha512": "sha512", b"md5sum": "md5"}
-_APT_ALGORITHMS[b"sha1"] = "sha1"
+_APT_ALGORITHMS = {
+    b"sha256": "sha256",
+    b"sha512": "sha512",
+    b"md5sum": "md5",
+    b"sha1": "sha1",
+}
 
 
 def apt_packages(
@@ -128,6 +133,8 @@ def apt_packages(
     first = True
     for block in _stanza_blocks(unpacking(data, between)):
         if first:
+            if not block.strip():
+                continue
             if not block.lstrip(b"\n").startswith(b"Package:"):
                 return
             first = False
@@ -161,19 +168,21 @@ class _Pieces(io.RawIOBase):
 
     def __init__(self, pieces: Iterator[bytes]) -> None:
         self._pieces = pieces
-        self._rest = b""
+        self._piece = memoryview(b"")
+        self._at = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        while not self._rest:
-            self._rest = next(self._pieces, b"")
-            if not self._rest:
+        while self._at >= len(self._piece):
+            piece = next(self._pieces, None)
+            if piece is None:
                 return 0
-        size = min(len(buffer), len(self._rest))
-        buffer[:size] = self._rest[:size]
-        self._rest = self._rest[size:]
+            self._piece, self._at = memoryview(piece), 0
+        size = min(len(buffer), len(self._piece) - self._at)
+        buffer[:size] = self._piece[self._at : self._at + size]
+        self._at += size
         return size
 
 
