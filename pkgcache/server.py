@@ -129,6 +129,7 @@ class Daemon:
         self.context = parts.context
         self.server = parts.http_server
         self.evictor = parts.evictor
+        self.hasher = parts.hasher
         self.acceptor: Acceptor | None = None
         self._stop = asyncio.Event()
 
@@ -196,6 +197,7 @@ class Daemon:
             await asyncio.wait_for(self.server.close_all_connections(), 5)
         except TimeoutError:
             log.warning("some connections did not close")
+        self.hasher.shutdown()
         # The curl client is left open: closing it under transfers still in
         # flight makes its pending timers fail; the process ends right after.
         removed = self.context.store.sweep()

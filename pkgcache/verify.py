@@ -7,8 +7,9 @@ believed while the file is the same inode of the same size: corruption
 in place changes neither), and from the indexes stored beside it (apt
 ``Packages``, Arch ``.db``, PyPI pages, npm documents), found through the
 repositories of ``--config`` (without one, every file is taken as
-generic, and only the path and the record count). The preferred known
-digest is checked.
+generic, and only the path and the record count). Every known digest
+is checked (one pass, a hash per algorithm); a PyPI page counts only for
+its own project's files, as in the daemon.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pkgcache.digests.indexer import index_entries, is_index
+from pkgcache.digests.indexes import IndexRefused
 from pkgcache.digests.learnt import from_path
 from pkgcache.digests.values import Digest, from_hex, preferred
 from pkgcache.registries.links import Bases
 from pkgcache.registries.npmdocuments import dist_digests
+from pkgcache.registries.pypi import vouched
 from pkgcache.registries.pypipages import page_digests
 from pkgcache.settings import RepositorySettings
 from pkgcache.store.cull import scan
@@ -85,17 +88,22 @@ def verify(
         recorded = _recorded(meta, key, path)
         if recorded is not None:
             known.append(recorded)
-        expected = preferred(known)
-        if expected is None:
+        if not known:
             tally.unknown += 1
             continue
-        actual = _digest_of(path, expected.algorithm)
+        actual = _digests_of(path, {digest.algorithm for digest in known})
         if actual is None:
             continue  # gone meanwhile
         tally.checked += 1
-        if actual.value != expected.value:
+        wrong = [d for d in known if actual[d.algorithm] != d.value]
+        if wrong:
+            expected = preferred(wrong)
+            assert expected is not None
             tally.wrong += 1
-            yield Wrong(path, expected, actual)
+            algorithm = expected.algorithm
+            yield Wrong(
+                path, expected, Digest(algorithm, actual[algorithm], "computed")
+            )
     yield tally
 
 
@@ -106,21 +114,23 @@ def _index_digests(
     kind = repo.kind
     try:
         if kind in ("debian", "arch") and is_index(kind, key):
-            return index_entries(kind, key, _read(path))
+            return list(index_entries(kind, key, _read(path)))
         below = key.segments[len(prefix) :]
         page = len(below) == 3 and below[0] == "simple"
         if kind == "pypi" and page and name in ("index.json", "index.html"):
             data = _read(path)
             is_json = data.lstrip()[:1] == b"{"
             kind_of = "application/json" if is_json else "text/html"
-            return page_digests(data, kind_of, repo.prefix)
+            return vouched(
+                below[1], repo.prefix, page_digests(data, kind_of, repo.prefix)
+            )
         if kind == "npm" and name in (".document.json", ".install-v1.json"):
             package = "/".join(below[:-1])
             bases = Bases(
                 tuple(dict.fromkeys((*repo.sources, *repo.file_sources))), repo.prefix
             )
             return dist_digests(_read(path), package, prefix, bases)
-    except OSError:
+    except (OSError, IndexRefused):
         return []
     return []
 
@@ -140,15 +150,16 @@ def _recorded(meta: MetaStore, key: CacheKey, path: str) -> Digest | None:
     return from_hex(algorithm, value, "record")
 
 
-def _digest_of(path: str, algorithm: str) -> Digest | None:
-    hasher = hashlib.new(algorithm)
+def _digests_of(path: str, algorithms: set[str]) -> dict[str, bytes] | None:
+    hashers = [hashlib.new(algorithm) for algorithm in algorithms]
     try:
         with open(path, "rb", buffering=0) as file:
             while chunk := file.read(_READ):
-                hasher.update(chunk)
+                for hasher in hashers:
+                    hasher.update(chunk)
     except OSError:
         return None
-    return Digest(algorithm, hasher.digest(), "computed")
+    return {hasher.name: hasher.digest() for hasher in hashers}
 
 
 def _read(path: str) -> bytes:

@@ -17,6 +17,7 @@ from tornado.httpserver import HTTPServer
 
 from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
+from pkgcache.digests.check import Hasher
 from pkgcache.digests.indexer import Indexer
 from pkgcache.fetching.curltransport import CurlTransport
 from pkgcache.fetching.download import Download
@@ -52,6 +53,8 @@ class Parts:
     context: ServingContext
     evictor: Evictor
     http_server: HTTPServer
+    #: The hashing thread, shut down when the daemon stops.
+    hasher: Hasher
 
 
 def build(settings: Settings) -> Parts:
@@ -65,7 +68,9 @@ def build(settings: Settings) -> Parts:
     transport = CurlTransport(max_clients=settings.upstream_connections)
     upstream = Upstream(live, transport, on_attempt=metrics.fetch_done)
     meta = MetaStore(store.root)
-    downloads = Downloads(store, upstream, live, Keeping(store, meta, clock), clock)
+    hasher = Hasher()
+    keeping = Keeping(store, meta, clock)
+    downloads = Downloads(store, upstream, live, keeping, clock, hasher=hasher)
     repositories = Repositories(settings.all_repositories)
     digests = DigestBook()
     live.on_change(lambda _old, new: repositories.update(new.all_repositories))
@@ -146,4 +151,4 @@ def build(settings: Settings) -> Parts:
         xheaders=False,
         idle_connection_timeout=settings.idle_timeout,
     )
-    return Parts(live, context, evictor, http_server)
+    return Parts(live, context, evictor, http_server, hasher)

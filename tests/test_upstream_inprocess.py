@@ -13,6 +13,7 @@ from tornado.httputil import HTTPHeaders
 
 from pkgcache import config
 from pkgcache.clock import ManualClock
+from pkgcache.digests.check import Hasher
 from pkgcache.fetching.download import Download, FetchPlan, State
 from pkgcache.fetching.responses import FetchResult, Outcome, ResponseHead
 from pkgcache.fetching.transport import ErrorKind
@@ -321,6 +322,7 @@ def make_download(
         on_end=lambda _download: None,
         plan=plan or FetchPlan(route=Route((A, B), KEY.url_path)),
         keeping=Keeping(store, MetaStore(store.root), ManualClock()),
+        hasher=Hasher(),
     )
     return download, store
 

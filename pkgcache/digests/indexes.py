@@ -2,7 +2,11 @@
 digests: apt's ``Packages`` (``Filename`` and ``SHA256``/``SHA512``/
 ``MD5sum``) and Arch's repository database (``%FILENAME%`` and
 ``%SHA256SUM%`` in each ``desc``). Compressed or not, judged by the magic
-bytes, since a ``by-hash`` name says nothing of the format."""
+bytes, since a ``by-hash`` name says nothing of the format.
+
+Both are read as a stream: an index is unpacked a piece at a time and
+parsed an entry at a time, so a small file that unpacks to a huge one
+costs time, bounded by ``MAX_UNPACKED``, never memory."""
 
 from __future__ import annotations
 
@@ -10,74 +14,202 @@ import bz2
 import io
 import lzma
 import posixpath
+import re
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-from pkgcache.digests.values import Digest, from_hex
+from pkgcache.digests.values import ALGORITHMS, SIZES, Digest, from_hex
 
-#: Largest index we unpack (a Debian main Packages is about 60 MB).
+#: Largest index we unpack (a Debian main Packages is about 60 MB): past
+#: it, an index is refused whole (``IndexRefused``).
 MAX_UNPACKED = 1024 * 1024 * 1024
+#: Longest stanza of a Packages file, or ``desc`` of a database, we read.
+MAX_STANZA = 1024 * 1024
+#: Bytes unpacked at a time: what parsing holds besides its result.
+_CHUNK = 256 * 1024
 
 
-def unpacked(data: bytes) -> bytes:
-    """``data`` decompressed by its magic (gzip, xz, bzip2), or as it is;
-    empty when it would unpack to more than ``MAX_UNPACKED`` or is broken
-    (an index that cannot be read names no digest)."""
+class IndexRefused(ValueError):
+    """The index is broken or past a bound: it names no digest."""
+
+
+def _nothing() -> None:
+    pass
+
+
+def unpacking(data: bytes, between: Callable[[], None] = _nothing) -> Iterator[bytes]:
+    """``data`` decompressed by its magic (gzip, xz, bzip2), or as it is,
+    in pieces of at most ``_CHUNK`` bytes, calling ``between()`` before
+    each (the indexer lets other threads run there). Raises
+    ``IndexRefused`` once past ``MAX_UNPACKED`` or when the data is broken
+    or cut short."""
+    total = 0
     try:
-        if data[:2] == b"\x1f\x8b":
-            gunzip = zlib.decompressobj(wbits=47)
-            text = gunzip.decompress(data, MAX_UNPACKED)
-            return b"" if gunzip.unconsumed_tail else text
-        unpacker: lzma.LZMADecompressor | bz2.BZ2Decompressor
-        if data[:6] == b"\xfd7zXZ\x00":
-            unpacker = lzma.LZMADecompressor()
-        elif data[:3] == b"BZh":
-            unpacker = bz2.BZ2Decompressor()
-        else:
-            return data
-        text = unpacker.decompress(data, max_length=MAX_UNPACKED)
-        return b"" if len(text) >= MAX_UNPACKED else text
-    except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError):
-        return b""
+        for piece in _decompressed(data):
+            between()
+            total += len(piece)
+            if total > MAX_UNPACKED:
+                raise IndexRefused(f"unpacks to more than {MAX_UNPACKED} bytes")
+            yield piece
+    except (zlib.error, lzma.LZMAError, OSError, EOFError) as error:
+        raise IndexRefused(f"cannot unpack: {error}") from None
 
 
-_APT_FIELDS = {"sha256": "sha256", "sha512": "sha512", "md5sum": "md5", "sha1": "sha1"}
-
-
-def apt_packages(data: bytes) -> Iterator[tuple[str, tuple[Digest, ...]]]:
-    """``(Filename, digests)`` of each stanza of a Packages file (any
-    compression); nothing when it is not one."""
-    text = unpacked(data)
-    if not (text.startswith(b"Package:") or b"\nPackage:" in text[:4096]):
+def _decompressed(data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    pieces = (view[at : at + _CHUNK] for at in range(0, len(view), _CHUNK))
+    if data[:2] == b"\x1f\x8b":
+        gunzip = zlib.decompressobj(wbits=47)
+        for piece in pieces:
+            yield gunzip.decompress(piece, _CHUNK)
+            while gunzip.unconsumed_tail:
+                yield gunzip.decompress(gunzip.unconsumed_tail, _CHUNK)
+            if gunzip.eof:
+                break
+        yield gunzip.flush()
+        if not gunzip.eof:
+            raise EOFError("cut short")
         return
-    for stanza in text.split(b"\n\n"):
-        filename = None
-        digests = []
-        for line in stanza.split(b"\n"):
-            name, _, value = line.partition(b":")
-            field = name.strip().lower().decode("ascii", "replace")
-            if field == "filename":
-                filename = value.strip().decode("utf-8", "replace")
-            elif field in _APT_FIELDS:
-                digest = from_hex(_APT_FIELDS[field], value.decode("ascii", "replace"))
-                if digest is not None:
-                    digests.append(digest)
-        if filename and digests:
-            yield posixpath.normpath(filename), tuple(digests)
+    unpacker: lzma.LZMADecompressor | bz2.BZ2Decompressor
+    if data[:6] == b"\xfd7zXZ\x00":
+        unpacker = lzma.LZMADecompressor()
+    elif data[:3] == b"BZh":
+        unpacker = bz2.BZ2Decompressor()
+    else:
+        for piece in pieces:
+            yield bytes(piece)
+        return
+    for piece in pieces:
+        yield unpacker.decompress(piece, _CHUNK)
+        while not unpacker.needs_input and not unpacker.eof:
+            yield unpacker.decompress(b"", _CHUNK)
+        if unpacker.eof:
+            break
+    if not unpacker.eof:
+        raise EOFError("cut short")
 
 
-def arch_database(data: bytes) -> Iterator[tuple[str, tuple[Digest, ...]]]:
+def _stanza_blocks(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The unpacked text cut after its last blank line: whole stanzas."""
+    carry = b""
+    for piece in pieces:
+        text = carry + piece if carry else piece
+        cut = text.rfind(b"\n\n")
+        if cut < 0:
+            carry = text
+        else:
+            carry = text[cut + 2 :]
+            yield text[:cut]
+        if len(carry) > MAX_STANZA:
+            raise IndexRefused(f"a stanza longer than {MAX_STANZA} bytes")
+    if carry:
+        yield carry
+
+
+#: The fields of a stanza that name a file and its digests (a field starts
+#: a line; continuation lines start with a space).
+_APT_FIELD = re.compile(
+    rb"^(filename|sha256|sha512|md5sum|sha1)[ \t]*:[ \t]*(\S+)", re.M | re.I
+)
+_APT_ALGORITHMS = {
+    b"sha256": "sha256",
+    b"sha512": "sha512",
+    b"md5sum": "md5",
+    b"sha1": "sha1",
+}
+
+
+def apt_packages(
+    data: bytes, between: Callable[[], None] = _nothing
+) -> Iterator[tuple[str, tuple[Digest, ...]]]:
+    """``(Filename, digests)`` of each stanza of a Packages file (any
+    compression), read a piece at a time: memory is one piece and one
+    stanza; nothing when it is not one. A stanza's digests are those of
+    its preferred algorithm (``values.ALGORITHMS``): one index is one
+    source, and its strongest digest says what its weaker ones would.
+    Raises ``IndexRefused``."""
+    first = True
+    for block in _stanza_blocks(unpacking(data, between)):
+        if first:
+            if not block.strip():
+                continue
+            if not block.lstrip(b"\n").startswith(b"Package:"):
+                return
+            first = False
+        for stanza in block.split(b"\n\n"):
+            filename = None
+            digests: list[Digest] = []
+            rank = len(ALGORITHMS)
+            for name, value in _APT_FIELD.findall(stanza):
+                field = name.lower()
+                if field == b"filename":
+                    filename = value
+                    continue
+                algorithm = _APT_ALGORITHMS[field]
+                if ALGORITHMS.index(algorithm) > rank:
+                    continue  # only the preferred algorithm's are kept
+                try:
+                    raw = bytes.fromhex(value.decode("ascii"))
+                except ValueError:
+                    continue
+                if len(raw) == SIZES[algorithm]:
+                    if ALGORITHMS.index(algorithm) < rank:
+                        rank, digests = ALGORITHMS.index(algorithm), []
+                    digests.append(Digest(algorithm, raw))
+            if filename and digests:
+                yield filename.decode("utf-8", "replace"), tuple(digests)
+
+
+class _Pieces(io.RawIOBase):
+    """The unpacked pieces as a file, read forward only (for tarfile's
+    stream mode)."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._piece = memoryview(b"")
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self._at >= len(self._piece):
+            piece = next(self._pieces, None)
+            if piece is None:
+                return 0
+            self._piece, self._at = memoryview(piece), 0
+        size = min(len(buffer), len(self._piece) - self._at)
+        buffer[:size] = self._piece[self._at : self._at + size]
+        self._at += size
+        return size
+
+
+def arch_database(
+    data: bytes, between: Callable[[], None] = _nothing
+) -> Iterator[tuple[str, tuple[Digest, ...]]]:
     """``(file name, digests)`` of each package of a pacman database (a tar
-    archive, any compression Python reads); nothing when it is not one."""
+    archive, gzip, xz, bzip2 or none), read a member at a time; nothing
+    when it is not one. Raises ``IndexRefused``."""
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(unpacked(data)), mode="r:")  # noqa: SIM115
+        archive = tarfile.open(fileobj=_Pieces(unpacking(data, between)), mode="r|")  # noqa: SIM115
     except (tarfile.TarError, OSError, EOFError):
         return
     with archive:
-        for member in archive:
+        while True:
+            try:
+                member = archive.next()
+            except (tarfile.TarError, OSError, EOFError) as error:
+                raise IndexRefused(f"not a tar archive: {error}") from None
+            if member is None:
+                return
+            # Stream mode looks no member up again: keep no list of them.
+            vars(archive)["members"].clear()
             if not member.isfile() or posixpath.basename(member.name) != "desc":
                 continue
+            if member.size > MAX_STANZA:
+                raise IndexRefused(f"a desc larger than {MAX_STANZA} bytes")
             extracted = archive.extractfile(member)
             if extracted is None:
                 continue

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 #: corruption and a mirror's mistakes, which is what a cache checks for;
 #: the signature of the index that named them is the client's business.
 ALGORITHMS = ("sha256", "sha512", "sha1", "md5")
-_SIZES = {name: hashlib.new(name).digest_size for name in ALGORITHMS}
+SIZES = {name: hashlib.new(name).digest_size for name in ALGORITHMS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,26 +36,26 @@ class Digest:
 
 def from_hex(algorithm: str, text: str, origin: str = "index") -> Digest | None:
     """A digest written in hex; None when it is not one of that length."""
-    algorithm = _algorithm(algorithm)
-    if algorithm is None:
+    name = _algorithm(algorithm)
+    if name is None:
         return None
     try:
         value = bytes.fromhex(text.strip())
     except ValueError:
         return None
-    return Digest(algorithm, value, origin) if len(value) == _SIZES[algorithm] else None
+    return Digest(name, value, origin) if len(value) == SIZES[name] else None
 
 
 def from_base64(algorithm: str, text: str, origin: str = "index") -> Digest | None:
     """A digest written in base64 (SRI, RFC 9530, ``Digest:``, Content-MD5)."""
-    algorithm = _algorithm(algorithm)
-    if algorithm is None:
+    name = _algorithm(algorithm)
+    if name is None:
         return None
     try:
         value = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
         return None
-    return Digest(algorithm, value, origin) if len(value) == _SIZES[algorithm] else None
+    return Digest(name, value, origin) if len(value) == SIZES[name] else None
 
 
 def from_sri(text: str, origin: str = "index") -> list[Digest]:
@@ -79,4 +79,4 @@ def _algorithm(name: str) -> str | None:
     compact = name.strip().lower().replace("-", "").replace("_", "")
     if compact == "md5sum":
         compact = "md5"
-    return compact if compact in _SIZES else None
+    return compact if compact in SIZES else None

@@ -25,7 +25,7 @@ from tornado.locks import Condition, Event
 
 from pkgcache.batches import without_first
 from pkgcache.clock import Clock
-from pkgcache.digests.check import DigestCheck
+from pkgcache.digests.check import DigestCheck, Hasher
 from pkgcache.digests.learnt import from_headers, from_path
 from pkgcache.digests.values import Digest
 from pkgcache.fetching.upstream import (
@@ -120,12 +120,16 @@ class Download:
         plan: FetchPlan | None = None,
         keeping: Keeping | None = None,
         clock: Clock | None = None,
+        *,
+        hasher: Hasher,
     ) -> None:
         """``stored`` False: a pass-through for one client, with no partial
         file (the cache cannot take it). ``fits(size)`` False: a complete
         file of that size must not be stored (see ``do_not_keep``).
-        ``keeping`` publishes, confirms and removes what it stores."""
+        ``keeping`` publishes, confirms and removes what it stores;
+        ``hasher`` checks the bytes against their digests."""
         self.key = key
+        self._hasher = hasher
         self.clock = clock or Clock()
         self.plan = plan or FetchPlan()
         self._keeping = keeping
@@ -280,32 +284,33 @@ class Download:
         self._end(result)
 
     async def _verified(self, result: FetchResult, check: DigestCheck) -> FetchResult:
-        """Every byte arrived: hold the last batch until the digest says
-        whether they are the file. A mismatch drops that batch (no client
-        and no follower ever has the whole body) and fails the download."""
+        """Every byte arrived: hold the last batch until the digests say
+        whether they are the file. A mismatch with any expected digest
+        drops that batch (no client and no follower ever has the whole
+        body) and fails the download."""
         if self._short():
             return result  # ``_end`` calls it broken
         held = self._take_batch()  # out of ``_pass_on``'s reach meanwhile
         check.feed(held)
-        actual = await check.actual()
-        if actual.value == check.expected.value:
-            self.verified = check.expected
+        verdict = await check.verdict()
+        if verdict.mismatch is None:
+            self.verified = verdict.matched
             self._batch = held
             return result
-        self.mismatch = (check.expected, actual)
+        self.mismatch = expected, actual = verdict.mismatch
         log.error(
             "digest mismatch: %s of repository %s from %s: expected %s (%s), got %s;"
             " not stored",
             self.key,
             self.plan.repository,
             display_source(result.source or "-"),
-            check.expected,
-            check.expected.origin,
+            expected,
+            expected.origin,
             actual,
         )
         return FetchResult(
             Outcome.FAILED,
-            f"digest mismatch: expected {check.expected}",
+            f"digest mismatch: expected {expected}",
             result.source,
             result.head,
         )
@@ -384,7 +389,7 @@ class Download:
             *from_headers(head.headers),
         )
         if expected:
-            self._check = DigestCheck(expected)
+            self._check = self._hasher.check(expected)
         self.head = head
         self.state = State.STREAMING
         self._head_known.set()

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable
 
 from pkgcache.clock import Clock
+from pkgcache.digests.check import Hasher
 from pkgcache.fetching.download import Download, FetchPlan
 from pkgcache.fetching.upstream import Outcome, Upstream
 from pkgcache.settings import LiveSettings
@@ -37,7 +38,11 @@ class Downloads:
         live: LiveSettings,
         keeping: Keeping | None = None,
         clock: Clock | None = None,
+        *,
+        hasher: Hasher,
     ) -> None:
+        """``hasher``: the thread every download's bytes are hashed on."""
+        self.hasher = hasher
         self.clock = clock or Clock()
         self.store = store
         self.keeping = keeping
@@ -83,6 +88,7 @@ class Downloads:
             plan=plan,
             keeping=self.keeping,
             clock=self.clock,
+            hasher=self.hasher,
         )
         self._active[key] = download
         download.start()
@@ -112,6 +118,7 @@ class Downloads:
             stored=False,
             plan=plan,
             clock=self.clock,
+            hasher=self.hasher,
         )
         download.start()
         return download

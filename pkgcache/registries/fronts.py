@@ -23,6 +23,7 @@ class Fronts:
         its stored documents to find where their tarballs live);
         ``digests``: filled with what the indexes say their files hash to."""
         self.npm = NpmFront(read_stored, digests)
+        self.pypi_pages = pypi.PageDigests(digests)
         self.digests = digests
 
     def resolve(
@@ -39,7 +40,7 @@ class Fronts:
         ``public_base``: the URL clients reach the cache at (npm)."""
         kind = repository.settings.kind
         if kind == "pypi":
-            return pypi.resolve(repository, path, headers, query, self.digests)
+            return pypi.resolve(repository, path, headers, query, self.pypi_pages)
         if kind == "npm":
             return self.npm.resolve(repository, path, headers, query, public_base)
         return None

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 
 from tornado.ioloop import IOLoop
 
-from pkgcache.digests.book import DigestBook
+from pkgcache.digests.book import DigestBook, Table, prepared
 from pkgcache.digests.values import Digest
 from pkgcache.fetching.upstream import ResponseHead, Route
 from pkgcache.registries.links import Bases
@@ -50,17 +50,11 @@ _UPSTREAM_ACCEPT = {
     "json": JSON_TYPE,
     "html": f"{HTML_TYPE}, {LEGACY_HTML_TYPE};q=0.5",
 }
-#: Stored pages whose digests were learnt since the start; forgotten all
-#: at once past the bound (learning again is harmless).
-_LEARNT: set[object] = set()
-_LEARNT_LIMIT = 100_000
+#: Stored pages remembered as learnt; forgotten all at once past this
+#: (learning again is harmless).
+LEARNT_REMEMBERED = 100_000
 
-
-def _remember_learnt(identity: object) -> None:
-    if len(_LEARNT) >= _LEARNT_LIMIT:
-        _LEARNT.clear()
-    _LEARNT.add(identity)
-
+Entries = list[tuple[CacheKey, tuple[Digest, ...]]]
 
 _PROJECT = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
@@ -70,12 +64,110 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def belongs(project: str, filename: str) -> bool:
+    """Is ``filename`` a distribution of ``project`` (normalized), or its
+    ``.metadata``? A wheel's name is its first ``-`` part (PEP 427); any
+    other file (an sdist, an egg, legacy names with ``-`` in them) must
+    start with a name that normalizes to ``project``, then ``-`` and a
+    version, which starts with a digit."""
+    filename = filename.removesuffix(".metadata")
+    if filename.endswith(".whl"):
+        return normalize(filename.split("-", 1)[0]) == project
+    at = filename.find("-")
+    while at > 0:
+        if normalize(filename[:at]) == project:
+            return filename[at + 1 : at + 2].isdigit()
+        at = filename.find("-", at + 1)
+    return False
+
+
+def vouched(project: str, prefix: str, entries: Entries) -> Entries:
+    """The entries of ``project``'s page that it may vouch for: its own
+    files only (a hostile index's page of one project must not set the
+    digest of another's files), and, among the files an index keeps beside
+    its pages, only those in its own folder."""
+    top = len(tuple(part for part in prefix.split("/") if part))
+    kept = []
+    for key, digests in entries:
+        below = key.segments[top:]
+        if below[:1] == ("simple",) and below[1:2] != (project,):
+            continue
+        if belongs(project, key.segments[-1]):
+            kept.append((key, digests))
+    return kept
+
+
+class PageDigests:
+    """Learns into the ``DigestBook`` the digests project pages name: once
+    when a page is stored (``rewritten``), and once per stored version
+    after that (``learn``: after a restart the book starts empty). A page
+    that could not be read is logged once and read again next time."""
+
+    def __init__(self, book: DigestBook) -> None:
+        self.book = book
+        self._learnt: set[object] = set()
+        self._reading: set[object] = set()
+        self._failed: set[object] = set()
+
+    def rewritten(
+        self, project: str, prefix: str, page: bytes, kind: str | None
+    ) -> Table:
+        """In a thread: what a rewritten page vouches for, ready to merge."""
+        return prepared(vouched(project, prefix, page_digests(page, kind, prefix)))
+
+    def learn(
+        self,
+        project: str,
+        prefix: str,
+        read: Callable[[], bytes],
+        identity: object,
+    ) -> asyncio.Future[Table] | None:
+        """A stored page answered: learn its digests unless this version's
+        are known or being read; in a thread, not waited for (the future
+        is done once they are in the book; None: nothing to learn)."""
+        if identity in self._learnt or identity in self._reading:
+            return None
+        self._reading.add(identity)
+
+        def digests() -> Table:
+            stored = read()
+            is_page_json = stored.lstrip()[:1] == b"{"
+            recorded = "application/json" if is_page_json else "text/html"
+            return self.rewritten(project, prefix, stored, recorded)
+
+        def learnt(done: asyncio.Future[Table]) -> None:
+            self._reading.discard(identity)
+            error = done.exception()
+            if error is not None:
+                if identity not in self._failed:
+                    if len(self._failed) >= LEARNT_REMEMBERED:
+                        self._failed.clear()
+                    self._failed.add(identity)
+                    log.warning(
+                        "cannot learn the digests of the stored page of %s: %s",
+                        project,
+                        error,
+                    )
+                return
+            table = done.result()
+            self.book.merge(table)
+            self._failed.discard(identity)
+            if len(self._learnt) >= LEARNT_REMEMBERED:
+                self._learnt.clear()
+            self._learnt.add(identity)
+            log.info("the stored %s names the digests of %d files", project, len(table))
+
+        running = IOLoop.current().run_in_executor(None, digests)
+        running.add_done_callback(learnt)
+        return running
+
+
 def resolve(
     repository: Repository,
     path: RequestPath,
     headers: Mapping[str, str],
     query: str,
-    digests: DigestBook,
+    digests: PageDigests,
 ) -> Resolution:
     prefix = repository.settings.prefix
     below = path.segments[len(repository.prefix) :]
@@ -134,7 +226,7 @@ def _root(repository: Repository, headers: Mapping[str, str]) -> Resolution:
 
 
 def _page(
-    repository: Repository, name: str, headers: Mapping[str, str], book: DigestBook
+    repository: Repository, name: str, headers: Mapping[str, str], pages: PageDigests
 ) -> Resolution:
     media = _variant(headers)
     if media is None:
@@ -149,38 +241,16 @@ def _page(
     loop = IOLoop.current()
 
     def rewrite(body: bytes, head: ResponseHead) -> bytes:
-        """In a thread: the page made host-free, and its digests handed to
-        the IOLoop for the book."""
+        """In a thread: the page made host-free, and the digests it may
+        vouch for handed to the IOLoop for the book."""
         content_type = head.headers.get("Content-Type")
         page = rewrite_page(body, content_type, head.url, bases)
-        loop.add_callback(book.add, page_digests(page, content_type, settings.prefix))
+        table = pages.rewritten(name, settings.prefix, page, content_type)
+        loop.add_callback(pages.book.merge, table)
         return page
 
     def learn(read: Callable[[], bytes], identity: object) -> None:
-        """A stored page answered: learn its digests once per stored
-        version (after a restart the book starts empty), in a thread, not
-        waited for."""
-        if identity in _LEARNT:
-            return
-        _remember_learnt(identity)
-
-        def digests() -> list[tuple[CacheKey, tuple[Digest, ...]]]:
-            stored = read()
-            is_page_json = stored.lstrip()[:1] == b"{"
-            recorded = "application/json" if is_page_json else "text/html"
-            return page_digests(stored, recorded, settings.prefix)
-
-        def learnt(
-            done: asyncio.Future[list[tuple[CacheKey, tuple[Digest, ...]]]],
-        ) -> None:
-            if done.exception() is None:
-                entries = done.result()
-                book.add(entries)
-                log.info(
-                    "the stored %s names the digests of %d files", name, len(entries)
-                )
-
-        loop.run_in_executor(None, digests).add_done_callback(learnt)
+        pages.learn(name, settings.prefix, read, identity)
 
     def content_type(upstream: str | None) -> str:
         # A page in the other format (an index without PEP 691 answers
