@@ -352,7 +352,7 @@ def test_a_download_serves_two_readers_and_publishes_the_file(tmp_path):
 
     first, second, download, store = asyncio.run(run())
     assert first == BODY and second == BODY
-    assert download.state is State.DONE and download.published
+    assert download.state is State.PUBLISHED and download.published
     assert download.result is not None and download.result.source == B
     cached = store.lookup(KEY)
     assert cached is not None and Path(cached.path).read_bytes() == BODY

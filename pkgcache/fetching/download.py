@@ -1,8 +1,13 @@
 """One upstream download of one path, shared by every client that asks.
 
-A ``Download`` goes CONNECTING (sources tried in order) -> STREAMING (a 200
-is accepted and the partial file is open) -> DONE (published) or FAILED
-(partial removed). ``inflight.py`` keeps at most one per path.
+A ``Download`` is a state machine: CONNECTING (sources tried in order) ->
+STREAMING (a 200 is accepted; bytes are stored and handed on) ->
+FINISHING (every byte arrived; the plan's finishing steps run:
+``finishing.py``) -> PUBLISHED, CONFIRMED (a 304), SERVED (complete but
+not stored) or FAILED. Where it keeps its bytes is a ``Storage``: its
+partial file, or a ``MemoryCopy`` when the cache cannot take them.
+``inflight.py`` keeps at most one per path; the store carries out what
+its end means on disk (``store/keeping.py``).
 
 The body chunks of one IOLoop turn form a batch: it is written to the
 partial file with one ``writev``, handed to every reader that is LIVE
@@ -25,9 +30,10 @@ from tornado.locks import Condition, Event
 
 from pkgcache.batches import without_first
 from pkgcache.clock import Clock
-from pkgcache.digests.check import DigestCheck, Hasher
-from pkgcache.digests.learnt import from_headers, from_path
+from pkgcache.digests.check import Hasher
 from pkgcache.digests.values import Digest
+from pkgcache.fetching.finishing import Step, Verification, Verify, rewritten
+from pkgcache.fetching.memorycopy import MemoryCopy
 from pkgcache.fetching.upstream import (
     FetchResult,
     Outcome,
@@ -35,7 +41,7 @@ from pkgcache.fetching.upstream import (
     Route,
     Upstream,
 )
-from pkgcache.settings import LiveSettings, display_source
+from pkgcache.settings import LiveSettings
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.keeping import Keeping
 from pkgcache.store.meta import Validators
@@ -52,8 +58,35 @@ MAX_RESUMES = 3
 class State(enum.Enum):
     CONNECTING = "connecting"
     STREAMING = "streaming"
-    DONE = "done"
+    FINISHING = "finishing"
+    #: Complete, and at its final path in the cache.
+    PUBLISHED = "published"
+    #: A revalidation answered 304: the stored copy is current.
+    CONFIRMED = "confirmed"
+    #: Complete and served to its clients, but not stored.
+    SERVED = "served"
     FAILED = "failed"
+
+
+ENDED = frozenset((State.PUBLISHED, State.CONFIRMED, State.SERVED, State.FAILED))
+COMPLETE = frozenset((State.PUBLISHED, State.SERVED))
+
+
+class Storage(enum.Enum):
+    """Where a download keeps its bytes, besides handing them to live
+    readers."""
+
+    #: Its partial file, published when complete.
+    FILE = "file"
+    #: Its partial file for followers, and a ``MemoryCopy`` for a client
+    #: after the end; never published (``do_not_keep``, a ``pass`` file).
+    FILE_NOT_KEPT = "file, not kept"
+    #: A ``MemoryCopy`` only: no partial file (a pass-through, or none
+    #: could be created).
+    MEMORY = "memory"
+    #: A write to the partial file failed: followers read what it holds;
+    #: everything is in a ``MemoryCopy`` while the whole fits.
+    FILE_FAILED = "file failed"
 
 
 class ReaderState(enum.Enum):
@@ -95,17 +128,13 @@ class FetchPlan:
     negative_for: float = 0.0
     #: Request headers every source is sent (a registry's Accept).
     request_headers: tuple[tuple[str, str], ...] = ()
-    #: A registry page: the whole body is rewritten by this (off the
-    #: IOLoop) before it is stored or served; clients then wait for the
-    #: end instead of following the bytes (``wait_for_end``).
-    rewrite: Callable[[bytes, ResponseHead], bytes] | None = None
-    #: What the file must hash to, as its repository's index says; its
-    #: path and the upstream's headers may add more (``digests/``).
-    expected: tuple[Digest, ...] = ()
+    #: What is done between the last byte and the end, in order
+    #: (``finishing.py``): the digest check, a registry page's rewrite.
+    finishing: tuple[Step, ...] = (Verify(),)
 
 
 class Download:
-    """One upstream fetch of one path, its partial file and its readers."""
+    """One upstream fetch of one path, its stored bytes and its readers."""
 
     def __init__(
         self,
@@ -129,13 +158,13 @@ class Download:
         ``keeping`` publishes, confirms and removes what it stores;
         ``hasher`` checks the bytes against their digests."""
         self.key = key
-        self._hasher = hasher
         self.clock = clock or Clock()
         self.plan = plan or FetchPlan()
-        self._keeping = keeping
-        #: True when a revalidation was answered 304: the stored copy stays.
-        self.not_modified = False
         self.state = State.CONNECTING
+        if not stored:
+            self.storage = Storage.MEMORY
+        else:
+            self.storage = Storage.FILE if self.plan.keep else Storage.FILE_NOT_KEPT
         self.head: ResponseHead | None = None
         self.result: FetchResult | None = None
         #: Bytes received from upstream.
@@ -144,29 +173,22 @@ class Download:
         #: the chunks of this IOLoop turn. A follower at this offset can
         #: go live: the next batch handed on starts there.
         self.delivered = 0
-        #: True once a write to the partial file failed: the file is then
-        #: never published and followers cannot read past ``written``.
-        self.storage_failed = False
-        #: True once the complete file is at its final path.
-        self.published = False
         #: The digest the complete file matched; None: none was known.
         self.verified: Digest | None = None
         #: (expected, actual) when the bytes did not match: not stored.
         self.mismatch: tuple[Digest, Digest] | None = None
-        self._check: DigestCheck | None = None
-        #: False when the file must not be published even if it completes
-        #: (``do_not_keep``), or has no partial file at all.
-        self.keep = stored and self.plan.keep
-        self._stored = stored
-        self._fits = fits
-        #: The body, kept in memory once it cannot be stored (no partial
-        #: file, or a write failed), while it fits ``client_buffer``, so a
-        #: client that comes after the end still gets it; None otherwise.
-        self._memory: list[bytes] | None = None
-        self._memory_size = 0
         self.started = self.clock.monotonic()
         #: Notified after every batch and at the end: followers wait on it.
         self.progress = Condition()
+        self._steps = [
+            Verification(step, self.plan.repository, hasher)
+            if isinstance(step, Verify)
+            else step
+            for step in self.plan.finishing
+        ]
+        self._keeping = keeping
+        self._fits = fits
+        self._memory: MemoryCopy | None = None
         self._readers: set[Reader] = set()
         self._head_known = Event()
         self._ended = Event()
@@ -182,7 +204,26 @@ class Download:
 
     @property
     def ended(self) -> bool:
-        return self.state in (State.DONE, State.FAILED)
+        return self.state in ENDED
+
+    @property
+    def complete(self) -> bool:
+        """Every byte arrived and passed the finishing steps."""
+        return self.state in COMPLETE
+
+    @property
+    def published(self) -> bool:
+        return self.state is State.PUBLISHED
+
+    @property
+    def not_modified(self) -> bool:
+        return self.state is State.CONFIRMED
+
+    @property
+    def storage_failed(self) -> bool:
+        """The partial file stopped taking bytes: followers cannot read
+        past ``written``."""
+        return self.storage is Storage.FILE_FAILED
 
     @property
     def written(self) -> int:
@@ -200,31 +241,31 @@ class Download:
 
     def attach(self, reader: Reader) -> PartialReader | None:
         """Add a reader; returns its own descriptor on the partial file, or
-        None when there is none (only LIVE reading then). Only while
-        STREAMING (the caller checked ``ended`` after ``wait_for_head``, in
-        the same IOLoop step)."""
-        assert self.state is State.STREAMING
+        None when there is none (only LIVE reading then). Only before the
+        end (the caller checked ``ended`` after ``wait_for_head``, in the
+        same IOLoop step)."""
+        assert self.state in (State.STREAMING, State.FINISHING)
         descriptor = self._partial.open_reader() if self._partial else None
         self._readers.add(reader)
         return descriptor
 
+    def detach(self, reader: Reader) -> None:
+        self._readers.discard(reader)
+
     def kept_body(self) -> bytes | None:
-        """The whole body of a DONE download that could not be stored but
-        was small enough to keep in memory; None otherwise."""
-        if self.state is not State.DONE or self._memory is None:
+        """The whole body of a complete download that could not be stored
+        but was small enough to keep in memory; None otherwise."""
+        if not self.complete or self._memory is None:
             return None
-        return b"".join(self._memory)
+        return self._memory.whole()
 
     def do_not_keep(self, reason: str) -> None:
         """Serve this download to its clients but never publish it."""
-        if self.keep:
-            self.keep = False
+        if self.storage is Storage.FILE:
+            self.storage = Storage.FILE_NOT_KEPT
             if self._memory is None and not self.delivered:
-                self._memory = []
+                self._memory = self._memory_copy()
             log.warning("%s: %s; served, not stored", self.key, reason)
-
-    def detach(self, reader: Reader) -> None:
-        self._readers.discard(reader)
 
     def start(self) -> None:
         IOLoop.current().add_callback(self._run)
@@ -241,122 +282,77 @@ class Download:
 
     async def _run(self) -> None:
         try:
-            plan = self.plan
-            conditional = plan.revalidating
-            route = plan.route
-            if conditional is not None and route is not None:
-                route = route.starting_with(conditional.source)
-            headers = dict(plan.request_headers)
-            if conditional is not None:
-                headers.update(conditional.conditional_headers())
-            result = await self._upstream.fetch(
-                self.key, "GET", self._begin, self._write, route, headers or None
-            )
-            resumes = 0
-            while result.outcome is Outcome.BROKEN and resumes < MAX_RESUMES:
-                resumes += 1
-                assert self.head is not None
-                log.warning(
-                    "download of %s broke at byte %d (%s): resuming",
-                    self.key,
-                    self.received,
-                    result.detail,
-                )
-                resumed = await self._upstream.resume(
-                    self.key,
-                    self.head,
-                    self.received,
-                    result.source,
-                    self._write,
-                    same_source_first=resumes == 1,
-                    route=self.plan.route,
-                )
-                if resumed.outcome is Outcome.FAILED:
-                    break
-                result = resumed
-            if self._check is not None and result.outcome is Outcome.COMPLETE:
-                result = await self._verified(result, self._check)
-            if plan.rewrite is not None and result.outcome is Outcome.COMPLETE:
-                result = await self._rewritten(result, plan.rewrite)
+            result = await self._fetch()
+            if result.outcome is Outcome.COMPLETE and not self._short():
+                self.state = State.FINISHING
+                result = await self._finish(result)
         except Exception as error:
             log.exception("download of %s crashed", self.key)
             result = FetchResult(Outcome.FAILED, f"internal error: {error}")
         self._end(result)
 
-    async def _verified(self, result: FetchResult, check: DigestCheck) -> FetchResult:
-        """Every byte arrived: hold the last batch until the digests say
-        whether they are the file. A mismatch with any expected digest
-        drops that batch (no client and no follower ever has the whole
-        body) and fails the download."""
-        if self._short():
-            return result  # ``_end`` calls it broken
-        held = self._take_batch()  # out of ``_pass_on``'s reach meanwhile
-        check.feed(held)
-        verdict = await check.verdict()
-        if verdict.mismatch is None:
-            self.verified = verdict.matched
-            self._batch = held
-            return result
-        self.mismatch = expected, actual = verdict.mismatch
-        log.error(
-            "digest mismatch: %s of repository %s from %s: expected %s (%s), got %s;"
-            " not stored",
-            self.key,
-            self.plan.repository,
-            display_source(result.source or "-"),
-            expected,
-            expected.origin,
-            actual,
+    async def _fetch(self) -> FetchResult:
+        """The sources in order (a revalidation asks where its copy came
+        from first), then Range requests where a body broke off."""
+        plan = self.plan
+        conditional = plan.revalidating
+        route = plan.route
+        if conditional is not None and route is not None:
+            route = route.starting_with(conditional.source)
+        headers = dict(plan.request_headers)
+        if conditional is not None:
+            headers.update(conditional.conditional_headers())
+        result = await self._upstream.fetch(
+            self.key, "GET", self._begin, self._write, route, headers or None
         )
-        return FetchResult(
-            Outcome.FAILED,
-            f"digest mismatch: expected {expected}",
-            result.source,
-            result.head,
-        )
-
-    async def _rewritten(
-        self, result: FetchResult, rewrite: Callable[[bytes, ResponseHead], bytes]
-    ) -> FetchResult:
-        """A registry page arrived whole: rewrite it (in a thread: a big
-        page takes a while to parse) and put the new body in place of the
-        old, so that what is stored and served is the rewritten page."""
-        if self._short():
-            return result  # ``_end`` calls it broken
-        last = self._take_batch()
-        if last:
-            self._hand_on(last)
-        raw = self._whole_body()
-        if raw is None:
-            return FetchResult(
-                Outcome.FAILED, "the page could not be kept", result.source, result.head
+        resumes = 0
+        while result.outcome is Outcome.BROKEN and resumes < MAX_RESUMES:
+            resumes += 1
+            assert self.head is not None
+            log.warning(
+                "download of %s broke at byte %d (%s): resuming",
+                self.key,
+                self.received,
+                result.detail,
             )
-        try:
-            page = await self._loop.run_in_executor(None, rewrite, raw, self.head)
-        except ValueError as error:
-            log.error("cannot rewrite %s from %s: %s", self.key, result.source, error)
-            return FetchResult(
-                Outcome.FAILED, f"malformed page: {error}", result.source, result.head
+            resumed = await self._upstream.resume(
+                self.key,
+                self.head,
+                self.received,
+                result.source,
+                self._write,
+                same_source_first=resumes == 1,
+                route=plan.route,
             )
-        headers = self.head.headers.copy()
-        headers["Content-Length"] = str(len(page))
-        self.head = ResponseHead(self.head.status, headers, self.head.url)
-        self.received = self.delivered = len(page)
-        if self._memory is not None:
-            self._memory, self._memory_size = [page], len(page)
-        if self._partial is not None and not self.storage_failed:
-            self._partial.discard()
-            self._partial = None
-            try:
-                self._partial = self._store.new_partial()
-                self._partial.write([page], len(page))
-            except OSError as error:
-                self._store.storage_failed(f"write {self.key} to the cache", error)
-                self.storage_failed = True
-                self._memory, self._memory_size = [page], len(page)
-        return FetchResult(result.outcome, result.detail, result.source, self.head)
+            if resumed.outcome is Outcome.FAILED:
+                break
+            result = resumed
+        return result
 
-    def _whole_body(self) -> bytes | None:
+    async def _finish(self, result: FetchResult) -> FetchResult:
+        """The plan's finishing steps, in order, while the fetch stands."""
+        for step in self._steps:
+            if result.outcome is not Outcome.COMPLETE:
+                break
+            if isinstance(step, Verification):
+                result = await step.finish(self, result)
+            else:
+                result = await rewritten(step, self, result)
+        return result
+
+    # What a finishing step may do (``finishing.Finishable``).
+
+    def take_batch(self) -> list[bytes]:
+        chunks, self._batch = self._batch, []
+        return chunks
+
+    def put_back(self, chunks: list[bytes]) -> None:
+        self._batch = chunks
+
+    def hand_on(self, chunks: list[bytes]) -> None:
+        self._hand_on(chunks)
+
+    def whole_body(self) -> bytes | None:
         """Everything received, from the partial file or from memory."""
         if self._partial is not None and not self.storage_failed:
             reader = self._partial.open_reader()
@@ -366,35 +362,54 @@ class Download:
                 return None
             finally:
                 reader.close()
+        return self._memory.whole() if self._memory is not None else None
+
+    def replace_body(self, body: bytes) -> bool:
+        """A rewritten page in place of the bytes received: in a new
+        partial file, or in memory when the cache cannot take it."""
+        assert self.head is not None
+        headers = self.head.headers.copy()
+        headers["Content-Length"] = str(len(body))
+        self.head = ResponseHead(self.head.status, headers, self.head.url)
+        self.received = self.delivered = len(body)
         if self._memory is not None:
-            return b"".join(self._memory)
-        return None
+            self._memory.replace(body)
+        if self._partial is not None and not self.storage_failed:
+            self._partial.discard()
+            self._partial = None
+            try:
+                self._partial = self._store.new_partial()
+                self._partial.write([body], len(body))
+            except OSError as error:
+                self._store.storage_failed(f"write {self.key} to the cache", error)
+                self.storage = Storage.FILE_FAILED
+                self._memory = self._memory_copy()
+                self._memory.replace(body)
+        return True
 
     def _begin(self, head: ResponseHead) -> bool:
         """Accept a 200: open the partial file and let clients see the head.
         (The upstream refused it already if it is larger than
         ``max_file_size``.)"""
-        if self._stored:
+        if self.storage is not Storage.MEMORY:
             try:
                 self._partial = self._store.new_partial()
             except OSError as error:
                 self._store.storage_failed(f"create a file for {self.key}", error)
-                self.storage_failed = True
-                self.keep = False
-        if self._partial is None or not self.keep:
-            self._memory = []
-        expected = (
-            *self.plan.expected,
-            *from_path(self.key),
-            *from_headers(head.headers),
-        )
-        if expected:
-            self._check = self._hasher.check(expected)
+                self.storage = Storage.MEMORY
+        if self.storage is not Storage.FILE:
+            self._memory = self._memory_copy()
+        for step in self._steps:
+            if isinstance(step, Verification):
+                step.begin(self.key, head)
         self.head = head
         self.state = State.STREAMING
         self._head_known.set()
         self._on_begin(self)
         return True
+
+    def _memory_copy(self) -> MemoryCopy:
+        return MemoryCopy(lambda: self._settings.current.client_buffer)
 
     def _write(self, chunk: bytes) -> None:
         """The streaming callback: count the chunk now, store and send it
@@ -411,9 +426,10 @@ class Download:
         so a client that has every byte finds the file published.
         """
         if self._batch and not self._completes_file():
-            chunks = self._take_batch()
-            if self._check is not None:
-                self._check.feed(chunks)  # one hand-over a batch, not a chunk
+            chunks = self.take_batch()
+            for step in self._steps:
+                if isinstance(step, Verification):
+                    step.feed(chunks)
             self._hand_on(chunks)
 
     def _short(self) -> bool:
@@ -424,10 +440,6 @@ class Download:
     def _completes_file(self) -> bool:
         size = self.head.content_length if self.head is not None else None
         return size is not None and self.received >= size
-
-    def _take_batch(self) -> list[bytes]:
-        chunks, self._batch = self._batch, []
-        return chunks
 
     def _hand_on(self, chunks: list[bytes], store: bool = True) -> None:
         size = sum(map(len, chunks))
@@ -440,16 +452,16 @@ class Download:
         self.progress.notify_all()
 
     def _store_batch(self, chunks: list[bytes], size: int) -> None:
-        if self.storage_failed or self._partial is None:
-            self._keep_in_memory(chunks, size)
+        if self._memory is not None:
+            self._memory.add(chunks)
+        if self.storage not in (Storage.FILE, Storage.FILE_NOT_KEPT):
             return
-        if not self.keep:  # never published: a late client gets memory
-            self._keep_in_memory(chunks, size)
+        assert self._partial is not None
         before = self._partial.written
         try:
             self._partial.write(chunks, size)
         except OSError as error:
-            self.storage_failed = True
+            self.storage = Storage.FILE_FAILED
             self._store.storage_failed(f"write {self.key} to the cache", error)
             self._keep_from_partial(chunks, self._partial.written - before)
 
@@ -468,24 +480,15 @@ class Download:
         finally:
             reader.close()
         if len(start) == written:
-            self._memory = [start] if start else []
-            self._memory_size = written
-            rest = without_first(chunks, stored)
-            self._keep_in_memory(rest, sum(map(len, rest)))
-
-    def _keep_in_memory(self, chunks: list[bytes], size: int) -> None:
-        if self._memory is None:
-            return
-        self._memory_size += size
-        if self._memory_size > self._settings.current.client_buffer:
-            self._memory = None
-        else:
-            self._memory.extend(bytes(chunk) for chunk in chunks)
+            self._memory = MemoryCopy(
+                lambda: self._settings.current.client_buffer, start
+            )
+            self._memory.add(without_first(chunks, stored))
 
     def _end(self, result: FetchResult) -> None:
         """Publish or discard, leave the registry, wake everyone: one step.
         The last batch is stored before and handed to readers after."""
-        last = self._take_batch()
+        last = self.take_batch()
         if last:
             self._store_batch(last, sum(map(len, last)))
         if self._partial is not None:
@@ -499,16 +502,7 @@ class Download:
                 result.head,
             )
         self.result = result
-        self.not_modified = result.outcome is Outcome.NOT_MODIFIED
-        done = result.outcome in (Outcome.COMPLETE, Outcome.NOT_MODIFIED)
-        self.state = State.DONE if done else State.FAILED
-        gone = result.outcome is Outcome.NOT_FOUND and self.plan.revalidating
-        if self._keeping is not None and self.not_modified:
-            self._keeping.confirm(self.key)
-        elif self._keeping is not None and gone:
-            self._keeping.gone(self.key)
-        if self._partial is not None:
-            self._publish_or_discard(self._partial)
+        self.state = self._end_state(result)
         if self.state is State.FAILED and self.head is not None:
             log.error("download of %s failed: %s", self.key, result.detail)
         self._on_end(self)
@@ -520,17 +514,34 @@ class Download:
         for reader in tuple(self._readers):
             reader.wake()
 
-    def _publish_or_discard(self, partial: PartialFile) -> None:
+    def _end_state(self, result: FetchResult) -> State:
+        """Carry out what the end means on disk (``Keeping``) and say
+        which end it is."""
+        keeping = self._keeping
+        outcome = result.outcome
+        if outcome is Outcome.NOT_MODIFIED:
+            if keeping is not None:
+                keeping.confirm(self.key)
+            return State.CONFIRMED
+        if outcome is Outcome.NOT_FOUND and self.plan.revalidating and keeping:
+            keeping.gone(self.key)
+        complete = outcome is Outcome.COMPLETE
+        published = False
+        if self._partial is not None:
+            published = self._publish_or_discard(self._partial, complete)
+        if published:
+            return State.PUBLISHED
+        return State.SERVED if complete else State.FAILED
+
+    def _publish_or_discard(self, partial: PartialFile, complete: bool) -> bool:
         if self._fits is not None and not self._fits(self.received):
             self.do_not_keep("larger than max_size")
-        storable = self.keep and not self.storage_failed
-        if self.state is State.DONE and storable and self._keeping is not None:
+        keeping = self._keeping
+        if complete and self.storage is Storage.FILE and keeping is not None:
             mtime = self.head.last_modified if self.head else None
-            self.published = self._keeping.publish(
-                partial, self.key, mtime, self._record()
-            )
-            return
+            return keeping.publish(partial, self.key, mtime, self._record())
         partial.discard()
+        return False
 
     def _record(self) -> Validators | None:
         """What is recorded beside the published file: a volatile file's

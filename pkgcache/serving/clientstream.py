@@ -26,7 +26,7 @@ from tornado.iostream import StreamClosedError
 from tornado.locks import Event
 
 from pkgcache.batches import without_first
-from pkgcache.fetching.download import Download, ReaderState, State
+from pkgcache.fetching.download import Download, ReaderState
 from pkgcache.serving.output import ClientOutput
 
 #: Read size from the partial file when following.
@@ -157,7 +157,7 @@ class ClientStream:
                 await self._drain()
                 return (
                     not self.closed
-                    and download.state is State.DONE
+                    and download.complete
                     and self.offset == download.received
                 )
             if self.offset == download.delivered:

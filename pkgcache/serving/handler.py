@@ -25,6 +25,7 @@ import logging
 from tornado.web import HTTPError, stream_request_body
 
 from pkgcache.fetching.download import Download, FetchPlan
+from pkgcache.fetching.finishing import Rewrite, Verify
 from pkgcache.fetching.upstream import Outcome
 from pkgcache.observe.accesslog import escape
 from pkgcache.observe.results import Result
@@ -209,11 +210,12 @@ class CacheHandler(Answering):
         target = self._target
         document = target.document
         immutable = rules.policy is Policy.IMMUTABLE
+        expected = self.context.digests.get(target.key) if immutable else ()
+        rewrite = document.rewrite if document else None
         return FetchPlan(
             route=target.route,
             request_headers=document.request_headers if document else (),
-            rewrite=document.rewrite if document else None,
-            expected=self.context.digests.get(target.key) if immutable else (),
+            finishing=(Verify(expected), *([Rewrite(rewrite)] if rewrite else [])),
             revalidating=revalidating,
             record_validators=rules.policy is Policy.VOLATILE,
             keep=rules.policy is not Policy.PASS and not target.private,
