@@ -78,14 +78,14 @@ def access(proxy: Any, path: str, count: int = 1) -> list[str]:
             if "pkgcache.access" in line and f'"GET {path}" ' in line
         ]
 
-    wait_until(lambda: len(lines()) >= count, timeout=5)
+    wait_until(lambda: len(lines()) >= count, timeout=30)
     return lines()
 
 
 def logged(proxy: Any, path: str, text: str) -> bool:
     """Whether an access line of ``path`` holds ``text``, once there."""
     return wait_until(
-        lambda: any(text in line for line in access(proxy, path, count=0)), timeout=5
+        lambda: any(text in line for line in access(proxy, path, count=0)), timeout=30
     )
 
 
