@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -601,7 +600,7 @@ def test_npm_with_a_wrong_integrity_stores_nothing_then_the_fixed_document_insta
             "prefix": "/npm/",
             "kind": "npm",
             "sources": [registry.url],
-            "fresh_for": 1,
+            "fresh_for": 600,
         }
         proxy = make_proxy([], repository=[repository])
         cached = f"/npm{tarball.registry_path}"
@@ -623,7 +622,7 @@ def test_npm_with_a_wrong_integrity_stores_nothing_then_the_fixed_document_insta
         # The registry mends its document; once the stored one is stale,
         # the cache learns the right integrity from the new one.
         registry.publish(tarball)
-        time.sleep(1.2)
+        proxy.advance(601)
         npm = NpmClient(tmp_path / "client-2", f"{proxy.url}/npm/", wanted)
         npm.install()
         assert npm.installed(NPM_PACKAGE) == "1.0.0"
