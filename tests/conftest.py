@@ -82,6 +82,7 @@ class Proxy:
         #: time on past ``fresh_for`` instead of sleeping.
         self.clock_file = tmp / f"proxy-{self.port}.clock"
         self.clock_offset = 0.0
+        self._clock_stamp = 0
         values = {
             "sources": sources,
             "cache": str(self.cache),
@@ -151,6 +152,11 @@ class Proxy:
         self.clock_offset += seconds
         temporary = self.clock_file.with_suffix(".new")
         temporary.write_text(repr(self.clock_offset))
+        # The daemon re-reads the file when its modification time changes,
+        # and two writes within one timestamp tick (the inode number may be
+        # reused too) would look the same: each write gets a later one.
+        self._clock_stamp = max(time.time_ns(), self._clock_stamp + 1000)
+        os.utime(temporary, ns=(self._clock_stamp, self._clock_stamp))
         os.replace(temporary, self.clock_file)
 
     def send(self, signum: int) -> None:

@@ -58,7 +58,11 @@ def test_out_of_descriptors_pauses_accepting_and_recovers(origin, make_proxy):
         # accepts until its descriptors run out, the rest wait in the queue.
         for _ in range(IDLE):
             idle.append(socket.create_connection(("127.0.0.1", proxy.port), 5))
-        time.sleep(2)
+        assert wait_until(
+            lambda: "out of file desc" in proxy.log()[before:], timeout=60
+        ), proxy.log()[before:][:3000]
+        # A window in which a busy accept loop would burn CPU and log.
+        time.sleep(1)
         assert proxy.process.poll() is None
         grown = proxy.log_path.stat().st_size - before
         text = proxy.log()[before:]

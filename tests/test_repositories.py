@@ -19,6 +19,9 @@ from tests.conftest import ROOT, Proxy, wait_until
 from tests.static_origin import StaticOrigin
 
 INDEX = "dists/stable/InRelease"
+#: Seconds an index stays fresh: long, so no real delay makes a copy stale;
+#: tests move the proxy's clock past it (``Proxy.advance``).
+FRESH_FOR = 600
 
 
 @pytest.fixture
@@ -47,7 +50,7 @@ def debian(mirror: StaticOrigin, **settings) -> dict:
         "prefix": "/debian/",
         "kind": "debian",
         "sources": [mirror.url],
-        "fresh_for": "1s",
+        "fresh_for": f"{FRESH_FOR}s",
         **settings,
     }
 
@@ -82,14 +85,14 @@ def test_a_volatile_index_is_revalidated_after_fresh_for(make_proxy, mirror):
     assert first.headers["X-Package-Cache"] == "miss"
     assert proxy.request(path).headers["X-Package-Cache"] == "hit"
     assert mirror.count(INDEX) == 1  # fresh: nobody asked upstream
-    proxy.advance(1.2)
+    proxy.advance(FRESH_FOR + 1)
     again = proxy.request(path)
     assert again.headers["X-Package-Cache"] == "revalidated"
     assert again.body == b"version 1\n"
     assert mirror.count(INDEX) == 2
     publish(mirror, INDEX, b"version 2, longer\n")
     assert proxy.request(path).body == b"version 1\n"  # fresh again after the 304
-    proxy.advance(1.2)
+    proxy.advance(FRESH_FOR + 1)
     refreshed = proxy.request(path)
     assert refreshed.headers["X-Package-Cache"] == "refreshed"
     assert refreshed.body == b"version 2, longer\n"
@@ -97,7 +100,7 @@ def test_a_volatile_index_is_revalidated_after_fresh_for(make_proxy, mirror):
     # Package files are immutable: never asked again.
     deb = "/debian/pool/hello_1.0_all.deb"
     assert proxy.request(deb).status == 200
-    time.sleep(1.2)
+    proxy.advance(FRESH_FOR + 1)
     assert proxy.request(deb).headers["X-Package-Cache"] == "hit"
     assert mirror.count("hello_1.0_all.deb") == 1
 
@@ -109,7 +112,7 @@ def test_concurrent_requests_for_a_stale_index_make_one_upstream_request(
     path = f"/debian/{INDEX}"
     assert proxy.request(path).status == 200
     publish(mirror, INDEX, b"version 2\n" * 1000)
-    time.sleep(1.2)
+    proxy.advance(FRESH_FOR + 1)
     bodies: list[bytes] = []
     threads = [
         threading.Thread(target=lambda: bodies.append(proxy.request(path).body))
@@ -125,11 +128,11 @@ def test_concurrent_requests_for_a_stale_index_make_one_upstream_request(
 
 
 def test_a_stale_copy_is_served_when_every_source_fails(make_proxy, mirror):
-    proxy = make_proxy([], repository=[debian(mirror)])
+    proxy = make_proxy([], repository=[debian(mirror, fresh_for="1s")])
     path = f"/debian/{INDEX}"
     assert proxy.request(path).status == 200
     mirror.stop()
-    time.sleep(1.2)
+    time.sleep(1.2)  # real time on purpose: one test where no clock is moved
     stale = proxy.request(path)
     assert stale.status == 200
     assert stale.headers["X-Package-Cache"] == "stale"
@@ -141,7 +144,7 @@ def test_a_stale_copy_past_stale_if_error_is_not_served(make_proxy, mirror):
     path = f"/debian/{INDEX}"
     assert proxy.request(path).status == 200
     mirror.stop()
-    time.sleep(2.3)
+    proxy.advance(FRESH_FOR + 2)
     assert proxy.request(path).status in (502, 504)
 
 
@@ -153,7 +156,7 @@ def test_offline_never_asks_upstream_for_cached_files(make_proxy, mirror):
     proxy.write_config(**settings)
     proxy.send(signal.SIGHUP)
     assert wait_until(lambda: "reloaded settings" in proxy.log())
-    time.sleep(1.2)
+    proxy.advance(FRESH_FOR + 1)
     assert proxy.request(path).headers["X-Package-Cache"] == "hit"
     assert mirror.count(INDEX) == 1
     assert proxy.request("/debian/pool/not-cached.deb").status == 504
@@ -185,7 +188,7 @@ def test_a_file_gone_upstream_is_gone_from_the_cache(make_proxy, mirror):
     path = f"/debian/{INDEX}"
     assert proxy.request(path).status == 200
     (mirror.root / INDEX).unlink()
-    time.sleep(1.2)
+    proxy.advance(FRESH_FOR + 1)
     assert proxy.request(path).status == 404
     assert not proxy.cached(path).exists()
 
@@ -216,7 +219,7 @@ def test_validators_survive_a_restart(tmp_path, mirror):
     second.write_config(**{**second.settings, "cache": str(first.cache)})
     second.start()
     try:
-        time.sleep(1.2)
+        second.advance(FRESH_FOR + 1)
         again = second.request(path)
         assert again.headers["X-Package-Cache"] == "revalidated"
         assert mirror.count(INDEX) == 2
@@ -234,7 +237,7 @@ def test_a_slow_reader_of_the_old_version_gets_it_whole(make_proxy, mirror):
     slow = proxy.open(path)
     first = slow.read(1000)
     publish(mirror, INDEX, b"new " * 600_000)
-    time.sleep(1.2)
+    proxy.advance(FRESH_FOR + 1)
     assert proxy.request(path).body == b"new " * 600_000
     assert first + slow.read() == old
 
@@ -289,7 +292,7 @@ def test_metrics_and_status_per_repository(make_proxy, mirror):
     path = f"/debian/{INDEX}"
     proxy.request(path)
     proxy.request(path)
-    time.sleep(1.2)
+    proxy.advance(FRESH_FOR + 1)
     proxy.request(path)
     metrics = proxy.request("/.pkgcache/metrics").body.decode()
     for result in ("miss", "hit", "revalidated"):
@@ -353,11 +356,11 @@ def test_range_head_and_joiners_on_a_stale_index(make_proxy, mirror):
     proxy = make_proxy([], repository=[debian(mirror)])
     path = f"/debian/{INDEX}"
     assert proxy.request(path).status == 200
-    time.sleep(1.2)
+    proxy.advance(FRESH_FOR + 1)
     part = proxy.request(path, headers={"Range": "bytes=10-19"})
     assert part.status == 206 and part.body == b"0123456789"
     assert part.headers["X-Package-Cache"] == "revalidated"
-    time.sleep(1.2)
+    proxy.advance(FRESH_FOR + 1)
     asked = mirror.count(INDEX)
     head = proxy.request(path, method="HEAD")
     assert head.status == 200 and head.body == b""
