@@ -14,7 +14,8 @@ from tornado.httputil import HTTPHeaders
 from pkgcache import config
 from pkgcache.clock import ManualClock
 from pkgcache.digests.check import Hasher
-from pkgcache.fetching.download import Download, FetchPlan, State
+from pkgcache.fetching.download import Download, State
+from pkgcache.fetching.plan import FetchPlan
 from pkgcache.fetching.responses import FetchResult, Outcome, ResponseHead
 from pkgcache.fetching.transport import ErrorKind
 from pkgcache.fetching.upstream import Route, Upstream

@@ -21,31 +21,28 @@ import datetime
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 import tornado.util
 from tornado.ioloop import IOLoop
 from tornado.locks import Condition, Event
 
-from pkgcache.batches import without_first
 from pkgcache.clock import Clock
 from pkgcache.digests.check import Hasher
 from pkgcache.digests.values import Digest
-from pkgcache.fetching.finishing import Step, Verification, Verify, rewritten
-from pkgcache.fetching.memorycopy import MemoryCopy
+from pkgcache.fetching.finishing import Verification, Verify, rewritten
+from pkgcache.fetching.plan import FetchPlan, Reader, ReaderState
+from pkgcache.fetching.storage import DownloadBody, Storage
 from pkgcache.fetching.upstream import (
     FetchResult,
     Outcome,
     ResponseHead,
-    Route,
     Upstream,
 )
 from pkgcache.settings import LiveSettings
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.keeping import Keeping
 from pkgcache.store.meta import Validators
-from pkgcache.store.partial import PartialFile, PartialReader
+from pkgcache.store.partial import PartialReader
 from pkgcache.store.paths import CacheKey
 
 log = logging.getLogger("pkgcache.download")
@@ -70,67 +67,6 @@ class State(enum.Enum):
 
 ENDED = frozenset((State.PUBLISHED, State.CONFIRMED, State.SERVED, State.FAILED))
 COMPLETE = frozenset((State.PUBLISHED, State.SERVED))
-
-
-class Storage(enum.Enum):
-    """Where a download keeps its bytes, besides handing them to live
-    readers."""
-
-    #: Its partial file, published when complete.
-    FILE = "file"
-    #: Its partial file for followers, and a ``MemoryCopy`` for a client
-    #: after the end; never published (``do_not_keep``, a ``pass`` file).
-    FILE_NOT_KEPT = "file, not kept"
-    #: A ``MemoryCopy`` only: no partial file (a pass-through, or none
-    #: could be created).
-    MEMORY = "memory"
-    #: A write to the partial file failed: followers read what it holds;
-    #: everything is in a ``MemoryCopy`` while the whole fits.
-    FILE_FAILED = "file failed"
-
-
-class ReaderState(enum.Enum):
-    """Where a reader gets its bytes: from the partial file at its own pace
-    (FOLLOWING), from each batch as it arrives (LIVE), or no longer (DONE)."""
-
-    FOLLOWING = "following"
-    LIVE = "live"
-    DONE = "done"
-
-
-class Reader(Protocol):
-    """One client's view of a download (``serving/clientstream.py``)."""
-
-    state: ReaderState
-
-    def feed(self, chunks: list[bytes], size: int) -> None:
-        """A batch, while the reader is LIVE."""
-
-    def wake(self) -> None:
-        """The download ended, or stopped feeding this reader."""
-
-
-@dataclass(frozen=True)
-class FetchPlan:
-    """How a download fetches and what it keeps: the route (sources and
-    path), the stored copy's validators when it revalidates one (a
-    conditional request; 304 = NOT_MODIFIED), whether the new file's
-    validators are recorded (volatile files), and whether it is kept at
-    all (``pass`` files are streamed, never stored)."""
-
-    route: Route | None = None
-    revalidating: Validators | None = None
-    record_validators: bool = False
-    keep: bool = True
-    #: The repository it is for, for the metrics.
-    repository: str = "-"
-    #: Seconds a 4xx from every source is remembered (``Downloads``).
-    negative_for: float = 0.0
-    #: Request headers every source is sent (a registry's Accept).
-    request_headers: tuple[tuple[str, str], ...] = ()
-    #: What is done between the last byte and the end, in order
-    #: (``finishing.py``): the digest check, a registry page's rewrite.
-    finishing: tuple[Step, ...] = (Verify(),)
 
 
 class Download:
@@ -162,9 +98,12 @@ class Download:
         self.plan = plan or FetchPlan()
         self.state = State.CONNECTING
         if not stored:
-            self.storage = Storage.MEMORY
+            storage = Storage.MEMORY
         else:
-            self.storage = Storage.FILE if self.plan.keep else Storage.FILE_NOT_KEPT
+            storage = Storage.FILE if self.plan.keep else Storage.FILE_NOT_KEPT
+        self.body = DownloadBody(
+            key, store, storage, lambda: live.current.client_buffer
+        )
         self.head: ResponseHead | None = None
         self.result: FetchResult | None = None
         #: Bytes received from upstream.
@@ -188,16 +127,12 @@ class Download:
         ]
         self._keeping = keeping
         self._fits = fits
-        self._memory: MemoryCopy | None = None
         self._readers: set[Reader] = set()
         self._head_known = Event()
         self._ended = Event()
-        self._store = store
         self._upstream = upstream
-        self._settings = live
         self._on_begin = on_begin
         self._on_end = on_end
-        self._partial: PartialFile | None = None
         #: Chunks received in this IOLoop turn, not yet stored or sent.
         self._batch: list[bytes] = []
         self._loop = IOLoop.current()
@@ -223,12 +158,12 @@ class Download:
     def storage_failed(self) -> bool:
         """The partial file stopped taking bytes: followers cannot read
         past ``written``."""
-        return self.storage is Storage.FILE_FAILED
+        return self.body.storage is Storage.FILE_FAILED
 
     @property
     def written(self) -> int:
         """Bytes in the partial file, where followers may read."""
-        return self._partial.written if self._partial is not None else 0
+        return self.body.written
 
     @property
     def reader_count(self) -> int:
@@ -237,7 +172,7 @@ class Download:
     @property
     def has_partial(self) -> bool:
         """True when readers can follow the download in its partial file."""
-        return self._partial is not None
+        return self.body.partial is not None
 
     def attach(self, reader: Reader) -> PartialReader | None:
         """Add a reader; returns its own descriptor on the partial file, or
@@ -245,7 +180,8 @@ class Download:
         end (the caller checked ``ended`` after ``wait_for_head``, in the
         same IOLoop step)."""
         assert self.state in (State.STREAMING, State.FINISHING)
-        descriptor = self._partial.open_reader() if self._partial else None
+        partial = self.body.partial
+        descriptor = partial.open_reader() if partial is not None else None
         self._readers.add(reader)
         return descriptor
 
@@ -255,16 +191,12 @@ class Download:
     def kept_body(self) -> bytes | None:
         """The whole body of a complete download that could not be stored
         but was small enough to keep in memory; None otherwise."""
-        if not self.complete or self._memory is None:
-            return None
-        return self._memory.whole()
+        memory = self.body.memory
+        return memory.whole() if self.complete and memory is not None else None
 
     def do_not_keep(self, reason: str) -> None:
         """Serve this download to its clients but never publish it."""
-        if self.storage is Storage.FILE:
-            self.storage = Storage.FILE_NOT_KEPT
-            if self._memory is None and not self.delivered:
-                self._memory = self._memory_copy()
+        if self.body.not_kept(nothing_sent_yet=not self.delivered):
             log.warning("%s: %s; served, not stored", self.key, reason)
 
     def start(self) -> None:
@@ -353,52 +285,23 @@ class Download:
         self._hand_on(chunks)
 
     def whole_body(self) -> bytes | None:
-        """Everything received, from the partial file or from memory."""
-        if self._partial is not None and not self.storage_failed:
-            reader = self._partial.open_reader()
-            try:
-                return reader.read(0, self._partial.written)
-            except OSError:
-                return None
-            finally:
-                reader.close()
-        return self._memory.whole() if self._memory is not None else None
+        return self.body.whole()
 
     def replace_body(self, body: bytes) -> bool:
-        """A rewritten page in place of the bytes received: in a new
-        partial file, or in memory when the cache cannot take it."""
+        """A rewritten page in place of the bytes received."""
         assert self.head is not None
         headers = self.head.headers.copy()
         headers["Content-Length"] = str(len(body))
         self.head = ResponseHead(self.head.status, headers, self.head.url)
         self.received = self.delivered = len(body)
-        if self._memory is not None:
-            self._memory.replace(body)
-        if self._partial is not None and not self.storage_failed:
-            self._partial.discard()
-            self._partial = None
-            try:
-                self._partial = self._store.new_partial()
-                self._partial.write([body], len(body))
-            except OSError as error:
-                self._store.storage_failed(f"write {self.key} to the cache", error)
-                self.storage = Storage.FILE_FAILED
-                self._memory = self._memory_copy()
-                self._memory.replace(body)
+        self.body.replace(body)
         return True
 
     def _begin(self, head: ResponseHead) -> bool:
         """Accept a 200: open the partial file and let clients see the head.
         (The upstream refused it already if it is larger than
         ``max_file_size``.)"""
-        if self.storage is not Storage.MEMORY:
-            try:
-                self._partial = self._store.new_partial()
-            except OSError as error:
-                self._store.storage_failed(f"create a file for {self.key}", error)
-                self.storage = Storage.MEMORY
-        if self.storage is not Storage.FILE:
-            self._memory = self._memory_copy()
+        self.body.open()
         for step in self._steps:
             if isinstance(step, Verification):
                 step.begin(self.key, head)
@@ -407,9 +310,6 @@ class Download:
         self._head_known.set()
         self._on_begin(self)
         return True
-
-    def _memory_copy(self) -> MemoryCopy:
-        return MemoryCopy(lambda: self._settings.current.client_buffer)
 
     def _write(self, chunk: bytes) -> None:
         """The streaming callback: count the chunk now, store and send it
@@ -445,54 +345,19 @@ class Download:
         size = sum(map(len, chunks))
         self.delivered += size
         if store:
-            self._store_batch(chunks, size)
+            self.body.add(chunks, size)
         for reader in tuple(self._readers):
             if reader.state is ReaderState.LIVE:
                 reader.feed(chunks, size)
         self.progress.notify_all()
-
-    def _store_batch(self, chunks: list[bytes], size: int) -> None:
-        if self._memory is not None:
-            self._memory.add(chunks)
-        if self.storage not in (Storage.FILE, Storage.FILE_NOT_KEPT):
-            return
-        assert self._partial is not None
-        before = self._partial.written
-        try:
-            self._partial.write(chunks, size)
-        except OSError as error:
-            self.storage = Storage.FILE_FAILED
-            self._store.storage_failed(f"write {self.key} to the cache", error)
-            self._keep_from_partial(chunks, self._partial.written - before)
-
-    def _keep_from_partial(self, chunks: list[bytes], stored: int) -> None:
-        """A write failed: keep what the file holds and the rest of the
-        batch in memory instead, if the whole fits."""
-        assert self._partial is not None
-        written = self._partial.written
-        if written > self._settings.current.client_buffer:
-            return
-        reader = self._partial.open_reader()
-        try:
-            start = reader.read(0, written) if written else b""
-        except OSError:
-            return
-        finally:
-            reader.close()
-        if len(start) == written:
-            self._memory = MemoryCopy(
-                lambda: self._settings.current.client_buffer, start
-            )
-            self._memory.add(without_first(chunks, stored))
 
     def _end(self, result: FetchResult) -> None:
         """Publish or discard, leave the registry, wake everyone: one step.
         The last batch is stored before and handed to readers after."""
         last = self.take_batch()
         if last:
-            self._store_batch(last, sum(map(len, last)))
-        if self._partial is not None:
-            self._partial.close()
+            self.body.add(last, sum(map(len, last)))
+        self.body.close()
         expected = self.head.content_length if self.head else None
         if result.outcome is Outcome.COMPLETE and expected not in (None, self.received):
             result = FetchResult(
@@ -526,18 +391,18 @@ class Download:
         if outcome is Outcome.NOT_FOUND and self.plan.revalidating and keeping:
             keeping.gone(self.key)
         complete = outcome is Outcome.COMPLETE
-        published = False
-        if self._partial is not None:
-            published = self._publish_or_discard(self._partial, complete)
-        if published:
+        if self._publish_or_discard(complete):
             return State.PUBLISHED
         return State.SERVED if complete else State.FAILED
 
-    def _publish_or_discard(self, partial: PartialFile, complete: bool) -> bool:
+    def _publish_or_discard(self, complete: bool) -> bool:
+        partial = self.body.partial
+        if partial is None:
+            return False
         if self._fits is not None and not self._fits(self.received):
             self.do_not_keep("larger than max_size")
         keeping = self._keeping
-        if complete and self.storage is Storage.FILE and keeping is not None:
+        if complete and self.body.publishable and keeping is not None:
             mtime = self.head.last_modified if self.head else None
             return keeping.publish(partial, self.key, mtime, self._record())
         partial.discard()

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from pkgcache.clock import Clock
 from pkgcache.digests.check import Hasher
-from pkgcache.fetching.download import Download, FetchPlan
+from pkgcache.fetching.download import Download
+from pkgcache.fetching.plan import FetchPlan
 from pkgcache.fetching.upstream import Outcome, Upstream
 from pkgcache.settings import LiveSettings
 from pkgcache.store.cache import CacheStore

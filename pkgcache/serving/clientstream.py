@@ -26,7 +26,8 @@ from tornado.iostream import StreamClosedError
 from tornado.locks import Event
 
 from pkgcache.batches import without_first
-from pkgcache.fetching.download import Download, ReaderState
+from pkgcache.fetching.download import Download
+from pkgcache.fetching.plan import ReaderState
 from pkgcache.serving.output import ClientOutput
 
 #: Read size from the partial file when following.

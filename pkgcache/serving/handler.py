@@ -24,8 +24,9 @@ import logging
 
 from tornado.web import HTTPError, stream_request_body
 
-from pkgcache.fetching.download import Download, FetchPlan
+from pkgcache.fetching.download import Download
 from pkgcache.fetching.finishing import Rewrite, Verify
+from pkgcache.fetching.plan import FetchPlan
 from pkgcache.fetching.upstream import Outcome
 from pkgcache.observe.accesslog import escape
 from pkgcache.observe.results import Result
