@@ -1,0 +1,197 @@
+"""The ``[[repository]]`` tables of the configuration, checked into
+``RepositorySettings``: names, prefixes (refused when no request path
+could lie under them), kinds, sources and rules."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from typing import Any
+
+from pkgcache.configvalues import (
+    DAY,
+    ConfigError,
+    checked,
+    is_control,
+    normalize_source,
+    parse_duration,
+)
+from pkgcache.repositories.globs import BadGlob, compile_glob
+from pkgcache.repositories.presets import POLICIES, PRESETS
+from pkgcache.settings import RepositorySettings, split_prefix
+from pkgcache.store.paths import PathRefused, cache_key
+
+#: The keys of a ``[[repository]]`` table.
+_REPOSITORY_KEYS = (
+    "name",
+    "prefix",
+    "kind",
+    "sources",
+    "fresh_for",
+    "stale_if_error",
+    "negative_for",
+    "offline",
+    "rules",
+    "file_sources",
+    "public_url",
+)
+#: Kinds whose paths are a registry's API, not files (``registries/``):
+#: their own rules decide, and ``rules`` are refused.
+_REGISTRY_KINDS = ("pypi", "npm")
+_REPOSITORY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+#: A repository's durations may be 0 (fresh_for 0: revalidate every time).
+_REPOSITORY_DURATION_MAX = 36500 * DAY
+
+
+def repository(index: int, table: Any) -> RepositorySettings:
+    """One ``[[repository]]`` table, checked."""
+    where = f"repository[{index}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table ([[repository]])")
+    for key in table:
+        if key not in _REPOSITORY_KEYS:
+            raise ConfigError(f"{where}: unknown setting {key!r}")
+    name = table.get("name")
+    if not isinstance(name, str) or not _REPOSITORY_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: name must match [a-z0-9][a-z0-9_-]*, not {name!r}")
+    where = f"repository {name!r}"
+    prefix = table.get("prefix")
+    if not isinstance(prefix, str) or not _is_prefix(prefix):
+        raise ConfigError(
+            f"{where}: prefix must start and end with '/' and hold plain path "
+            f"segments, not {prefix!r}"
+        )
+    refused = _never_matched(prefix)
+    if refused:
+        raise ConfigError(
+            f"{where}: prefix {prefix!r} can never match a request: {refused}"
+        )
+    kind = table.get("kind", "generic")
+    if kind not in PRESETS:
+        raise ConfigError(
+            f"{where}: kind must be one of {', '.join(PRESETS)}, not {kind!r}"
+        )
+    sources = _url_list(where, "sources", table.get("sources"), required=True)
+    file_sources = _url_list(where, "file_sources", table.get("file_sources", []))
+    if file_sources and kind not in _REGISTRY_KINDS:
+        raise ConfigError(f"{where}: file_sources is for kind pypi or npm only")
+    if "rules" in table and kind in _REGISTRY_KINDS:
+        raise ConfigError(f"{where}: kind {kind} has fixed rules; remove 'rules'")
+    public_url = table.get("public_url")
+    if public_url is not None:
+        if kind != "npm":
+            raise ConfigError(f"{where}: public_url is for kind npm only")
+        if not isinstance(public_url, str):
+            raise ConfigError(f"{where}: public_url must be a URL")
+        public_url = checked(f"{where}: public_url", normalize_source, public_url)
+    durations = {}
+    for key in ("fresh_for", "stale_if_error", "negative_for"):
+        if key in table:
+            seconds = checked(f"{where}: {key}", parse_duration, table[key])
+            if not 0 <= seconds <= _REPOSITORY_DURATION_MAX:
+                raise ConfigError(f"{where}: {key} must be between 0 and 36500 days")
+            durations[key] = seconds
+    offline = table.get("offline", False)
+    if not isinstance(offline, bool):
+        raise ConfigError(f"{where}: offline must be true or false")
+    return RepositorySettings(
+        name=name,
+        prefix=prefix,
+        kind=kind,
+        sources=sources,
+        file_sources=file_sources,
+        public_url=public_url,
+        offline=offline,
+        rules=_rules(where, table.get("rules", [])),
+        **durations,
+    )
+
+
+def _url_list(
+    where: str, key: str, urls: Any, required: bool = False
+) -> tuple[str, ...]:
+    """A list of source URLs, each checked (``normalize_source``)."""
+    if (
+        not isinstance(urls, list)
+        or (required and not urls)
+        or not all(isinstance(url, str) for url in urls)
+    ):
+        needed = "a non-empty" if required else "a"
+        raise ConfigError(f"{where}: {key} must be {needed} list of URLs")
+    return tuple(
+        checked(f"{where}: {key}[{i}]", normalize_source, url)
+        for i, url in enumerate(urls)
+    )
+
+
+def _rules(where: str, rules: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(rules, list):
+        raise ConfigError(f"{where}: rules must be a list of {{match, policy}} tables")
+    checked = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict) or set(rule) != {"match", "policy"}:
+            raise ConfigError(
+                f'{where}: rules[{i}] must be {{ match = "GLOB", policy = "..." }}'
+            )
+        glob, policy = rule["match"], rule["policy"]
+        if policy not in POLICIES:
+            raise ConfigError(
+                f"{where}: rules[{i}]: policy must be one of {', '.join(POLICIES)}, "
+                f"not {policy!r}"
+            )
+        try:
+            compile_glob(glob if isinstance(glob, str) else "")
+        except BadGlob as error:
+            raise ConfigError(f"{where}: rules[{i}]: bad glob {error}") from None
+        checked.append((glob, policy))
+    return tuple(checked)
+
+
+def _is_prefix(prefix: str) -> bool:
+    if not (prefix.startswith("/") and prefix.endswith("/")):
+        return False
+    segments = split_prefix(prefix)
+    if "//" in prefix:
+        return False
+    return all(
+        not part.startswith(".")
+        and "\\" not in part
+        and not any(is_control(char) or char.isspace() for char in part)
+        for part in segments
+    )
+
+
+def _never_matched(prefix: str) -> str:
+    """Why no request path could ever lie under ``prefix``, or "".
+
+    A file below it is put through the very check every request path goes
+    through (``store/paths.cache_key``), so the two cannot drift: a bidi
+    control, a segment longer than a file name may be, a prefix that
+    leaves no room for a file... The prefix is percent-encoded first, as a
+    client would send it; ``%`` in it is then a literal character, as it
+    is when requests are matched against it (decoded segments).
+    """
+    try:
+        cache_key(urllib.parse.quote(prefix, safe="/") + "f")
+    except PathRefused as refusal:
+        return refusal.reason
+    except UnicodeError:
+        return "not UTF-8"
+    return ""
+
+
+def check_repositories(repositories: tuple[RepositorySettings, ...]) -> None:
+    """Names and prefixes are unique (the top-level sources are the
+    repository "default" at "/")."""
+    names: set[str] = set()
+    prefixes: dict[str, str] = {}
+    for repo in repositories:
+        if repo.name in names:
+            raise ConfigError(f"two repositories are named {repo.name!r}")
+        names.add(repo.name)
+        if repo.prefix in prefixes:
+            raise ConfigError(
+                f"repositories {prefixes[repo.prefix]!r} and {repo.name!r} "
+                f"have the same prefix {repo.prefix!r}"
+            )
+        prefixes[repo.prefix] = repo.name
