@@ -206,6 +206,20 @@ def test_a_document_nested_past_the_parsers_depth_is_a_clean_502(
     assert not proxy.cached("/npm/deep/.document.json").exists()
 
 
+def test_a_pypi_json_page_nested_past_the_parsers_depth_is_a_clean_502(
+    upstream: ScriptedOrigin, make_proxy: Any
+) -> None:
+    """A PEP 691 page nested 5000 deep: a 502 for pip, nothing stored, no
+    traceback in the log."""
+    json_type = "application/vnd.pypi.simple.v1+json"
+    upstream.answers["/simple/deep/"] = Answer(200, nested(5000), json_type)
+    proxy = make_proxy([], repository=[pypi(upstream.url)])
+    got = proxy.request("/pypi/simple/deep/", headers={"Accept": json_type})
+    assert got.status == 502, got.body
+    assert not proxy.cached("/pypi/simple/deep/index.json").exists()
+    assert "internal error" not in proxy.log()
+
+
 def test_a_tarball_stored_before_its_document_turned_hostile_is_served_after_a_restart(
     upstream: ScriptedOrigin, make_proxy: Any
 ) -> None:
