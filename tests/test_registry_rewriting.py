@@ -160,7 +160,10 @@ def test_npm_tarballs_point_at_the_cache_for_each_client() -> None:
     assert versions["3.0.0"]["dist"]["tarball"] == "http://elsewhere.test/pkg-3.0.0.tgz"
     assert json.loads(out)["readme"] == 'say "tarball":"http://registry.test/evil.tgz"'
     key = CacheKey(("npm", "@scope", "pkg", "-", "pkg-2.0.0.tgz"))
-    assert (key, "http://cdn.test/t/9f/pkg-2.0.0.tgz") in template.origins
+    entries = {key: (url, digests) for key, url, digests in template.entries()}
+    assert entries[key] == ("http://cdn.test/t/9f/pkg-2.0.0.tgz", ())
+    first = entries[CacheKey(("npm", "@scope", "pkg", "-", "pkg-1.0.0.tgz"))]
+    assert first[0] == "http://registry.test/@scope/pkg/-/pkg-1.0.0.tgz"
 
 
 def test_request_paths_keep_folders_and_split_scoped_names() -> None:

@@ -232,7 +232,7 @@ class NpmFront:
             log.info(
                 "the stored document of %s told where %d tarballs live",
                 name,
-                len(template.origins),
+                len(template.tarballs),
             )
             return template
         finally:
@@ -345,12 +345,12 @@ class NpmFront:
         ``_LEARN_BATCH`` tarballs an IOLoop turn, so a document of tens of
         thousands of versions never holds the loop long."""
         origins = self._origins(repository)
-        count = max(len(template.origins), len(template.digests))
+        count = len(template.tarballs)
         for start in range(0, count, _LEARN_BATCH):
             end = start + _LEARN_BATCH
-            for key, url in template.origins[start:end]:
+            for key, url, digests in template.entries(start, end):
                 origins.add(key, url)
-            self.digests.add(template.digests[start:end])
+                self.digests.add(((key, digests),))
             if end < count:
                 await asyncio.sleep(0)
 

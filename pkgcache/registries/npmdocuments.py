@@ -17,7 +17,7 @@ import posixpath
 import re
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 
 from pkgcache.digests.values import Digest, from_hex, from_sri
 from pkgcache.registries.links import Bases
@@ -74,15 +74,30 @@ class Template:
     #: Tarballs cut between two pauses of ``steps``: a few milliseconds.
     STEP = 16
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, folder: tuple[str, ...]) -> None:
         self.size = size
         self.parts: list[bytes] = []
-        #: The upstream URL of each tarball the document names.
-        self.origins: list[tuple[CacheKey, str]] = []
-        #: What each tarball must hash to: the ``integrity`` and ``shasum``
-        #: of the ``dist`` object that holds its URL (read on its own: the
-        #: document is never parsed whole).
-        self.digests: list[tuple[CacheKey, tuple[Digest, ...]]] = []
+        #: The cache folder of the package's tarballs (``<prefix>/<name>/-``).
+        self.folder = folder
+        #: Each tarball the document names: its file name, its upstream
+        #: URL, and the ``integrity`` and ``shasum`` of the ``dist`` that
+        #: holds it ("" when it has none; each ``dist`` is read on its
+        #: own, the document is never parsed whole). Plain strings: tens
+        #: of thousands of objects that the garbage collector need not
+        #: walk each time it runs on the IOLoop.
+        self.tarballs: list[tuple[str, str, str, str]] = []
+
+    def entries(
+        self, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[CacheKey, str, tuple[Digest, ...]]]:
+        """Tarballs ``start`` to ``end``: cache key, upstream URL, and
+        what the file must hash to."""
+        for file, url, integrity, shasum in self.tarballs[start:end]:
+            digests = from_sri(integrity) if integrity else []
+            sha1 = from_hex("sha1", shasum) if shasum else None
+            if sha1 is not None:
+                digests.append(sha1)
+            yield CacheKey((*self.folder, file)), url, tuple(digests)
 
     @classmethod
     def cut(
@@ -102,7 +117,7 @@ class Template:
     ) -> Generator[None, None, Template]:
         """``document`` cut, pausing (a ``yield``) every ``STEP``
         tarballs; the template is the generator's return value."""
-        template = cls(len(document))
+        template = cls(len(document), (*prefix, *name.split("/"), "-"))
         parts = template.parts
         at = 0
         for count, match in enumerate(_TARBALL.finditer(document), 1):
@@ -122,10 +137,17 @@ class Template:
             key = tarball_key(prefix, name, url)
             if key is None:
                 continue
-            template.origins.append((key, url))
-            digests = _digests_around(document, match.start(), url, name, prefix, bases)
-            if digests:
-                template.digests.append((key, digests))
+            dist = _dist_around(document, match.start(), url)
+            integrity = dist.get("integrity", "") if dist else ""
+            shasum = dist.get("shasum", "") if dist else ""
+            template.tarballs.append(
+                (
+                    key.segments[-1],
+                    url,
+                    integrity if isinstance(integrity, str) else "",
+                    shasum if isinstance(shasum, str) else "",
+                )
+            )
             piece = document[at : match.start(2)]
             if parts:
                 parts[-1] += piece
@@ -254,7 +276,9 @@ def find_tarball(
             continue
         if tarball_key(prefix, name, url) != key or bases.cache_path(url) is None:
             continue
-        return url, _digests_around(document, start, url, name, prefix, bases)
+        dist = _dist_around(document, start, url)
+        entry = _dist_entry(dist, name, prefix, bases) if dist else None
+        return url, entry[1] if entry is not None else ()
     return None
 
 
@@ -270,20 +294,16 @@ _DECODER = json.JSONDecoder()
 _DIST = re.compile(rb'"dist"\s*:\s*')
 
 
-def _digests_around(
-    document: bytes,
-    tarball_at: int,
-    url: str,
-    name: str,
-    prefix: tuple[str, ...],
-    bases: Bases,
-) -> tuple[Digest, ...]:
-    """The digests of the ``dist`` object that holds the ``"tarball"`` key
-    at ``tarball_at``; none when it cannot be read on its own."""
+def _dist_around(
+    document: bytes, tarball_at: int, url: str
+) -> dict[str, object] | None:
+    """The ``dist`` object that holds the ``"tarball"`` key at
+    ``tarball_at`` (whose value is ``url``); None when it cannot be read
+    on its own."""
     start = document.rfind(b'"dist"', max(0, tarball_at - _DIST_LIMIT), tarball_at)
     found = _DIST.match(document, start) if start >= 0 else None
     if found is None:
-        return ()
+        return None
     for limit in (_DIST_USUAL, _DIST_LIMIT):
         text = document[found.end() : found.end() + limit].decode("utf-8", "replace")
         try:
@@ -292,13 +312,12 @@ def _digests_around(
         except ValueError:
             continue
         except RecursionError:
-            return ()
+            return None
     else:
-        return ()
+        return None
     if not isinstance(dist, dict) or dist.get("tarball") != url:
-        return ()
-    entry = _dist_entry(dist, name, prefix, bases)
-    return entry[1] if entry is not None else ()
+        return None
+    return dist
 
 
 class Templates:

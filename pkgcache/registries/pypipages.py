@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import html.parser
+import io
 import json
 import re
 import urllib.parse
@@ -89,7 +90,7 @@ def rewrite_html(body: bytes, page_url: str, bases: Bases) -> bytes:
     # surrogateescape: bytes that are not UTF-8 come back out unchanged.
     text = body.decode("utf-8", "surrogateescape")
     lines = _LineStarts(text)
-    out = bytearray()
+    out = io.BytesIO()
     at = 0
 
     def anchor(
@@ -109,8 +110,8 @@ def rewrite_html(body: bytes, page_url: str, bases: Bases) -> bytes:
         new_tag = _HREF.sub(
             lambda match: str(match.group(1)) + quoted, tag_text, count=1
         )
-        out.extend(text[at:start].encode("utf-8", "surrogateescape"))
-        out.extend(new_tag.encode("utf-8", "surrogateescape"))
+        out.write(text[at:start].encode("utf-8", "surrogateescape"))
+        out.write(new_tag.encode("utf-8", "surrogateescape"))
         at = start + len(tag_text)
 
     finder = _AnchorFinder(page_url, anchor)
@@ -119,8 +120,8 @@ def rewrite_html(body: bytes, page_url: str, bases: Bases) -> bytes:
         finder.close()
     except (AssertionError, ValueError) as error:
         raise ValueError(f"not an HTML page: {error}") from None
-    out.extend(text[at:].encode("utf-8", "surrogateescape"))
-    return bytes(out)
+    out.write(text[at:].encode("utf-8", "surrogateescape"))
+    return out.getvalue()
 
 
 class _LineStarts:
