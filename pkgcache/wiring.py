@@ -136,7 +136,7 @@ def build(settings: Settings) -> Parts:
         upstream=upstream,
         downloads=downloads,
         repositories=repositories,
-        fronts=Fronts(store.read_stored, digests),
+        fronts=Fronts(store, digests),
         digests=digests,
         small_files=SmallFiles(),
         meta=meta,

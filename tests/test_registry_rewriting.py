@@ -12,7 +12,7 @@ import pytest
 from pkgcache.config import ConfigError, build, load_file
 from pkgcache.registries.links import Bases
 from pkgcache.registries.negotiation import choose
-from pkgcache.registries.npmdocuments import Template
+from pkgcache.registries.npmdocuments import Template, check_document, find_tarball
 from pkgcache.registries.pypi import normalize
 from pkgcache.registries.pypipages import rewrite_html, rewrite_json
 from pkgcache.store.paths import CacheKey, PathRefused, cache_key, request_path
@@ -145,7 +145,7 @@ def test_npm_tarballs_point_at_the_cache_for_each_client() -> None:
         }
     ).encode()
     bases = Bases(("http://registry.test", "http://cdn.test"), "/npm/")
-    template = Template(document, "@scope/pkg", ("npm",), bases)
+    template = Template.cut(document, "@scope/pkg", ("npm",), bases)
     out = template.join("http://cache.lan:4000")
     versions = json.loads(out)["versions"]
     assert versions["1.0.0"]["dist"] == {
@@ -160,7 +160,10 @@ def test_npm_tarballs_point_at_the_cache_for_each_client() -> None:
     assert versions["3.0.0"]["dist"]["tarball"] == "http://elsewhere.test/pkg-3.0.0.tgz"
     assert json.loads(out)["readme"] == 'say "tarball":"http://registry.test/evil.tgz"'
     key = CacheKey(("npm", "@scope", "pkg", "-", "pkg-2.0.0.tgz"))
-    assert (key, "http://cdn.test/t/9f/pkg-2.0.0.tgz") in template.origins
+    entries = {key: (url, digests) for key, url, digests in template.entries()}
+    assert entries[key] == ("http://cdn.test/t/9f/pkg-2.0.0.tgz", ())
+    first = entries[CacheKey(("npm", "@scope", "pkg", "-", "pkg-1.0.0.tgz"))]
+    assert first[0] == "http://registry.test/@scope/pkg/-/pkg-1.0.0.tgz"
 
 
 def test_request_paths_keep_folders_and_split_scoped_names() -> None:
@@ -206,3 +209,58 @@ def test_registry_config_errors(tmp_path: Path, table: str, message: str) -> Non
     )
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         build(load_file(str(_config(tmp_path, text))))
+
+
+@pytest.mark.parametrize(
+    ("url", "taken"),
+    [
+        ("https://index.test/base/packages/x.whl", "packages/x.whl"),
+        ("https://index.test/base/a/./b/../x.whl", "a/x.whl"),
+        ("https://index.test/base/../secret/x.whl", None),
+        ("https://index.test/base/%2e%2e/secret/x.whl", None),
+        ("https://index.test/base/%2E./secret/x.whl", None),
+        ("https://index.test/base/..%2fsecret/x.whl", None),
+        ("https://index.test/base/..\\secret/x.whl", None),
+        ("https://index.test/base/@scope%2fname/-/x.tgz", "@scope%2fname/-/x.tgz"),
+    ],
+)
+def test_links_are_judged_with_their_dot_segments_resolved(
+    url: str, taken: str | None
+) -> None:
+    assert BASES.cache_path(url) == taken
+
+
+def test_a_document_is_checked_to_be_a_json_object() -> None:
+    assert check_document(b'{"name": "x"}') == b'{"name": "x"}'
+    for bad in (b"<html>down</html>", b"[1, 2]", b'{"a": ' + b"[" * 5000, b"\xff"):
+        with pytest.raises(ValueError):
+            check_document(bad)
+    with pytest.raises(ValueError):
+        check_document(b'{"deep": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+
+
+def test_a_tarball_is_found_in_a_document_without_parsing_it() -> None:
+    bases = Bases(("http://registry.test", "http://cdn.test"), "/npm/")
+    document = json.dumps(
+        {
+            "name": "pkg",
+            "versions": {
+                "1.0.0": {
+                    "dist": {
+                        "shasum": "0a" * 20,
+                        "tarball": "http://cdn.test/t/9f/pkg-1.0.0.tgz",
+                    }
+                },
+                "2.0.0": {"dist": {"tarball": "http://else.test/pkg-2.0.0.tgz"}},
+            },
+        }
+    ).encode()
+    key = CacheKey(("npm", "pkg", "-", "pkg-1.0.0.tgz"))
+    found = find_tarball(document, key, "pkg", ("npm",), bases)
+    assert found is not None
+    assert found[0] == "http://cdn.test/t/9f/pkg-1.0.0.tgz"
+    assert [digest.algorithm for digest in found[1]] == ["sha1"]
+    other = CacheKey(("npm", "pkg", "-", "pkg-2.0.0.tgz"))
+    assert find_tarball(document, other, "pkg", ("npm",), bases) is None
+    missing = CacheKey(("npm", "pkg", "-", "pkg-3.0.0.tgz"))
+    assert find_tarball(document, missing, "pkg", ("npm",), bases) is None

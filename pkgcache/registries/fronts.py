@@ -7,22 +7,25 @@ from collections.abc import Callable, Mapping
 
 from pkgcache.digests.book import DigestBook
 from pkgcache.registries import pypi
+from pkgcache.registries.links import ForeignHosts
 from pkgcache.registries.npm import NpmFront
 from pkgcache.registries.targets import Resolution
 from pkgcache.repositories.rules import Repository
-from pkgcache.store.paths import CacheKey, RequestPath
+from pkgcache.store.cache import CacheStore
+from pkgcache.store.paths import RequestPath
 
 KINDS = ("pypi", "npm")
 
 
 class Fronts:
-    def __init__(
-        self, read_stored: Callable[[CacheKey], bytes | None], digests: DigestBook
-    ) -> None:
-        """``read_stored(key)``: a stored file's bytes, or None (npm reads
-        its stored documents to find where their tarballs live);
-        ``digests``: filled with what the indexes say their files hash to."""
-        self.npm = NpmFront(read_stored, digests)
+    def __init__(self, store: CacheStore, digests: DigestBook) -> None:
+        """``store``: the cache, where npm reads its stored documents to
+        find where their tarballs live; ``digests``: filled with what the
+        indexes say their files hash to. The hosts whose links are left
+        as they are (``ForeignHosts``) are logged once per daemon, by
+        every front."""
+        self.foreign = ForeignHosts()
+        self.npm = NpmFront(store, digests, self.foreign)
         self.pypi_pages = pypi.PageDigests(digests)
         self.digests = digests
 
@@ -40,7 +43,9 @@ class Fronts:
         ``public_base``: the URL clients reach the cache at (npm)."""
         kind = repository.settings.kind
         if kind == "pypi":
-            return pypi.resolve(repository, path, headers, query, self.pypi_pages)
+            return pypi.resolve(
+                repository, path, headers, query, self.pypi_pages, self.foreign
+            )
         if kind == "npm":
             return self.npm.resolve(repository, path, headers, query, public_base)
         return None

@@ -20,23 +20,30 @@ them 405.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import os
 import urllib.parse
 from collections.abc import Callable, Mapping
 
 from tornado.ioloop import IOLoop
 
 from pkgcache.digests.book import DigestBook
-from pkgcache.fetching.upstream import Route
-from pkgcache.registries.links import Bases
+from pkgcache.fetching.upstream import ResponseHead, Route
+from pkgcache.registries.links import Bases, ForeignHosts
 from pkgcache.registries.negotiation import accepted
 from pkgcache.registries.npmdocuments import (
+    Learnt,
     TarballOrigins,
     Template,
     Templates,
+    check_document,
+    find_tarball_in,
 )
 from pkgcache.registries.targets import Document, Refusal, Resolution, Target
 from pkgcache.repositories.rules import Policy, Repository
+from pkgcache.store.cache import CacheStore, StoreError
 from pkgcache.store.paths import CacheKey, RequestPath
 
 log = logging.getLogger("pkgcache.registries")
@@ -51,18 +58,27 @@ _UPSTREAM_ACCEPT = {
 
 class NpmFront:
     """Resolves npm requests; remembers where tarballs live
-    (``TarballOrigins``) across documents and reloads."""
+    (``TarballOrigins``) across documents and reloads.
+
+    A stored document is cut into a ``Template`` (its tarballs, their
+    origins and digests) once per stored version, a step at a time
+    (``_cut``): the answers to documents and the tarball misses that look
+    in it share that one cut (``templates``, ``learnt``)."""
 
     def __init__(
-        self, read_stored: Callable[[CacheKey], bytes | None], digests: DigestBook
+        self, store: CacheStore, digests: DigestBook, foreign: ForeignHosts
     ) -> None:
-        """``read_stored(key)``: a stored document's bytes (the store's
-        confined read), or None; ``digests``: where the tarballs' digests
-        go, for the downloads to check."""
-        self.read_stored = read_stored
+        """``store``: where the stored documents are read (confined, as
+        hits are); ``digests``: where the tarballs' digests go, for the
+        downloads to check; ``foreign``: told of links to other hosts."""
+        self.store = store
         self.digests = digests
+        self.foreign = foreign
         self.origins: dict[str, TarballOrigins] = {}
         self.templates = Templates()
+        self.learnt = Learnt()
+        #: Stored documents being cut, by identity.
+        self._cutting: dict[object, asyncio.Future[Template]] = {}
 
     def resolve(
         self,
@@ -116,10 +132,11 @@ class NpmFront:
                 public_base,
             )
         if len(rest) == 2 and rest[0] == "-":
+            key = path.key
             return Target(
-                path.key,
+                key,
                 Policy.IMMUTABLE,
-                self._tarball_route(repository, path.key, name),
+                lambda: self._tarball_route(repository, key, name),
             )
         return Refusal(404, "not a registry path")
 
@@ -139,19 +156,22 @@ class NpmFront:
         if base is None:
             return Refusal(400, "no usable Host header to name the cache by")
         settings = repository.settings
-        bases = _bases(repository)
+        bases = self._bases(repository)
         prefix = repository.prefix
 
         async def finished(stored: bytes, identity: object | None) -> bytes:
-            if identity is not None:
+            if identity is None:
+                template = await _cut(lambda: stored, len(stored), name, prefix, bases)
+                await self._learn(repository, template)
+            else:
                 identity = (settings.prefix, bases.urls, identity)
-            template = self.templates.get(identity) if identity else None
-            if template is None:
-                template = await _cut(stored, name, prefix, bases)
-                self._learn(repository, template)
-                if identity is not None:
-                    self.templates.add(identity, template)
+                template = await self._template(
+                    repository, name, identity, lambda: stored, len(stored)
+                )
             return template.join(base)
+
+        def checked(body: bytes, _head: ResponseHead) -> bytes:
+            return check_document(body)
 
         def content_type(upstream: str | None) -> str:
             if variant == "install-v1" and upstream and INSTALL_TYPE in upstream:
@@ -166,27 +186,76 @@ class NpmFront:
                 variant + "-" + base,
                 (("Accept", _UPSTREAM_ACCEPT[variant]),),
                 content_type,
+                rewrite=checked,
                 finish=finished,
             ),
         )
 
+    def _template(
+        self,
+        repository: Repository,
+        name: str,
+        identity: object,
+        read: Callable[[], bytes],
+        size: int,
+    ) -> asyncio.Future[Template]:
+        """The template of the stored document ``identity``: remembered,
+        being cut, or cut now (and its tarballs and digests learnt)."""
+        found = self.templates.get(identity)
+        if found is not None:
+            done: asyncio.Future[Template] = asyncio.get_running_loop().create_future()
+            done.set_result(found)
+            return done
+        cutting = self._cutting.get(identity)
+        if cutting is None:
+            cutting = asyncio.ensure_future(
+                self._cut_and_learn(repository, name, identity, read, size)
+            )
+            self._cutting[identity] = cutting
+            cutting.add_done_callback(functools.partial(_told, name))
+        return cutting
+
+    async def _cut_and_learn(
+        self,
+        repository: Repository,
+        name: str,
+        identity: object,
+        read: Callable[[], bytes],
+        size: int,
+    ) -> Template:
+        try:
+            bases = self._bases(repository)
+            template = await _cut(read, size, name, repository.prefix, bases)
+            await self._learn(repository, template)
+            self.templates.add(identity, template)
+            self.learnt.add(identity)
+            log.info(
+                "the stored document of %s told where %d tarballs live",
+                name,
+                len(template.tarballs),
+            )
+            return template
+        finally:
+            self._cutting.pop(identity, None)
+
     def _tarball_route(self, repository: Repository, key: CacheKey, name: str) -> Route:
         """The URL the document gave (a configured host), then the usual
-        path on each source. A tarball asked for before any document was
+        path on each source. A tarball asked for before its document was
         answered since the start (a client with its own copy of the
-        document) is looked up in the stored documents first."""
+        document) is looked up in the stored document (``_stored_origin``).
+        Worked out on a miss only (``Target.planned``)."""
         origins = self._origins(repository)
-        if origins.get(key) is None:
-            self._learn_from_stored(repository, name)
+        url = origins.get(key)
+        if url is None:
+            url = self._stored_origin(repository, name, key)
         settings = repository.settings
         usual = "/" + "/".join(
             urllib.parse.quote(part, safe="@")
             for part in (*name.split("/"), "-", key.segments[-1])
         )
         targets: list[tuple[str, str]] = []
-        url = origins.get(key)
         if url is not None:
-            found = _bases(repository).base_and_path(url)
+            found = self._bases(repository).base_and_path(url)
             if found is not None:
                 targets.append((found[0], "/" + found[1]))
         targets += [(source, usual) for source in settings.sources]
@@ -197,45 +266,138 @@ class NpmFront:
             tuple(path for _, path in unique),
         )
 
-    def _learn_from_stored(self, repository: Repository, name: str) -> None:
+    def _stored_origin(
+        self, repository: Repository, name: str, key: CacheKey
+    ) -> str | None:
+        """Where the stored document of ``name`` says tarball ``key`` lives.
+
+        A document learnt whole since the start (``learnt``) already told
+        ``origins``: nothing is read. Otherwise it is cut (``_cut``) for
+        the next requests, and this one looks for the tarball's name in it
+        (``find_tarball_in``: a search of the bytes a chunk at a time, not
+        a parse) when it is at most ``_SEARCH_ON_LOOP`` bytes; the
+        tarballs of a larger one are asked for at the usual path until its
+        cut has told where they live. The IOLoop never parses a document
+        however many tarballs it is asked for."""
+        bases = self._bases(repository)
+        store = self.store
         for variant in ("install-v1", "document"):
-            key = CacheKey((*repository.prefix, *name.split("/"), f".{variant}.json"))
-            stored = self.read_stored(key)
-            if stored is not None:
-                bases = _bases(repository)
-                self._learn(
-                    repository, Template(stored, name, repository.prefix, bases)
+            document = CacheKey(
+                (*repository.prefix, *name.split("/"), f".{variant}.json")
+            )
+            try:
+                cached = store.lookup(document)
+            except StoreError:
+                continue
+            if cached is None:
+                continue
+            result = cached.stat
+            identity = (
+                repository.settings.prefix,
+                bases.urls,
+                (cached.path, result.st_ino, result.st_size, result.st_mtime_ns),
+            )
+            if identity in self.learnt:
+                return None
+            if identity not in self._cutting:
+                self._template(
+                    repository,
+                    name,
+                    identity,
+                    functools.partial(store.read_verified, cached),
+                    _CUT_IN_STEPS,
                 )
-                return
+            if result.st_size > _SEARCH_ON_LOOP:
+                return None
+            try:
+                fd = store.open_verified(cached)
+                try:
+                    found = find_tarball_in(
+                        functools.partial(os.pread, fd),
+                        result.st_size,
+                        key,
+                        name,
+                        repository.prefix,
+                        bases,
+                    )
+                finally:
+                    os.close(fd)
+            except (OSError, StoreError):
+                return None
+            if found is None:
+                return None
+            url, digests = found
+            self._origins(repository).add(key, url)
+            self.digests.add([(key, digests)])
+            return url
+        return None
 
-    def _learn(self, repository: Repository, template: Template) -> None:
-        """Where a document's tarballs live, and what they hash to."""
+    def _bases(self, repository: Repository) -> Bases:
+        settings = repository.settings
+        return Bases(
+            tuple(dict.fromkeys((*settings.sources, *settings.file_sources))),
+            settings.prefix,
+            self.foreign,
+        )
+
+    async def _learn(self, repository: Repository, template: Template) -> None:
+        """Where a document's tarballs live, and what they hash to: told
+        ``_LEARN_BATCH`` tarballs an IOLoop turn, so a document of tens of
+        thousands of versions never holds the loop long."""
         origins = self._origins(repository)
-        for key, url in template.origins:
-            origins.add(key, url)
-        self.digests.add(template.digests)
+        count = len(template.tarballs)
+        for start in range(0, count, _LEARN_BATCH):
+            end = start + _LEARN_BATCH
+            for key, url, digests in template.entries(start, end):
+                origins.add(key, url)
+                self.digests.add(((key, digests),))
+            if end < count:
+                await asyncio.sleep(0)
 
 
-#: Documents larger than this are cut in a thread: a big one (thousands of
-#: versions) takes a good part of a second.
+def _told(name: str, done: asyncio.Future[Template]) -> None:
+    """Log a stored document that could not be read (culled meanwhile)."""
+    error = None if done.cancelled() else done.exception()
+    if error is not None:
+        log.warning("cannot read the stored document of %s: %s", name, error)
+
+
+#: Tarballs learnt an IOLoop turn (``NpmFront._learn``).
+_LEARN_BATCH = 250
+
+
+#: Documents larger than this are read in a thread and cut in steps: a big
+#: one (thousands of versions) takes a good part of a second.
 _CUT_INLINE = 256 * 1024
+#: A size that is always read in a thread and cut in steps.
+_CUT_IN_STEPS = _CUT_INLINE + 1
+#: The largest stored document searched on the IOLoop for a tarball it
+#: has not cut yet (a search takes about a millisecond a megabyte).
+_SEARCH_ON_LOOP = 4 * 1024 * 1024
 
 
 async def _cut(
-    stored: bytes, name: str, prefix: tuple[str, ...], bases: Bases
+    read: Callable[[], bytes],
+    size: int,
+    name: str,
+    prefix: tuple[str, ...],
+    bases: Bases,
 ) -> Template:
-    if len(stored) <= _CUT_INLINE:
-        return Template(stored, name, prefix, bases)
-    loop = IOLoop.current()
-    return await loop.run_in_executor(None, Template, stored, name, prefix, bases)
-
-
-def _bases(repository: Repository) -> Bases:
-    settings = repository.settings
-    return Bases(
-        tuple(dict.fromkeys((*settings.sources, *settings.file_sources))),
-        settings.prefix,
-    )
+    """The template of the document ``read`` returns (``size`` bytes): a
+    small one cut at once; a big one read in a thread and cut on the
+    IOLoop a step at a time (``Template.steps``: a few milliseconds each,
+    other requests served between them). A thread would hold the
+    interpreter lock against the IOLoop for as long as it cuts."""
+    if size <= _CUT_INLINE:
+        return Template.cut(read(), name, prefix, bases)
+    document = await IOLoop.current().run_in_executor(None, read)
+    steps = Template.steps(document, name, prefix, bases)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        await asyncio.sleep(0)
 
 
 def _name(parts: tuple[str, ...]) -> str | None:

@@ -17,6 +17,7 @@ import posixpath
 import re
 import urllib.parse
 from collections import OrderedDict
+from collections.abc import Callable, Generator, Iterator
 
 from pkgcache.digests.values import Digest, from_hex, from_sri
 from pkgcache.registries.links import Bases
@@ -28,6 +29,8 @@ _TARBALL = re.compile(rb'"tarball"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
 TARBALLS_REMEMBERED = 200_000
 #: Bytes of document templates kept (``Templates``).
 TEMPLATES_BUDGET = 128 * 1024 * 1024
+#: Stored documents remembered as read whole (``Learnt``).
+LEARNT_REMEMBERED = 100_000
 
 
 class TarballOrigins:
@@ -60,20 +63,66 @@ def tarball_key(prefix: tuple[str, ...], name: str, url: str) -> CacheKey | None
 class Template:
     """A stored document cut around its tarball URLs: joined with a
     client's base URL (JSON-escaped), it is the document that client gets.
-    Cutting costs a pass over the document; joining is a copy."""
+    Cutting costs a pass over the document; joining is one copy, made by
+    ``bytes.join`` (``parts`` are the text before the first tarball URL,
+    then each tarball's path with the text after it).
 
-    def __init__(
-        self,
-        document: bytes,
-        name: str,
-        prefix: tuple[str, ...],
-        bases: Bases,
-    ) -> None:
-        self.pieces: list[bytes] = []
-        #: The upstream URL of each tarball the document names.
-        self.origins: list[tuple[CacheKey, str]] = []
+    ``cut`` cuts a document at once; ``steps`` pauses every ``STEP``
+    tarballs, so that the IOLoop can cut a big document between its other
+    work (a thread would hold the interpreter lock against the IOLoop)."""
+
+    #: Tarballs cut between two pauses of ``steps``: a few milliseconds.
+    STEP = 16
+
+    def __init__(self, size: int, folder: tuple[str, ...]) -> None:
+        self.size = size
+        self.parts: list[bytes] = []
+        #: The cache folder of the package's tarballs (``<prefix>/<name>/-``).
+        self.folder = folder
+        #: Each tarball the document names: its file name, its upstream
+        #: URL, and the ``integrity`` and ``shasum`` of the ``dist`` that
+        #: holds it ("" when it has none; each ``dist`` is read on its
+        #: own, the document is never parsed whole). Plain strings: tens
+        #: of thousands of objects that the garbage collector need not
+        #: walk each time it runs on the IOLoop.
+        self.tarballs: list[tuple[str, str, str, str]] = []
+
+    def entries(
+        self, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[CacheKey, str, tuple[Digest, ...]]]:
+        """Tarballs ``start`` to ``end``: cache key, upstream URL, and
+        what the file must hash to."""
+        for file, url, integrity, shasum in self.tarballs[start:end]:
+            digests = from_sri(integrity) if integrity else []
+            sha1 = from_hex("sha1", shasum) if shasum else None
+            if sha1 is not None:
+                digests.append(sha1)
+            yield CacheKey((*self.folder, file)), url, tuple(digests)
+
+    @classmethod
+    def cut(
+        cls, document: bytes, name: str, prefix: tuple[str, ...], bases: Bases
+    ) -> Template:
+        """``document`` cut at once."""
+        steps = cls.steps(document, name, prefix, bases)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    @classmethod
+    def steps(
+        cls, document: bytes, name: str, prefix: tuple[str, ...], bases: Bases
+    ) -> Generator[None, None, Template]:
+        """``document`` cut, pausing (a ``yield``) every ``STEP``
+        tarballs; the template is the generator's return value."""
+        template = cls(len(document), (*prefix, *name.split("/"), "-"))
+        parts = template.parts
         at = 0
-        for match in _TARBALL.finditer(document):
+        for count, match in enumerate(_TARBALL.finditer(document), 1):
+            if count % cls.STEP == 0:
+                yield
             value = match.group(2)
             try:
                 url = (
@@ -88,38 +137,47 @@ class Template:
             key = tarball_key(prefix, name, url)
             if key is None:
                 continue
-            self.origins.append((key, url))
-            self.pieces.append(document[at : match.start(2)])
-            self.pieces.append(json.dumps(key.url_path)[1:-1].encode())
+            dist = _dist_around(document, match.start(), url)
+            integrity = dist.get("integrity", "") if dist else ""
+            shasum = dist.get("shasum", "") if dist else ""
+            template.tarballs.append(
+                (
+                    key.segments[-1],
+                    url,
+                    integrity if isinstance(integrity, str) else "",
+                    shasum if isinstance(shasum, str) else "",
+                )
+            )
+            piece = document[at : match.start(2)]
+            if parts:
+                parts[-1] += piece
+            else:
+                parts.append(piece)
+            parts.append(json.dumps(key.url_path)[1:-1].encode())
             at = match.end(2)
-        self.pieces.append(document[at:])
-        self.size = len(document)
-        #: What each tarball must hash to (``dist.integrity``, ``shasum``).
-        self.digests = dist_digests(document, name, prefix, bases)
+        if parts:
+            parts[-1] += document[at:]
+        else:
+            parts.append(document)
+        return template
 
     def join(self, base: str) -> bytes:
         """The document with each tarball URL at ``base``."""
-        escaped = json.dumps(base)[1:-1].encode()
-        if len(self.pieces) == 1:
-            return self.pieces[0]
-        head, *rest = self.pieces
-        # pieces alternate: text, path, text, path, ..., text
-        out = [head]
-        for index, piece in enumerate(rest):
-            if index % 2 == 0:
-                out.append(escaped)
-            out.append(piece)
-        return b"".join(out)
+        if len(self.parts) == 1:
+            return self.parts[0]
+        return json.dumps(base)[1:-1].encode().join(self.parts)
 
 
 def dist_digests(
     document: bytes, name: str, prefix: tuple[str, ...], bases: Bases
 ) -> list[tuple[CacheKey, tuple[Digest, ...]]]:
     """Each tarball's digests, from the document's versions (or a version
-    document's own ``dist``); nothing when it is not JSON."""
+    document's own ``dist``); nothing when it is not JSON, or nested
+    beyond the parser's depth. Each version is cut down to its ``dist``
+    as it is parsed (``_kept``)."""
     try:
-        parsed = json.loads(document)
-    except ValueError:
+        parsed = json.loads(document, object_hook=_kept)
+    except (ValueError, RecursionError):
         return []
     if not isinstance(parsed, dict):
         return []
@@ -128,21 +186,138 @@ def dist_digests(
     found = []
     for manifest in manifests:
         dist = manifest.get("dist") if isinstance(manifest, dict) else None
-        if not isinstance(dist, dict) or not isinstance(dist.get("tarball"), str):
+        if not isinstance(dist, dict):
             continue
-        if bases.cache_path(dist["tarball"]) is None:
-            continue
-        key = tarball_key(prefix, name, dist["tarball"])
-        digests: list[Digest] = []
-        if isinstance(dist.get("integrity"), str):
-            digests += from_sri(dist["integrity"])
-        if isinstance(dist.get("shasum"), str):
-            sha1 = from_hex("sha1", dist["shasum"])
-            if sha1 is not None:
-                digests.append(sha1)
-        if key is not None and digests:
-            found.append((key, tuple(digests)))
+        entry = _dist_entry(dist, name, prefix, bases)
+        if entry is not None:
+            found.append(entry)
     return found
+
+
+def _kept(parsed: dict[str, object]) -> dict[str, object]:
+    """One parsed JSON object; a version's manifest cut down to its
+    ``dist``."""
+    dist = parsed.get("dist")
+    return parsed if dist is None else {"dist": dist}
+
+
+def _dist_entry(
+    dist: dict[str, object], name: str, prefix: tuple[str, ...], bases: Bases
+) -> tuple[CacheKey, tuple[Digest, ...]] | None:
+    """A ``dist`` object's tarball key and digests; None when it names no
+    tarball of a configured host or no digest."""
+    tarball = dist.get("tarball")
+    if not isinstance(tarball, str) or bases.cache_path(tarball) is None:
+        return None
+    key = tarball_key(prefix, name, tarball)
+    digests: list[Digest] = []
+    integrity = dist.get("integrity")
+    if isinstance(integrity, str):
+        digests += from_sri(integrity)
+    shasum = dist.get("shasum")
+    if isinstance(shasum, str):
+        sha1 = from_hex("sha1", shasum)
+        if sha1 is not None:
+            digests.append(sha1)
+    if key is None or not digests:
+        return None
+    return key, tuple(digests)
+
+
+def check_document(body: bytes) -> bytes:
+    """``body`` itself when it is a JSON object (what every registry
+    document is); ValueError otherwise: a maintenance page in HTML, a
+    truncated or hostile document (nested beyond the parser's depth) is
+    not stored. Objects are dropped as they are parsed, so the check
+    costs little memory and lets the IOLoop's thread run meanwhile."""
+    try:
+        parsed = json.loads(body, object_pairs_hook=_dropped)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not JSON: {error}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON: {error}") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+    if parsed is not _OBJECT:
+        raise ValueError("not a JSON object")
+    return body
+
+
+_OBJECT = object()
+
+
+def _dropped(_pairs: list[tuple[str, object]]) -> object:
+    return _OBJECT
+
+
+def find_tarball(
+    document: bytes, key: CacheKey, name: str, prefix: tuple[str, ...], bases: Bases
+) -> tuple[str, tuple[Digest, ...]] | None:
+    """Where the document says the tarball ``key`` lives, and what its
+    ``dist`` says it hashes to, without parsing the whole document: the
+    tarball's file name is searched for, then only the ``"tarball"``
+    value ending there and its ``dist`` object are read. None when the
+    document does not list it (at a configured host)."""
+    needle = b"/" + key.segments[-1].encode() + b'"'
+    at = 0
+    for _ in range(_FIND_LIMIT):
+        end = document.find(needle, at)
+        if end < 0:
+            return None
+        at = end + 1
+        value_end = end + len(needle) - 1
+        start = document.rfind(b'"tarball"', max(0, end - _URL_LIMIT), end)
+        match = _TARBALL.match(document, start) if start >= 0 else None
+        if match is None or match.end(2) != value_end:
+            continue
+        try:
+            url = json.loads(b'"' + match.group(2) + b'"')
+        except ValueError:
+            continue
+        if tarball_key(prefix, name, url) != key or bases.cache_path(url) is None:
+            continue
+        dist = _dist_around(document, start, url)
+        entry = _dist_entry(dist, name, prefix, bases) if dist else None
+        return url, entry[1] if entry is not None else ()
+    return None
+
+
+#: How many places naming a file ``find_tarball`` looks at, and how far
+#: before its name a tarball URL may start.
+_FIND_LIMIT = 64
+_URL_LIMIT = 8192
+#: How far after a ``"dist"`` key its object may end, and where it
+#: usually does (read first).
+_DIST_LIMIT = 65536
+_DIST_USUAL = 4096
+_DECODER = json.JSONDecoder()
+_DIST = re.compile(rb'"dist"\s*:\s*')
+
+
+def _dist_around(
+    document: bytes, tarball_at: int, url: str
+) -> dict[str, object] | None:
+    """The ``dist`` object that holds the ``"tarball"`` key at
+    ``tarball_at`` (whose value is ``url``); None when it cannot be read
+    on its own."""
+    start = document.rfind(b'"dist"', max(0, tarball_at - _DIST_LIMIT), tarball_at)
+    found = _DIST.match(document, start) if start >= 0 else None
+    if found is None:
+        return None
+    for limit in (_DIST_USUAL, _DIST_LIMIT):
+        text = document[found.end() : found.end() + limit].decode("utf-8", "replace")
+        try:
+            dist, _end = _DECODER.raw_decode(text)
+            break
+        except ValueError:
+            continue
+        except RecursionError:
+            return None
+    else:
+        return None
+    if not isinstance(dist, dict) or dist.get("tarball") != url:
+        return None
+    return dist
 
 
 class Templates:
@@ -171,3 +346,59 @@ class Templates:
         while self._size > self.budget:
             _, dropped = self._entries.popitem(last=False)
             self._size -= dropped.size
+
+
+class Learnt:
+    """The stored documents (by identity: path, inode, size, mtime) whose
+    tarballs and digests were learnt since the start, so each stored
+    version is read whole once; the oldest forgotten first past
+    ``limit``."""
+
+    def __init__(self, limit: int = LEARNT_REMEMBERED) -> None:
+        self.limit = limit
+        self._identities: OrderedDict[object, None] = OrderedDict()
+
+    def __contains__(self, identity: object) -> bool:
+        return identity in self._identities
+
+    def add(self, identity: object) -> None:
+        self._identities[identity] = None
+        self._identities.move_to_end(identity)
+        while len(self._identities) > self.limit:
+            self._identities.popitem(last=False)
+
+
+#: Bytes read at a time when ``find_tarball_in`` searches a stored file.
+_SCAN_CHUNK = 64 * 1024
+
+
+def find_tarball_in(
+    read: Callable[[int, int], bytes],
+    size: int,
+    key: CacheKey,
+    name: str,
+    prefix: tuple[str, ...],
+    bases: Bases,
+) -> tuple[str, tuple[Digest, ...]] | None:
+    """``find_tarball`` on a stored document of ``size`` bytes that is
+    read a piece at a time (``read(length, offset)``, as ``os.pread``
+    takes them after the descriptor): its name searched
+    for chunk by chunk, and only the part around a place it is named read
+    again whole, so the memory is a few chunks however big the document."""
+    needle = b"/" + key.segments[-1].encode() + b'"'
+    overlap = len(needle) - 1
+    around = _URL_LIMIT + _DIST_LIMIT
+    offset = 0
+    while offset < size:
+        chunk = read(_SCAN_CHUNK + overlap, offset)
+        at = chunk.find(needle)
+        while at >= 0:
+            position = offset + at
+            start = max(0, position - around)
+            window = read(position - start + around, start)
+            found = find_tarball(window, key, name, prefix, bases)
+            if found is not None:
+                return found
+            at = chunk.find(needle, at + 1)
+        offset += _SCAN_CHUNK
+    return None

@@ -26,7 +26,7 @@ from tornado.ioloop import IOLoop
 from pkgcache.digests.book import DigestBook, Table, prepared
 from pkgcache.digests.values import Digest
 from pkgcache.fetching.upstream import ResponseHead, Route
-from pkgcache.registries.links import Bases
+from pkgcache.registries.links import Bases, ForeignHosts
 from pkgcache.registries.negotiation import choose
 from pkgcache.registries.pypipages import (
     HTML_TYPE,
@@ -168,6 +168,7 @@ def resolve(
     headers: Mapping[str, str],
     query: str,
     digests: PageDigests,
+    foreign: ForeignHosts | None = None,
 ) -> Resolution:
     prefix = repository.settings.prefix
     below = path.segments[len(repository.prefix) :]
@@ -185,7 +186,7 @@ def resolve(
         if name != project or not path.folder:
             quoted = urllib.parse.quote(name)
             return Redirect(f"{prefix}simple/{quoted}/{query}")
-        return _page(repository, name, headers, digests)
+        return _page(repository, name, headers, digests, foreign)
     if path.folder or not below:
         return Refusal(404, "directories are not served")
     key = path.key
@@ -226,7 +227,11 @@ def _root(repository: Repository, headers: Mapping[str, str]) -> Resolution:
 
 
 def _page(
-    repository: Repository, name: str, headers: Mapping[str, str], pages: PageDigests
+    repository: Repository,
+    name: str,
+    headers: Mapping[str, str],
+    pages: PageDigests,
+    foreign: ForeignHosts | None,
 ) -> Resolution:
     media = _variant(headers)
     if media is None:
@@ -236,6 +241,7 @@ def _page(
     bases = Bases(
         tuple(dict.fromkeys((*settings.file_sources, *settings.sources))),
         settings.prefix,
+        foreign,
     )
 
     loop = IOLoop.current()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -39,15 +40,27 @@ class Document:
 class Target:
     """Where a request's file or document is stored (``key``), under which
     policy, and where it is fetched from. ``private``: a pass-through that
-    no other client may join (its query makes it another request)."""
+    no other client may join (its query makes it another request).
+
+    ``planned`` is the ``Route``, or a function that works it out the
+    first time ``route`` is read: a hit never reads it, so what the route
+    costs (npm: looking in the stored documents for where a tarball
+    lives) is paid on a miss only, and a cached file is served whatever
+    its index holds."""
 
     key: CacheKey
     policy: Policy
-    route: Route
+    planned: Route | Callable[[], Route]
     document: Document | None = None
     private: bool = False
     #: Answer with the upstream's Content-Type (a passed-through page).
     upstream_type: bool = False
+
+    @functools.cached_property
+    def route(self) -> Route:
+        """Where the file is fetched from (``planned``, worked out once)."""
+        planned = self.planned
+        return planned if isinstance(planned, Route) else planned()
 
 
 @dataclass(frozen=True)
