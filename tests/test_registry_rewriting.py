@@ -12,7 +12,8 @@ import pytest
 from pkgcache.config import ConfigError, build, load_file
 from pkgcache.registries.links import Bases
 from pkgcache.registries.negotiation import choose
-from pkgcache.registries.npmdocuments import Template, check_document, find_tarball
+from pkgcache.registries.npmdocuments import Template, check_document
+from pkgcache.registries.npmstored import find_tarball
 from pkgcache.registries.pypi import normalize
 from pkgcache.registries.pypipages import rewrite_html, rewrite_json
 from pkgcache.store.paths import CacheKey, PathRefused, cache_key, request_path

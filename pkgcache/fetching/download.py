@@ -4,10 +4,9 @@ A ``Download`` is a state machine: CONNECTING (sources tried in order) ->
 STREAMING (a 200 is accepted; bytes are stored and handed on) ->
 FINISHING (every byte arrived; the plan's finishing steps run:
 ``finishing.py``) -> PUBLISHED, CONFIRMED (a 304), SERVED (complete but
-not stored) or FAILED. Where it keeps its bytes is a ``Storage``: its
-partial file, or a ``MemoryCopy`` when the cache cannot take them.
-``inflight.py`` keeps at most one per path; the store carries out what
-its end means on disk (``store/keeping.py``).
+not stored) or FAILED. Its bytes are kept by a ``storage.DownloadBody``;
+``inflight.py`` keeps one download per path; ``store/keeping.py`` carries
+out on disk what its end means.
 
 The body chunks of one IOLoop turn form a batch: it is written to the
 partial file with one ``writev``, handed to every reader that is LIVE
@@ -46,10 +45,6 @@ from pkgcache.store.partial import PartialReader
 from pkgcache.store.paths import CacheKey
 
 log = logging.getLogger("pkgcache.download")
-
-#: Times a broken download is continued with Range requests before its
-#: clients get an unclean close.
-MAX_RESUMES = 3
 
 
 class State(enum.Enum):
@@ -97,10 +92,7 @@ class Download:
         self.clock = clock or Clock()
         self.plan = plan or FetchPlan()
         self.state = State.CONNECTING
-        if not stored:
-            storage = Storage.MEMORY
-        else:
-            storage = Storage.FILE if self.plan.keep else Storage.FILE_NOT_KEPT
+        storage = Storage.first(stored, self.plan.keep)
         self.body = DownloadBody(
             key, store, storage, lambda: live.current.client_buffer
         )
@@ -125,6 +117,7 @@ class Download:
             else step
             for step in self.plan.finishing
         ]
+        self._checks = [s for s in self._steps if isinstance(s, Verification)]
         self._keeping = keeping
         self._fits = fits
         self._readers: set[Reader] = set()
@@ -225,7 +218,7 @@ class Download:
 
     async def _fetch(self) -> FetchResult:
         """The sources in order (a revalidation asks where its copy came
-        from first), then Range requests where a body broke off."""
+        from first, with its validators), resumed where a body broke."""
         plan = self.plan
         conditional = plan.revalidating
         route = plan.route
@@ -234,32 +227,15 @@ class Download:
         headers = dict(plan.request_headers)
         if conditional is not None:
             headers.update(conditional.conditional_headers())
-        result = await self._upstream.fetch(
-            self.key, "GET", self._begin, self._write, route, headers or None
+        return await self._upstream.fetch_resuming(
+            self.key,
+            self._begin,
+            self._write,
+            lambda: (self.head, self.received),
+            route,
+            headers or None,
+            plan.route,
         )
-        resumes = 0
-        while result.outcome is Outcome.BROKEN and resumes < MAX_RESUMES:
-            resumes += 1
-            assert self.head is not None
-            log.warning(
-                "download of %s broke at byte %d (%s): resuming",
-                self.key,
-                self.received,
-                result.detail,
-            )
-            resumed = await self._upstream.resume(
-                self.key,
-                self.head,
-                self.received,
-                result.source,
-                self._write,
-                same_source_first=resumes == 1,
-                route=plan.route,
-            )
-            if resumed.outcome is Outcome.FAILED:
-                break
-            result = resumed
-        return result
 
     async def _finish(self, result: FetchResult) -> FetchResult:
         """The plan's finishing steps, in order, while the fetch stands."""
@@ -272,17 +248,12 @@ class Download:
                 result = await rewritten(step, self, result)
         return result
 
-    # What a finishing step may do (``finishing.Finishable``).
-
     def take_batch(self) -> list[bytes]:
-        chunks, self._batch = self._batch, []
+        chunks, self._batch = self._batch, []  # ``Finishable``, as the next 4
         return chunks
 
     def put_back(self, chunks: list[bytes]) -> None:
         self._batch = chunks
-
-    def hand_on(self, chunks: list[bytes]) -> None:
-        self._hand_on(chunks)
 
     def whole_body(self) -> bytes | None:
         return self.body.whole()
@@ -302,9 +273,8 @@ class Download:
         (The upstream refused it already if it is larger than
         ``max_file_size``.)"""
         self.body.open()
-        for step in self._steps:
-            if isinstance(step, Verification):
-                step.begin(self.key, head)
+        for check in self._checks:
+            check.begin(self.key, head)
         self.head = head
         self.state = State.STREAMING
         self._head_known.set()
@@ -327,10 +297,9 @@ class Download:
         """
         if self._batch and not self._completes_file():
             chunks = self.take_batch()
-            for step in self._steps:
-                if isinstance(step, Verification):
-                    step.feed(chunks)
-            self._hand_on(chunks)
+            for check in self._checks:
+                check.feed(chunks)  # one hand-over a batch, not a chunk
+            self.hand_on(chunks)
 
     def _short(self) -> bool:
         """Fewer bytes came than the head announced."""
@@ -341,7 +310,7 @@ class Download:
         size = self.head.content_length if self.head is not None else None
         return size is not None and self.received >= size
 
-    def _hand_on(self, chunks: list[bytes], store: bool = True) -> None:
+    def hand_on(self, chunks: list[bytes], store: bool = True) -> None:
         size = sum(map(len, chunks))
         self.delivered += size
         if store:
@@ -372,7 +341,7 @@ class Download:
             log.error("download of %s failed: %s", self.key, result.detail)
         self._on_end(self)
         if last:
-            self._hand_on(last, store=False)
+            self.hand_on(last, store=False)
         self._head_known.set()
         self._ended.set()
         self.progress.notify_all()
@@ -409,21 +378,13 @@ class Download:
         return False
 
     def _record(self) -> Validators | None:
-        """What is recorded beside the published file: a volatile file's
-        validators (what to revalidate it with, and when), a verified
-        file's digest; None when neither."""
+        """A volatile file's validators, a verified file's digest."""
         wanted = self.plan.record_validators or self.verified is not None
         if not wanted or self.head is None:
             return None
-        headers = self.head.headers
-        return Validators(
-            headers.get("ETag"),
-            headers.get("Last-Modified"),
-            self.result.source if self.result is not None else None,
-            self.clock.now(),
-            headers.get("Content-Type"),
-            str(self.verified) if self.verified else None,
-        )
+        source = self.result.source if self.result is not None else None
+        verified = str(self.verified) if self.verified else None
+        return self.head.record(source, self.clock.now(), verified)
 
 
 async def _wait(event: Event, timeout: float | None) -> bool:

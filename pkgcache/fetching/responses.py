@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from tornado.httputil import HTTPHeaders
 
+from pkgcache.store.meta import Validators
+
 
 class Outcome(enum.Enum):
     COMPLETE = "complete"
@@ -54,6 +56,21 @@ class ResponseHead:
             return email.utils.parsedate_to_datetime(value).timestamp()
         except (TypeError, ValueError):
             return None
+
+    def record(
+        self, source: str | None, confirmed: float, verified: str | None
+    ) -> Validators:
+        """What is recorded beside the file this response gave: what to
+        revalidate it with, when it was confirmed, its type, and the
+        digest it matched (``algorithm:hex``)."""
+        return Validators(
+            self.headers.get("ETag"),
+            self.headers.get("Last-Modified"),
+            source,
+            confirmed,
+            self.headers.get("Content-Type"),
+            verified,
+        )
 
 
 #: Upstream statuses that mean "busy, ask later": a client is answered 503

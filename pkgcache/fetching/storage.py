@@ -31,6 +31,14 @@ class Storage(enum.Enum):
     #: everything is in a ``MemoryCopy`` while the whole fits.
     FILE_FAILED = "file failed"
 
+    @classmethod
+    def first(cls, stored: bool, kept: bool) -> Storage:
+        """Where a download starts keeping its bytes: ``stored`` False is
+        a pass-through; ``kept`` False a file never published."""
+        if not stored:
+            return cls.MEMORY
+        return cls.FILE if kept else cls.FILE_NOT_KEPT
+
 
 class DownloadBody:
     """The bytes of one download, stored as its ``storage`` says.

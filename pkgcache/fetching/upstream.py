@@ -42,6 +42,10 @@ __all__ = [
 
 log = logging.getLogger("pkgcache.upstream")
 
+#: Times a broken download is continued with Range requests before its
+#: clients get an unclean close.
+MAX_RESUMES = 3
+
 #: Outcomes that end a fetch: the file, its confirmation, a body already
 #: handed on, or a size no source may send.
 _FINAL = (Outcome.COMPLETE, Outcome.BROKEN, Outcome.NOT_MODIFIED, Outcome.TOO_LARGE)
@@ -143,6 +147,46 @@ class Upstream:
         if not all_not_found and last.outcome is Outcome.NOT_FOUND:
             last = FetchResult(Outcome.FAILED, "no source had it", last.source)
         return last
+
+    async def fetch_resuming(
+        self,
+        key: CacheKey,
+        on_head: HeadCallback,
+        on_chunk: ChunkCallback,
+        progress: Callable[[], tuple[ResponseHead | None, int]],
+        route: Route | None = None,
+        conditional: dict[str, str] | None = None,
+        resume_route: Route | None = None,
+    ) -> FetchResult:
+        """``fetch`` a GET, then, where the body broke off, ``resume`` it
+        (at most ``MAX_RESUMES`` times). ``progress()`` tells the head
+        accepted and the bytes received so far; ``resume_route``: the
+        sources in their configured order, for the Range requests."""
+        result = await self.fetch(key, "GET", on_head, on_chunk, route, conditional)
+        resumes = 0
+        while result.outcome is Outcome.BROKEN and resumes < MAX_RESUMES:
+            resumes += 1
+            head, received = progress()
+            assert head is not None
+            log.warning(
+                "download of %s broke at byte %d (%s): resuming",
+                key,
+                received,
+                result.detail,
+            )
+            resumed = await self.resume(
+                key,
+                head,
+                received,
+                result.source,
+                on_chunk,
+                same_source_first=resumes == 1,
+                route=resume_route,
+            )
+            if resumed.outcome is Outcome.FAILED:
+                break
+            result = resumed
+        return result
 
     async def resume(
         self,

@@ -27,8 +27,6 @@ import os
 import urllib.parse
 from collections.abc import Callable, Mapping
 
-from tornado.ioloop import IOLoop
-
 from pkgcache.digests.book import DigestBook
 from pkgcache.fetching.upstream import ResponseHead, Route
 from pkgcache.registries.links import Bases, ForeignHosts
@@ -39,6 +37,11 @@ from pkgcache.registries.npmdocuments import (
     Template,
     Templates,
     check_document,
+)
+from pkgcache.registries.npmstored import (
+    CUT_IN_STEPS,
+    SEARCH_ON_LOOP,
+    cut_document,
     find_tarball_in,
 )
 from pkgcache.registries.targets import Document, Refusal, Resolution, Target
@@ -161,7 +164,9 @@ class NpmFront:
 
         async def finished(stored: bytes, identity: object | None) -> bytes:
             if identity is None:
-                template = await _cut(lambda: stored, len(stored), name, prefix, bases)
+                template = await cut_document(
+                    lambda: stored, len(stored), name, prefix, bases
+                )
                 await self._learn(repository, template)
             else:
                 identity = (settings.prefix, bases.urls, identity)
@@ -225,7 +230,7 @@ class NpmFront:
     ) -> Template:
         try:
             bases = self._bases(repository)
-            template = await _cut(read, size, name, repository.prefix, bases)
+            template = await cut_document(read, size, name, repository.prefix, bases)
             await self._learn(repository, template)
             self.templates.add(identity, template)
             self.learnt.add(identity)
@@ -275,7 +280,7 @@ class NpmFront:
         ``origins``: nothing is read. Otherwise it is cut (``_cut``) for
         the next requests, and this one looks for the tarball's name in it
         (``find_tarball_in``: a search of the bytes a chunk at a time, not
-        a parse) when it is at most ``_SEARCH_ON_LOOP`` bytes; the
+        a parse) when it is at most ``SEARCH_ON_LOOP`` bytes; the
         tarballs of a larger one are asked for at the usual path until its
         cut has told where they live. The IOLoop never parses a document
         however many tarballs it is asked for."""
@@ -305,9 +310,9 @@ class NpmFront:
                     name,
                     identity,
                     functools.partial(store.read_verified, cached),
-                    _CUT_IN_STEPS,
+                    CUT_IN_STEPS,
                 )
-            if result.st_size > _SEARCH_ON_LOOP:
+            if result.st_size > SEARCH_ON_LOOP:
                 return None
             try:
                 fd = store.open_verified(cached)
@@ -364,40 +369,6 @@ def _told(name: str, done: asyncio.Future[Template]) -> None:
 
 #: Tarballs learnt an IOLoop turn (``NpmFront._learn``).
 _LEARN_BATCH = 250
-
-
-#: Documents larger than this are read in a thread and cut in steps: a big
-#: one (thousands of versions) takes a good part of a second.
-_CUT_INLINE = 256 * 1024
-#: A size that is always read in a thread and cut in steps.
-_CUT_IN_STEPS = _CUT_INLINE + 1
-#: The largest stored document searched on the IOLoop for a tarball it
-#: has not cut yet (a search takes about a millisecond a megabyte).
-_SEARCH_ON_LOOP = 4 * 1024 * 1024
-
-
-async def _cut(
-    read: Callable[[], bytes],
-    size: int,
-    name: str,
-    prefix: tuple[str, ...],
-    bases: Bases,
-) -> Template:
-    """The template of the document ``read`` returns (``size`` bytes): a
-    small one cut at once; a big one read in a thread and cut on the
-    IOLoop a step at a time (``Template.steps``: a few milliseconds each,
-    other requests served between them). A thread would hold the
-    interpreter lock against the IOLoop for as long as it cuts."""
-    if size <= _CUT_INLINE:
-        return Template.cut(read(), name, prefix, bases)
-    document = await IOLoop.current().run_in_executor(None, read)
-    steps = Template.steps(document, name, prefix, bases)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-        await asyncio.sleep(0)
 
 
 def _name(parts: tuple[str, ...]) -> str | None:

@@ -17,13 +17,13 @@ import posixpath
 import re
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 
 from pkgcache.digests.values import Digest, from_hex, from_sri
 from pkgcache.registries.links import Bases
 from pkgcache.store.paths import CacheKey
 
-_TARBALL = re.compile(rb'"tarball"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
+TARBALL = re.compile(rb'"tarball"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
 #: Tarball URLs remembered, so a tarball is fetched where its document
 #: said; forgotten oldest first past this.
 TARBALLS_REMEMBERED = 200_000
@@ -120,7 +120,7 @@ class Template:
         template = cls(len(document), (*prefix, *name.split("/"), "-"))
         parts = template.parts
         at = 0
-        for count, match in enumerate(_TARBALL.finditer(document), 1):
+        for count, match in enumerate(TARBALL.finditer(document), 1):
             if count % cls.STEP == 0:
                 yield
             value = match.group(2)
@@ -137,7 +137,7 @@ class Template:
             key = tarball_key(prefix, name, url)
             if key is None:
                 continue
-            dist = _dist_around(document, match.start(), url)
+            dist = dist_around(document, match.start(), url)
             integrity = dist.get("integrity", "") if dist else ""
             shasum = dist.get("shasum", "") if dist else ""
             template.tarballs.append(
@@ -188,7 +188,7 @@ def dist_digests(
         dist = manifest.get("dist") if isinstance(manifest, dict) else None
         if not isinstance(dist, dict):
             continue
-        entry = _dist_entry(dist, name, prefix, bases)
+        entry = dist_entry(dist, name, prefix, bases)
         if entry is not None:
             found.append(entry)
     return found
@@ -201,7 +201,7 @@ def _kept(parsed: dict[str, object]) -> dict[str, object]:
     return parsed if dist is None else {"dist": dist}
 
 
-def _dist_entry(
+def dist_entry(
     dist: dict[str, object], name: str, prefix: tuple[str, ...], bases: Bases
 ) -> tuple[CacheKey, tuple[Digest, ...]] | None:
     """A ``dist`` object's tarball key and digests; None when it names no
@@ -248,76 +248,6 @@ _OBJECT = object()
 
 def _dropped(_pairs: list[tuple[str, object]]) -> object:
     return _OBJECT
-
-
-def find_tarball(
-    document: bytes, key: CacheKey, name: str, prefix: tuple[str, ...], bases: Bases
-) -> tuple[str, tuple[Digest, ...]] | None:
-    """Where the document says the tarball ``key`` lives, and what its
-    ``dist`` says it hashes to, without parsing the whole document: the
-    tarball's file name is searched for, then only the ``"tarball"``
-    value ending there and its ``dist`` object are read. None when the
-    document does not list it (at a configured host)."""
-    needle = b"/" + key.segments[-1].encode() + b'"'
-    at = 0
-    for _ in range(_FIND_LIMIT):
-        end = document.find(needle, at)
-        if end < 0:
-            return None
-        at = end + 1
-        value_end = end + len(needle) - 1
-        start = document.rfind(b'"tarball"', max(0, end - _URL_LIMIT), end)
-        match = _TARBALL.match(document, start) if start >= 0 else None
-        if match is None or match.end(2) != value_end:
-            continue
-        try:
-            url = json.loads(b'"' + match.group(2) + b'"')
-        except ValueError:
-            continue
-        if tarball_key(prefix, name, url) != key or bases.cache_path(url) is None:
-            continue
-        dist = _dist_around(document, start, url)
-        entry = _dist_entry(dist, name, prefix, bases) if dist else None
-        return url, entry[1] if entry is not None else ()
-    return None
-
-
-#: How many places naming a file ``find_tarball`` looks at, and how far
-#: before its name a tarball URL may start.
-_FIND_LIMIT = 64
-_URL_LIMIT = 8192
-#: How far after a ``"dist"`` key its object may end, and where it
-#: usually does (read first).
-_DIST_LIMIT = 65536
-_DIST_USUAL = 4096
-_DECODER = json.JSONDecoder()
-_DIST = re.compile(rb'"dist"\s*:\s*')
-
-
-def _dist_around(
-    document: bytes, tarball_at: int, url: str
-) -> dict[str, object] | None:
-    """The ``dist`` object that holds the ``"tarball"`` key at
-    ``tarball_at`` (whose value is ``url``); None when it cannot be read
-    on its own."""
-    start = document.rfind(b'"dist"', max(0, tarball_at - _DIST_LIMIT), tarball_at)
-    found = _DIST.match(document, start) if start >= 0 else None
-    if found is None:
-        return None
-    for limit in (_DIST_USUAL, _DIST_LIMIT):
-        text = document[found.end() : found.end() + limit].decode("utf-8", "replace")
-        try:
-            dist, _end = _DECODER.raw_decode(text)
-            break
-        except ValueError:
-            continue
-        except RecursionError:
-            return None
-    else:
-        return None
-    if not isinstance(dist, dict) or dist.get("tarball") != url:
-        return None
-    return dist
 
 
 class Templates:
@@ -368,37 +298,33 @@ class Learnt:
             self._identities.popitem(last=False)
 
 
-#: Bytes read at a time when ``find_tarball_in`` searches a stored file.
-_SCAN_CHUNK = 64 * 1024
+#: How far after a ``"dist"`` key its object may end, and where it
+#: usually does (read first).
+DIST_LIMIT = 65536
+_DIST_USUAL = 4096
+_DECODER = json.JSONDecoder()
+_DIST = re.compile(rb'"dist"\s*:\s*')
 
 
-def find_tarball_in(
-    read: Callable[[int, int], bytes],
-    size: int,
-    key: CacheKey,
-    name: str,
-    prefix: tuple[str, ...],
-    bases: Bases,
-) -> tuple[str, tuple[Digest, ...]] | None:
-    """``find_tarball`` on a stored document of ``size`` bytes that is
-    read a piece at a time (``read(length, offset)``, as ``os.pread``
-    takes them after the descriptor): its name searched
-    for chunk by chunk, and only the part around a place it is named read
-    again whole, so the memory is a few chunks however big the document."""
-    needle = b"/" + key.segments[-1].encode() + b'"'
-    overlap = len(needle) - 1
-    around = _URL_LIMIT + _DIST_LIMIT
-    offset = 0
-    while offset < size:
-        chunk = read(_SCAN_CHUNK + overlap, offset)
-        at = chunk.find(needle)
-        while at >= 0:
-            position = offset + at
-            start = max(0, position - around)
-            window = read(position - start + around, start)
-            found = find_tarball(window, key, name, prefix, bases)
-            if found is not None:
-                return found
-            at = chunk.find(needle, at + 1)
-        offset += _SCAN_CHUNK
-    return None
+def dist_around(document: bytes, tarball_at: int, url: str) -> dict[str, object] | None:
+    """The ``dist`` object that holds the ``"tarball"`` key at
+    ``tarball_at`` (whose value is ``url``); None when it cannot be read
+    on its own."""
+    start = document.rfind(b'"dist"', max(0, tarball_at - DIST_LIMIT), tarball_at)
+    found = _DIST.match(document, start) if start >= 0 else None
+    if found is None:
+        return None
+    for limit in (_DIST_USUAL, DIST_LIMIT):
+        text = document[found.end() : found.end() + limit].decode("utf-8", "replace")
+        try:
+            dist, _end = _DECODER.raw_decode(text)
+            break
+        except ValueError:
+            continue
+        except RecursionError:
+            return None
+    else:
+        return None
+    if not isinstance(dist, dict) or dist.get("tarball") != url:
+        return None
+    return dist
