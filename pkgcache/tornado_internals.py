@@ -27,6 +27,7 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -142,13 +143,18 @@ async def send_file(
     stream: IOStream = connection.stream  # type: ignore[attr-defined]
     assert stream.socket is not None
     loop = asyncio.get_running_loop()
+    out = os.dup(stream.socket.fileno())
+    try:
+        src = os.dup(fd)
+    except OSError:
+        os.close(out)
+        raise
+    copy = _Copy(out, src, stream.closed)
     # Without NODELAY, Nagle holds the first file segment back until the
     # client's delayed ACK of the header packet; TCP_CORK (nginx's
     # tcp_nopush) sends only full segments while the file goes out.
     stream.set_nodelay(True)
     _cork(stream, True)
-    copy = _Copy(os.dup(stream.socket.fileno()), os.dup(fd), stream.closed)
-    job: asyncio.Future[tuple[int, _Stop | OSError | None]] | None = None
     sent = 0
     last_progress = loop.time()
     try:
@@ -156,9 +162,7 @@ async def send_file(
             if stream.closed():
                 raise StreamClosedError()
             size = min(count - sent, SENDFILE_CHUNK)
-            job = loop.run_in_executor(None, copy.run, offset + sent, size)
-            done, stop = await job
-            job = None
+            done, stop = await loop.run_in_executor(None, copy.run, offset + sent, size)
             if done:
                 sent += done
                 last_progress = loop.time()
@@ -176,11 +180,7 @@ async def send_file(
                 await _writable(loop, copy.out)
     finally:
         _cork(stream, False)
-        if job is None:
-            copy.close()
-        else:  # cancelled while the thread runs: it closes them when done
-            copy.cancelled = True
-            job.add_done_callback(lambda _job: copy.close())
+        copy.release()
 
 
 class _Stop(enum.Enum):
@@ -194,24 +194,50 @@ class _Stop(enum.Enum):
 
 class _Copy:
     """One big hit's sendfile loop, run in worker threads turn by turn;
-    ``out`` and ``src`` are its own descriptors of the socket and file."""
+    ``out`` and ``src`` are its own descriptors of the socket and file.
+
+    The IOLoop calls ``release`` once, when it needs no more turns; the
+    descriptors are closed then, or, if a turn is still on its way (the
+    sending coroutine was cancelled), by that turn when it ends: never
+    while a thread may still use them.
+    """
 
     def __init__(self, out: int, src: int, closed: Callable[[], bool]) -> None:
         self.out = out
         self.src = src
         self.closed = closed
-        #: Set by the IOLoop when nobody waits for the current turn.
-        self.cancelled = False
+        self._lock = threading.Lock()
+        self._running = False
+        self._released = False
 
     def run(self, offset: int, size: int) -> tuple[int, _Stop | OSError | None]:
         """Send up to ``size`` bytes from ``offset``; returns how many went,
         and why the turn ended early (None: all went, the time was up, or
         the stream closed: the IOLoop looks again)."""
+        with self._lock:
+            if self._released:
+                return 0, None
+            self._running = True
+        try:
+            return self._send(offset, size)
+        finally:
+            with self._lock:
+                self._running = False
+                if self._released:
+                    self._close()
+
+    def release(self) -> None:
+        with self._lock:
+            self._released = True
+            if not self._running:
+                self._close()
+
+    def _send(self, offset: int, size: int) -> tuple[int, _Stop | OSError | None]:
         sent = 0
         deadline = time.monotonic() + JOB_SECONDS
         poller = select.poll()
         poller.register(self.out, select.POLLOUT)
-        while sent < size and not self.cancelled and not self.closed():
+        while sent < size and not self._released and not self.closed():
             try:
                 done = os.sendfile(self.out, self.src, offset + sent, size - sent)
             except BlockingIOError:
@@ -229,9 +255,11 @@ class _Copy:
                 break
         return sent, None
 
-    def close(self) -> None:
-        os.close(self.out)
-        os.close(self.src)
+    def _close(self) -> None:
+        if self.out >= 0:
+            os.close(self.out)
+            os.close(self.src)
+            self.out = self.src = -1
 
 
 def _cork(stream: IOStream, on: bool) -> None:
