@@ -1,20 +1,22 @@
 """Benchmark package-cache beside nginx and bare tornado, in one run.
 
 Run with ``make bench`` (or ``python bench/bench.py --runs 3``). Installs
-nginx, wrk and (for W7) apt-cacher-ng from Debian when missing (as root).
-Everything runs on 127.0.0.1. Prints one markdown table of ratios, medians
-of ``--runs`` runs with min-max, and writes it to ``bench/results.md``.
-These machines are noisy: read the ratios, not the absolute numbers.
+nginx, wrk and (for W2 and W7) apt-cacher-ng from Debian when missing (as
+root). Everything runs on 127.0.0.1. Prints one markdown table of ratios,
+medians of ``--runs`` runs with min-max, and writes it to
+``bench/results.md``. These machines are noisy: read the ratios, not the
+absolute numbers.
 
 Workloads, one module each: W1 cold coalesced
-(``w1_cold_coalesced.py``), W2 big hit (``w2_big_hit.py``), W3 small hit
-(``w3_small_hit.py``), W4 slow client memory (``w4_slow_client.py``), W5
-cold miss throughput (``w5_cold_miss.py``), W6 1000 connections
-(``w6_connections.py``), W7 20 apt-get update after the indexes changed,
-beside apt-cacher-ng (``w7_apt_update.py``), W8 pip download of 30
-wheels, cold then warm, beside proxpi and devpi-server (``w8_pypi.py``;
-those two are installed from PyPI in ``.venv-bench``). What they share is
-in ``runner.py``. ``--only W7,W8`` runs only those workloads.
+(``w1_cold_coalesced.py``), W2 big hit, beside nginx static and
+apt-cacher-ng (``w2_big_hit.py``), W3 small hit (``w3_small_hit.py``), W4
+slow client memory (``w4_slow_client.py``), W5 cold miss throughput
+(``w5_cold_miss.py``), W6 1000 connections (``w6_connections.py``), W7 20
+apt-get update after the indexes changed, beside apt-cacher-ng
+(``w7_apt_update.py``), W8 pip download of 30 wheels, cold then warm,
+beside proxpi and devpi-server (``w8_pypi.py``; those two are installed
+from PyPI in ``.venv-bench``). What they share is in ``runner.py``.
+``--only W7,W8`` runs only those workloads.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def main() -> None:
             # In this order: the table's rows follow it.
             steps: dict[str, Callable[[], None]] = {
                 "W1": lambda: w1_cold_coalesced.run(bench, f.slow_port),
-                "W2": lambda: w2_big_hit.run(bench, f.fast[0]),
+                "W2": lambda: w2_big_hit.run(bench, f.fast[0], f.acng_port),
                 "W3": lambda: w3_small_hit.run(
                     bench, f.fast, f.bare, f.tornado_static_port, f.volatile
                 ),

@@ -11,6 +11,7 @@ collects its rows; ``table`` shows each as median [min-max].
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -64,11 +65,36 @@ http {{
 }}
 """
 
+ACNG_CONF = """\
+CacheDir: {folder}/cache
+LogDir: {folder}/log
+SupportDir: /usr/lib/apt-cacher-ng
+BindAddress: 127.0.0.1
+Port: {port}
+SocketPath: {folder}/acng.socket
+ForeGround: 1
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def low_port() -> int:
+    """A free loopback port below 32768: apt-cacher-ng 3.7.4 can neither
+    listen on a port above 32767 nor fetch from one (it answers 503
+    "Connection refused")."""
+    for _ in range(200):
+        port = random.randint(20000, 32767)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below 32768")
 
 
 def wait_port(port: int, timeout: float = 15) -> None:
@@ -89,8 +115,8 @@ def ensure_tools() -> None:
             ("nginx", "nginx-light"),
             ("wrk", "wrk"),
             ("curl", "curl"),
-            # W7: apt-cacher-ng, and what tests/aptrepo.py builds a signed
-            # repository with.
+            # W2 and W7: apt-cacher-ng; W7: what tests/aptrepo.py builds a
+            # signed repository with.
             ("apt-cacher-ng", "apt-cacher-ng"),
             ("apt-ftparchive", "apt-utils"),
             ("gpg", "gnupg"),
@@ -102,12 +128,19 @@ def ensure_tools() -> None:
     if os.geteuid() != 0:
         sys.exit(f"bench: please install {' '.join(missing)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
+    install = ["apt-get", "install", "-y", "-qq", *missing]
+    if subprocess.run(install, env=env).returncode != 0:
+        # Stale package lists name versions the mirror no longer has.
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(install, check=True, env=env)
 
 
 def nginx_binary() -> str:
     return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def acng_binary() -> str:
+    return shutil.which("apt-cacher-ng") or "/usr/sbin/apt-cacher-ng"
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -121,7 +154,8 @@ def peak_rss_kib(pid: int) -> int:
 class Servers:
     work: Path
     files: Path
-    origin_port: int = field(default_factory=free_port)
+    #: Below 32768, so that apt-cacher-ng can fetch from it (W2).
+    origin_port: int = field(default_factory=low_port)
     #: pacedorigin.py: files at a steady rate, like a link (W5).
     paced_port: int = field(default_factory=free_port)
     static_port: int = field(default_factory=free_port)
@@ -198,6 +232,27 @@ class Servers:
             port,
         )
         return port, process
+
+    def apt_cacher_ng(self, name: str, conf: str = "") -> int:
+        """Start apt-cacher-ng on a free port below 32768, in the
+        foreground, with a config folder, cache and logs of its own in
+        ``NAME`` in the work folder; ``conf``: more lines of its config
+        (``Remap-`` rules). The system's config and service are never used
+        (Debian starts that one on port 3142 when it installs it)."""
+        port = low_port()
+        folder = self.work / name
+        for sub in ("conf", "cache", "log"):
+            (folder / sub).mkdir(parents=True)
+        (folder / "conf" / "acng.conf").write_text(
+            ACNG_CONF.format(folder=folder, port=port) + conf
+        )
+        try:
+            self.start([acng_binary(), "-c", str(folder / "conf")], port)
+        except RuntimeError:
+            log = self.work / f"server-{port}.log"
+            said = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"bench: apt-cacher-ng did not start:\n{said}") from None
+        return port
 
     def stop_all(self) -> None:
         for process in self.processes:
@@ -344,6 +399,9 @@ def link(files: Path, source: str, name: str) -> str:
     return "/" + name
 
 
+#: W2's file under a name apt-cacher-ng caches (a hard link to ``w2.bin``).
+W2_DEB = "pool/main/w2_1.0_all.deb"
+
 #: workload, measure, one value per run, target, format of a value.
 Row = tuple[str, str, list[float] | list[str], str, str]
 
@@ -431,6 +489,8 @@ class Fixtures:
     #: package-cache with a debian repository at "/" on nginx's ``/fast/``,
     #: where ``dists/stable/InRelease`` is volatile (W3).
     volatile: tuple[int, int]
+    #: apt-cacher-ng with nginx's ``/fast/`` remapped as ``/w2/`` (W2).
+    acng_port: int
 
 
 def prepare(s: Servers, quick: bool) -> Fixtures:
@@ -485,7 +545,13 @@ def prepare(s: Servers, quick: bool) -> Fixtures:
             'fresh_for = "1h"\n'
         ),
     )
+    # apt-cacher-ng keeps only what its patterns name as packages.
+    link(s.files, "w2.bin", W2_DEB)
+    acng_port = s.apt_cacher_ng(
+        "acng", f"Remap-w2: /w2 ; http://127.0.0.1:{s.origin_port}/fast\n"
+    )
     return Fixtures(
+        acng_port=acng_port,
         fast=(fast_port, fast_process.pid),
         slow_port=slow_port,
         bare=(bare_port, bare_process.pid),

@@ -33,17 +33,15 @@ the way" in ``apt-cacher.err``, a 503 or a closed connection for the
 client): those clients get the file on a retry, later.
 
 apt-cacher-ng 3.7.4 can neither listen on a port above 32767 nor fetch from
-one (it answers 503 "Connection refused"), so its port and the origin's are
-picked below the ephemeral range.
+one, so its port and the origin's are picked below the ephemeral range
+(``runner.low_port``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,7 +51,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from runner import ROOT, Bench, Servers, free_port, nginx_binary
+from runner import ROOT, Bench, Servers, free_port, low_port, nginx_binary
 
 CLIENTS = 20
 #: package-cache's fresh_for and apt-cacher-ng's FreshIndexMaxAge, seconds.
@@ -80,18 +78,6 @@ http {{
 }}
 """
 
-ACNG_CONF = """\
-CacheDir: {w7}/acng-cache
-LogDir: {w7}/acng-log
-SupportDir: /usr/lib/apt-cacher-ng
-BindAddress: 127.0.0.1
-Port: {port}
-SocketPath: {w7}/acng.socket
-ForeGround: 1
-FreshIndexMaxAge: {fresh}
-Remap-w7debian: /debian ; http://127.0.0.1:{origin}/debian
-"""
-
 PC_CONF = """\
 cache = "{w7}/pc-cache"
 host = "127.0.0.1"
@@ -116,23 +102,6 @@ def _aptrepo() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def low_port() -> int:
-    """A free loopback port below 32768 (see the module's docstring)."""
-    for _ in range(200):
-        port = random.randint(20000, 32767)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below 32768")
-
-
-def acng_binary() -> str:
-    return shutil.which("apt-cacher-ng") or "/usr/sbin/apt-cacher-ng"
 
 
 @dataclass
@@ -193,17 +162,12 @@ class W7:
         self.w7 = w7 = s.work / "w7"
         w7.mkdir()
         self.origin = Origin(s, w7, repo.root)
-        acng_port, pc_port = low_port(), free_port()
-        acng_conf = w7 / "acng-conf"
-        acng_conf.mkdir()
-        (acng_conf / "acng.conf").write_text(
-            ACNG_CONF.format(
-                w7=w7, port=acng_port, fresh=FRESH_FOR, origin=self.origin.port
-            )
+        acng_port = s.apt_cacher_ng(
+            "w7-acng",
+            f"FreshIndexMaxAge: {FRESH_FOR}\n"
+            f"Remap-w7debian: /debian ; http://127.0.0.1:{self.origin.port}/debian\n",
         )
-        for sub in ("acng-cache", "acng-log"):
-            (w7 / sub).mkdir()
-        self._start([acng_binary(), "-c", str(acng_conf)], acng_port, "apt-cacher-ng")
+        pc_port = free_port()
         pc_conf = w7 / "package-cache.conf"
         pc_conf.write_text(
             PC_CONF.format(

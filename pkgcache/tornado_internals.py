@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import os
+import select
 import socket
 import struct
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,8 +43,15 @@ from pkgcache.batches import IOV_MAX
 CONNECTION_INTERNALS = ("stream", "_expected_content_remaining", "_chunking_output")
 #: ... and of its ``tornado.iostream.IOStream``.
 STREAM_INTERNALS = ("_total_write_done_index",)
-#: Bytes per sendfile call; the loop gets a turn between calls.
-SENDFILE_CHUNK = 16 * 1024 * 1024
+#: Most bytes a worker thread sends in one turn; the IOLoop counts them
+#: between turns.
+SENDFILE_CHUNK = 64 * 1024 * 1024
+#: Longest turn of a worker thread on one big hit, so the executor's
+#: threads, which other work shares, come free often.
+JOB_SECONDS = 0.1
+#: Longest a worker thread waits for room in the socket before it hands
+#: the wait back to the IOLoop: a client this slow does not hold a thread.
+POLL_SECONDS = 0.02
 #: Longest wait for writability before looking at the stream again:
 #: tornado may drop our write-readiness callback when it updates its own
 #: interest in the socket, and closes the socket when the client goes.
@@ -117,21 +128,34 @@ async def send_file(
     ``StreamClosedError`` when the client went away or took nothing for
     ``send_timeout`` seconds, ``OSError`` when the file ended early.
 
-    The copy runs in worker threads (sendfile releases the GIL), so several
-    big hits use several cores. The threads write through a duplicate of
-    the socket's descriptor: if tornado closes its own (the client left),
-    ours cannot be reused for another connection while a call is on its
-    way.
+    The copy runs in a worker thread (sendfile releases the GIL, so several
+    big hits use several cores), which keeps the socket full on its own: it
+    waits for room with ``poll`` and sends again at once, as long as the
+    client keeps taking bytes, up to ``SENDFILE_CHUNK`` bytes or
+    ``JOB_SECONDS`` per turn. A round trip through the IOLoop between
+    sendfile calls would let the socket run empty on every call. A client
+    that takes nothing for ``POLL_SECONDS`` gives the thread back, and the
+    IOLoop waits for it instead. The thread works on duplicates of the
+    socket's and the file's descriptors, closed only once it is done: if
+    tornado closes its socket (the client left) or the caller closes the
+    file, neither number can be reused for another socket or file while a
+    call is on its way.
     """
     stream: IOStream = connection.stream  # type: ignore[attr-defined]
     assert stream.socket is not None
     loop = asyncio.get_running_loop()
+    out = os.dup(stream.socket.fileno())
+    try:
+        src = os.dup(fd)
+    except OSError:
+        os.close(out)
+        raise
+    copy = _Copy(out, src, stream.closed)
     # Without NODELAY, Nagle holds the first file segment back until the
     # client's delayed ACK of the header packet; TCP_CORK (nginx's
     # tcp_nopush) sends only full segments while the file goes out.
     stream.set_nodelay(True)
     _cork(stream, True)
-    out = os.dup(stream.socket.fileno())
     sent = 0
     last_progress = loop.time()
     try:
@@ -139,26 +163,104 @@ async def send_file(
             if stream.closed():
                 raise StreamClosedError()
             size = min(count - sent, SENDFILE_CHUNK)
-            try:
-                done = await loop.run_in_executor(
-                    None, os.sendfile, out, fd, offset + sent, size
-                )
-            except BlockingIOError:
-                if loop.time() - last_progress > send_timeout:
-                    raise StreamClosedError() from None  # it stopped reading
-                await _writable(loop, out)
-                continue
-            except (BrokenPipeError, ConnectionError) as error:
-                raise StreamClosedError(real_error=error) from None
-            if done == 0:
+            done, stop = await loop.run_in_executor(None, copy.run, offset + sent, size)
+            if done:
+                sent += done
+                last_progress = loop.time()
+                _account(connection, done)
+                on_sent(done)
+            if isinstance(stop, (BrokenPipeError, ConnectionError)):
+                raise StreamClosedError(real_error=stop)
+            if isinstance(stop, OSError):
+                raise stop
+            if stop is _Stop.ENDED:
                 raise OSError(f"the file ended {count - sent} bytes early")
-            sent += done
-            last_progress = loop.time()
-            _account(connection, done)
-            on_sent(done)
+            if stop is _Stop.FULL:
+                if loop.time() - last_progress > send_timeout:
+                    raise StreamClosedError()  # it stopped reading
+                await _writable(loop, copy.out)
     finally:
-        os.close(out)
         _cork(stream, False)
+        copy.release()
+
+
+class _Stop(enum.Enum):
+    """Why a worker's turn ended before all its bytes went."""
+
+    #: The socket stayed full for ``POLL_SECONDS``.
+    FULL = "full"
+    #: The file has no more bytes.
+    ENDED = "ended"
+
+
+class _Copy:
+    """One big hit's sendfile loop, run in worker threads turn by turn;
+    ``out`` and ``src`` are its own descriptors of the socket and file.
+
+    The IOLoop calls ``release`` once, when it needs no more turns; the
+    descriptors are closed then, or, if a turn is still on its way (the
+    sending coroutine was cancelled), by that turn when it ends: never
+    while a thread may still use them.
+    """
+
+    def __init__(self, out: int, src: int, closed: Callable[[], bool]) -> None:
+        self.out = out
+        self.src = src
+        self.closed = closed
+        self._lock = threading.Lock()
+        self._running = False
+        self._released = False
+
+    def run(self, offset: int, size: int) -> tuple[int, _Stop | OSError | None]:
+        """Send up to ``size`` bytes from ``offset``; returns how many went,
+        and why the turn ended early (None: all went, the time was up, or
+        the stream closed: the IOLoop looks again)."""
+        with self._lock:
+            if self._released:
+                return 0, None
+            self._running = True
+        try:
+            return self._send(offset, size)
+        finally:
+            with self._lock:
+                self._running = False
+                if self._released:
+                    self._close()
+
+    def release(self) -> None:
+        with self._lock:
+            self._released = True
+            if not self._running:
+                self._close()
+
+    def _send(self, offset: int, size: int) -> tuple[int, _Stop | OSError | None]:
+        sent = 0
+        deadline = time.monotonic() + JOB_SECONDS
+        poller = select.poll()
+        poller.register(self.out, select.POLLOUT)
+        while sent < size and not self._released and not self.closed():
+            try:
+                done = os.sendfile(self.out, self.src, offset + sent, size - sent)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return sent, None
+                if not poller.poll(POLL_SECONDS * 1000):
+                    return sent, _Stop.FULL
+                continue
+            except OSError as error:
+                return sent, error
+            if done == 0:
+                return sent, _Stop.ENDED
+            sent += done
+            if time.monotonic() > deadline:
+                break
+        return sent, None
+
+    def _close(self) -> None:
+        if self.out >= 0:
+            os.close(self.out)
+            os.close(self.src)
+            self.out = self.src = -1
 
 
 def _cork(stream: IOStream, on: bool) -> None:
