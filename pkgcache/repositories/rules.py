@@ -20,7 +20,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from pkgcache.repositories.freshness import Freshness
 from pkgcache.repositories.globs import compile_glob
+from pkgcache.repositories.network import NetworkMode
 from pkgcache.repositories.presets import PRESETS
 from pkgcache.settings import RepositorySettings
 from pkgcache.store.paths import CacheKey
@@ -41,6 +43,9 @@ class Repository:
 
     settings: RepositorySettings
     prefix: tuple[str, ...]
+    #: Its policies, made once per (re)load rather than per request.
+    freshness: Freshness
+    mode: NetworkMode
 
     @property
     def name(self) -> str:
@@ -52,7 +57,12 @@ class Repository:
 
     @classmethod
     def of(cls, settings: RepositorySettings) -> Repository:
-        return cls(settings, settings.prefix_segments)
+        return cls(
+            settings,
+            settings.prefix_segments,
+            Freshness.of(settings),
+            NetworkMode.of(settings),
+        )
 
 
 @dataclass(frozen=True, slots=True)

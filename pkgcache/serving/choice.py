@@ -47,7 +47,7 @@ class Action(enum.Enum):
     REFUSE_OFFLINE = "refuse: offline"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Situation:
     """What is known of a request's target when it arrives."""
 

@@ -31,8 +31,6 @@ from pkgcache.fetching.upstream import Outcome
 from pkgcache.observe.accesslog import escape
 from pkgcache.observe.results import Result
 from pkgcache.registries.targets import Redirect, Refusal, Target
-from pkgcache.repositories.freshness import Freshness
-from pkgcache.repositories.network import NetworkMode
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving.answers import Answering
 from pkgcache.serving.bodies import GrowingBody
@@ -132,7 +130,6 @@ class CacheHandler(Answering):
     def _choose(
         self, target: Target, cached: CachedFile | None, download: Download | None
     ) -> Choice:
-        settings = self._rules.repository.settings
         situation = Situation(
             method=self.request.method or "GET",
             policy=self._rules.policy,
@@ -145,8 +142,8 @@ class CacheHandler(Answering):
         )
         return choose(
             situation,
-            Freshness.of(settings),
-            NetworkMode.of(settings),
+            self._rules.repository.freshness,
+            self._rules.repository.mode,
             self.context.clock.now(),
         )
 
@@ -330,7 +327,7 @@ class CacheHandler(Answering):
             )
 
     def _may_serve_stale(self, stale: CachedFile) -> bool:
-        freshness = Freshness.of(self._rules.repository.settings)
+        freshness = self._rules.repository.freshness
         now = self.context.clock.now()
         return freshness.may_serve_stale(self._validators_of(stale), now)
 

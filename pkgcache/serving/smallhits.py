@@ -21,8 +21,6 @@ from pkgcache.observe.accesslog import log_access
 from pkgcache.observe.results import Result
 from pkgcache.registries.fronts import KINDS as REGISTRY_KINDS
 from pkgcache.registries.targets import Target
-from pkgcache.repositories.freshness import Freshness
-from pkgcache.repositories.network import NetworkMode
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving import headers
 from pkgcache.serving.choice import Action, Situation, choose
@@ -167,7 +165,6 @@ def _stored_copy_answers(
 ) -> bool:
     """Does the request choice (``choice.choose``) answer the stored copy?"""
     volatile = rules.policy is Policy.VOLATILE
-    settings = rules.repository.settings
     situation = Situation(
         method="GET",
         policy=rules.policy,
@@ -179,5 +176,6 @@ def _stored_copy_answers(
         known_missing=False,
     )
     now = context.clock.now()
-    choice = choose(situation, Freshness.of(settings), NetworkMode.of(settings), now)
+    repository = rules.repository
+    choice = choose(situation, repository.freshness, repository.mode, now)
     return choice.action is Action.SERVE_STORED
