@@ -130,6 +130,7 @@ class Daemon:
         self.server = parts.http_server
         self.evictor = parts.evictor
         self.hasher = parts.hasher
+        self.history_file = parts.history_file
         self.acceptor: Acceptor | None = None
         self._stop = asyncio.Event()
 
@@ -146,6 +147,7 @@ class Daemon:
             log.warning("removed %d left-over partial files", swept)
         self.acceptor = listen(self.server, self.settings)
         self.evictor.start()
+        self.history_file.start()
         log.warning(
             "package-cache %s serving %s on %s from %s",
             __version__,
@@ -198,6 +200,7 @@ class Daemon:
         except TimeoutError:
             log.warning("some connections did not close")
         self.hasher.shutdown()
+        self.history_file.stop()
         # The curl client is left open: closing it under transfers still in
         # flight makes its pending timers fail; the process ends right after.
         removed = self.context.store.sweep()

@@ -23,6 +23,8 @@ from pkgcache.fetching.curltransport import CurlTransport
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.inflight import Downloads
 from pkgcache.fetching.upstream import Upstream
+from pkgcache.observe.board import StatusBoard
+from pkgcache.observe.historyfile import HistoryFile
 from pkgcache.observe.metrics import Metrics
 from pkgcache.registries.fronts import Fronts
 from pkgcache.repositories.rules import Repositories
@@ -55,6 +57,8 @@ class Parts:
     http_server: HTTPServer
     #: The hashing thread, shut down when the daemon stops.
     hasher: Hasher
+    #: The status page's history on disk: saved periodically and at stop.
+    history_file: HistoryFile
 
 
 def build(settings: Settings) -> Parts:
@@ -80,7 +84,17 @@ def build(settings: Settings) -> Parts:
     def evicted(result: CullResult) -> None:
         metrics.evicted(result.files, result.bytes)
 
-    evictor = Evictor(live, store.root, usage, on_evicted=evicted)
+    evictor = Evictor(live, store.root, usage, on_evicted=evicted, clock=clock)
+    board = StatusBoard(clock)
+    board.last_eviction = lambda: evictor.last_pass
+    upstream.watchers.append(board.attempt_done)
+    history_file = HistoryFile(
+        store.root,
+        board.history,
+        clock,
+        lambda: [repository.name for repository in live.current.all_repositories],
+    )
+    history_file.load()
 
     def make_room(download: Download) -> None:
         size = download.head.content_length if download.head else None
@@ -108,6 +122,13 @@ def build(settings: Settings) -> Parts:
                     "expected": str(expected),
                     "actual": str(actual),
                 },
+            )
+            board.digest_mismatch(
+                str(download.key),
+                repository,
+                display_source(source or "-"),
+                str(expected),
+                str(actual),
             )
         elif download.published and not download.not_modified:
             metrics.file_stored(repository, verified=download.verified is not None)
@@ -145,10 +166,11 @@ def build(settings: Settings) -> Parts:
         in_flight=in_flight,
         clock=clock,
         started=clock.now(),
+        board=board,
     )
     http_server = HTTPServer(
         make_app(context),
         xheaders=False,
         idle_connection_timeout=settings.idle_timeout,
     )
-    return Parts(live, context, evictor, http_server, hasher)
+    return Parts(live, context, evictor, http_server, hasher, history_file)

@@ -22,6 +22,7 @@ and classifies how it ended (``FetchResult``):
 from __future__ import annotations
 
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -130,6 +131,15 @@ class Attempt:
         self._malformed = ""
         self._too_big = False
         self._refused_by_cache = False
+        #: Monotonic seconds when the request went out and when the first
+        #: header line came back (None: nothing came).
+        self.started = 0.0
+        self.first_line: float | None = None
+
+    @property
+    def first_byte_seconds(self) -> float | None:
+        """Time to first byte: from the request to its first header line."""
+        return None if self.first_line is None else self.first_line - self.started
 
     async def run(self, transport: Transport) -> FetchResult:
         spec, limits = self.spec, self.limits
@@ -145,6 +155,7 @@ class Attempt:
             user_agent=limits.user_agent,
             ca_file=limits.ca_file,
         )
+        self.started = time.monotonic()
         result = await transport.fetch(request)
         if result.error is None and self._accepted is None and result.status:
             # Header lines still on their way: the transport's copy decides.
@@ -190,6 +201,8 @@ class Attempt:
     def _header_line(self, line: str) -> None:
         if self._finished:
             return
+        if self.first_line is None:
+            self.first_line = time.monotonic()
         line = line.rstrip("\r\n")
         if line.startswith("HTTP/"):
             self._block = [line]

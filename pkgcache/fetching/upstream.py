@@ -42,6 +42,9 @@ __all__ = [
 
 log = logging.getLogger("pkgcache.upstream")
 
+#: Hears of one attempt that ended: the path, what was asked, how it ended.
+AttemptWatcher = Callable[[CacheKey, AttemptSpec, FetchResult, Attempt], None]
+
 #: Times a broken download is continued with Range requests before its
 #: clients get an unclean close.
 MAX_RESUMES = 3
@@ -104,6 +107,8 @@ class Upstream:
         self.live = live
         self.transport = transport
         self.on_attempt = on_attempt
+        #: Hear of every attempt in full: ``(key, spec, result, attempt)``.
+        self.watchers: list[AttemptWatcher] = []
 
     async def fetch(
         self,
@@ -274,6 +279,8 @@ class Upstream:
                 result.outcome.name.lower(),
                 attempt.body_bytes,
             )
+        for watch in self.watchers:
+            watch(key, spec, result, attempt)
         return result
 
     def _limits(self, offset: int) -> Limits:

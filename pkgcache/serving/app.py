@@ -42,6 +42,13 @@ def make_app(context: ServingContext) -> Application:
             context.metrics.request_done(
                 handler.result, handler.output.sent, handler.repository
             )
+            context.board.request_done(
+                handler.request,
+                handler.get_status(),
+                handler.result,
+                handler.output.sent,
+                handler.repository,
+            )
 
     return CacheApplication(
         context,

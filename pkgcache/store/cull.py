@@ -48,7 +48,9 @@ class CullResult:
 
 
 def scan(root: str) -> Iterator[CachedEntry]:
-    """Every regular file under ``root``, without following symlinks."""
+    """Every regular file under ``root``, without following symlinks; the
+    hidden names at the top (partial files, records, the daemon's own
+    state such as its history) are no cached files."""
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -59,6 +61,8 @@ def scan(root: str) -> Iterator[CachedEntry]:
         for entry in entries:
             if folder == root and entry.name in (PARTIAL_FOLDER, META_FOLDER):
                 continue
+            if folder == root and entry.name.startswith("."):
+                continue  # never a cached file (paths.py): the daemon's own state
             try:
                 result = entry.stat(follow_symlinks=False)
             except OSError:

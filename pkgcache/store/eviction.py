@@ -16,14 +16,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
+from pkgcache.clock import Clock
 from pkgcache.settings import LiveSettings, Settings
 from pkgcache.store import cull
 from pkgcache.store.usage import CacheUsage
 
 log = logging.getLogger("pkgcache.eviction")
+
+
+@dataclass(frozen=True)
+class EvictionPass:
+    """What one finished pass did, for the status page."""
+
+    #: When it ended (``clock.now()``).
+    at: float
+    files: int
+    bytes: int
+    #: The cache it found, before removing anything.
+    scanned_files: int
+    scanned_bytes: int
 
 
 class Evictor:
@@ -35,8 +50,12 @@ class Evictor:
         root: str,
         usage: CacheUsage,
         on_evicted: Callable[[cull.CullResult], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.live = live
+        self.clock = clock or Clock()
+        #: The last pass that finished, None before the first.
+        self.last_pass: EvictionPass | None = None
         self.root = root
         self.usage = usage
         self.on_evicted = on_evicted
@@ -129,6 +148,13 @@ class Evictor:
             log.exception("eviction pass failed")
         else:
             self.usage.scanned(result.scanned_files, result.scanned_bytes)
+            self.last_pass = EvictionPass(
+                self.clock.now(),
+                result.files,
+                result.bytes,
+                result.scanned_files,
+                result.scanned_bytes,
+            )
             if result.files:
                 self.usage.evicted(result.files, result.bytes)
                 if self.on_evicted is not None:

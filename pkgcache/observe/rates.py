@@ -1,0 +1,46 @@
+"""Requests and bytes per second over the last minute, for the status
+page's "now": a ring of one-second buckets (``history.Ring``), so counting
+is O(1) and reading sums 60 rows.
+
+Bytes are counted when they are known in full: bytes out when a request
+ends, bytes in when an upstream attempt ends, so a long download shows in
+the minute it finished.
+"""
+
+from __future__ import annotations
+
+from pkgcache.observe.history import Ring
+
+#: Seconds the rates are taken over.
+WINDOW = 60
+_REQUESTS, _OUT, _IN = 0, 1, 2
+
+
+class Rates:
+    """Counted with the monotonic clock's seconds."""
+
+    def __init__(self) -> None:
+        self._ring = Ring(1, WINDOW + 1, width=3)
+
+    def request(self, now: float, sent: int) -> None:
+        row = self._ring.row(now)
+        row[_REQUESTS] += 1
+        row[_OUT] += sent
+
+    def received(self, now: float, size: int) -> None:
+        if size:
+            self._ring.row(now)[_IN] += size
+
+    def per_second(self, now: float) -> dict[str, float]:
+        """Over the last ``WINDOW`` whole seconds (the current one aside)."""
+        rows = self._ring.window(now)[:-1]
+        totals = [
+            sum(column)
+            for column in zip(*(r for r in rows if r is not None), strict=True)
+        ]
+        requests, sent, received = totals or (0, 0, 0)
+        return {
+            "requests": round(requests / WINDOW, 2),
+            "bytes_out": round(sent / WINDOW),
+            "bytes_in": round(received / WINDOW),
+        }
