@@ -20,7 +20,7 @@ class Rates:
     """Counted with the monotonic clock's seconds."""
 
     def __init__(self) -> None:
-        self._ring = Ring(1, WINDOW + 1, width=3)
+        self._ring = Ring(1, WINDOW, width=3)
 
     def request(self, now: float, sent: int) -> None:
         row = self._ring.row(now)
@@ -32,8 +32,8 @@ class Rates:
             self._ring.row(now)[_IN] += size
 
     def per_second(self, now: float) -> dict[str, float]:
-        """Over the last ``WINDOW`` whole seconds (the current one aside)."""
-        rows = self._ring.window(now)[:-1]
+        """Over the last ``WINDOW`` seconds, this one included."""
+        rows = self._ring.window(now)
         totals = [
             sum(column)
             for column in zip(*(r for r in rows if r is not None), strict=True)

@@ -51,7 +51,7 @@ th{background:#f0f0f0;font-weight:600}td.n,th.n{text-align:right}
 tr.failing td{background:#fde8e8}.bad{color:#c62828;font-weight:600}
 .good{color:#2e7d32}.quiet{color:#888}.path{font-family:monospace;
 word-break:break-all;max-width:560px}
-.cols{display:flex;flex-wrap:wrap;gap:18px}
+.cols{display:flex;flex-wrap:wrap;gap:18px}.src{min-width:230px}
 """
 
 
@@ -62,6 +62,7 @@ def render_html(status: dict[str, Any]) -> str:
         (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             "<title>package-cache status</title>"
+            '<link rel="icon" href="data:,">'
             '<meta http-equiv="refresh" content="30">'
             f"<style>{_STYLE}</style></head><body>",
             f"<h1>package-cache {escape(status['version'])}</h1>",
@@ -82,11 +83,11 @@ def _now_section(status: dict[str, Any]) -> str:
     ratio = status["hit_ratio"]
     eviction = now["last_eviction"]
     if eviction is None:
-        evicted = "no pass yet"
+        evicted, removed = "none yet", "eviction pass"
     else:
-        evicted = (
-            f"{_when(eviction['at'], now['time'])}: removed {eviction['files']} "
-            f"files, {_bytes(eviction['bytes'])}"
+        evicted = _when(eviction["at"], now["time"])
+        removed = (
+            f"last eviction: {eviction['files']} files, {_bytes(eviction['bytes'])}"
         )
     bound = f" of {_bytes(disk['max_size'])}" if disk["max_size"] else ""
     floor = f", keep {_bytes(disk['min_free'])} free" if disk["min_free"] else ""
@@ -108,7 +109,7 @@ def _now_section(status: dict[str, Any]) -> str:
             f"{_bytes(disk['free'])} free",
             f"disk {_bytes(disk['used'])} used of {_bytes(disk['total'])}{floor}",
         ),
-        (escape(evicted), "last eviction pass"),
+        (evicted, removed),
     ]
     downloads = status["downloads"]
     rows = "".join(
@@ -153,7 +154,7 @@ def _history_section(status: dict[str, Any]) -> str:
     hour_labels = (_clock(minutes["start"]), "now")
     week_labels = (_day(hours["start"]), "now")
     return (
-        '<h2>History</h2>'
+        "<h2>History</h2>"
         f'<div class="legend">Requests: {legend} &nbsp; Bytes: {bytes_legend}</div>'
         '<div class="plots">'
         + _figure(
@@ -213,7 +214,7 @@ def _repositories_section(status: dict[str, Any], now: float) -> str:
             f"{repository['files_unverified']}</td></tr>"
         )
     return (
-        '<h2>Repositories</h2>'
+        "<h2>Repositories</h2>"
         "<table><tr><th>repository</th><th>last hour</th><th>per minute</th>"
         "<th>last 7 days</th><th>per 4 h</th><th class=n>from cache (7 d)</th>"
         "<th class=n>from upstream (7 d)</th><th class=n>saving</th>"
@@ -255,7 +256,7 @@ def _sources_section(status: dict[str, Any], now: float) -> str:
         rows.append(
             f'<tr class="{"failing" if failing else "source"}">'
             f"<td>{escape(source['repository'])}</td><td>{escape(source['role'])}</td>"
-            f'<td class="path">{escape(source["source"])}</td><td>{marker}</td>'
+            f'<td class="path src">{escape(source["source"])}</td><td>{marker}</td>'
             f"<td>{_when(source['last_success'], now)}</td>"
             f"<td>{_when(source['last_failure'], now)}</td>"
             f'<td class="path">{escape(source["last_failure_reason"])}</td>'
@@ -264,7 +265,7 @@ def _sources_section(status: dict[str, Any], now: float) -> str:
             f'<td class="n">{_seconds(source["first_byte_p95"])}</td></tr>'
         )
     return (
-        '<h2>Sources</h2>'
+        "<h2>Sources</h2>"
         "<table><tr><th>repository</th><th>role</th><th>source</th><th>state</th>"
         "<th>last success</th><th>last failure</th><th>reason</th>"
         "<th class=n>errors, last hour</th><th class=n>first byte, mean</th>"
@@ -282,7 +283,7 @@ def _trouble_section(status: dict[str, Any], now: float) -> str:
         f'<td class="path">{escape(t["detail"])}</td></tr>'
         for t in status["trouble"]
     )
-    return '<h2>Recent trouble</h2>' + (
+    return "<h2>Recent trouble</h2>" + (
         "<table><tr><th>when</th><th>what</th><th>path</th><th>client</th>"
         f"<th>detail</th></tr>{rows}</table>"
         if rows
