@@ -62,7 +62,7 @@ def test_history_buckets_by_minute_and_hour_and_rolls_over():
     assert len(minutes) == 60
     assert minutes[-2] is not None and minutes[-1] is not None
     assert minutes[-2][CATEGORIES.index("miss")] == 1
-    assert minutes[-2][9:] == [1000, 1000]  # from cache, from upstream
+    assert minutes[-2][9:] == [1000, 1000, 2]  # from cache, upstream; requests
     assert minutes[-1][CATEGORIES.index("hit")] == 1
     assert series.hours.totals(clock.now())[CATEGORIES.index("hit")] == 2
     # Requests under no repository count in the total only.
@@ -78,6 +78,21 @@ def test_history_buckets_by_minute_and_hour_and_rolls_over():
     totals = series.hours.totals(clock.now())
     assert totals[CATEGORIES.index("hit")] == 0
     assert totals[CATEGORIES.index("pass")] == 1 and totals[10] == 7
+
+
+def test_the_running_sums_equal_the_window_whatever_the_steps():
+    clock = ManualClock(START)
+    history = History()
+    results = list(Result)
+    for step in range(3000):
+        clock.advance((step * 37) % 400 + (7200 if step % 500 == 0 else 0))
+        history.record(clock.now(), "r", results[step % len(results)], step)
+        series = history.series("r")
+        assert series is not None
+        for ring in (series.minutes, series.hours):
+            rows = [row for row in ring.window(clock.now()) if row is not None]
+            expected = [sum(column) for column in zip(*rows, strict=True)]
+            assert ring.totals(clock.now()) == expected
 
 
 def test_rates_are_over_the_last_minute():
@@ -162,11 +177,13 @@ def _full_history(clock: ManualClock, repositories: int) -> History:
                 f"repo{index}", type(history.total)()
             )
             for ring in (series.minutes, series.hours):
-                row = ring.row(clock.now())
-                for column in range(9):
-                    row[column] += 1000 + (step * 7919 + column * 104729) % 9000
-                row[9] += 10**9 + step * 7_654_321
-                row[10] += 10**9 + step * 1_234_567
+                ring.add(
+                    clock.now(),
+                    *[(c, 1000 + (step * 7919 + c * 104729) % 9000) for c in range(9)],
+                    (9, 10**9 + step * 7_654_321),
+                    (10, 10**9 + step * 1_234_567),
+                    (11, 9),
+                )
                 step += 1
         clock.advance(60)
     return history

@@ -2,10 +2,11 @@
 last hour by minute and the last 7 days by hour.
 
 Each bucket is one row of ``WIDTH`` integers: requests by category
-(``CATEGORIES``), then body bytes served from the cache's own copy and
-from upstream. Recording is O(1): a bucket is found by its index modulo
-the ring's length and reset when its slot last held an older index, so
-nothing ever walks the history while requests are answered.
+(``CATEGORIES``), body bytes served from the cache's own copy and from
+upstream, and all requests. Recording is O(1): a bucket is found by its
+index modulo the ring's length and reset when its slot last held an older
+index, so nothing ever walks the history while requests are answered; the
+sums over the window are kept as buckets come and go.
 
 ``dump`` and ``restore`` turn the rings into plain lists (only the buckets
 that saw a request) for ``historyfile.py``, which keeps them across
@@ -35,7 +36,10 @@ CATEGORIES = (
 _COLUMN = {name: index for index, name in enumerate(CATEGORIES)}
 FROM_CACHE_BYTES = len(CATEGORIES)
 FROM_UPSTREAM_BYTES = FROM_CACHE_BYTES + 1
-WIDTH = FROM_UPSTREAM_BYTES + 1
+#: Every request, whatever its category (the per-bucket sum, kept so a
+#: plot of a repository's requests reads one number per bucket).
+REQUESTS = FROM_UPSTREAM_BYTES + 1
+WIDTH = REQUESTS + 1
 
 #: Results that are not categories of their own: a redirect is answered by
 #: the cache alone (like a hit); a client outside ``allow`` and an answer
@@ -61,9 +65,13 @@ HOURS_KEPT = 7 * 24
 
 class Ring:
     """``length`` buckets of ``step`` seconds, each a row of ``width``
-    integers, the last ``length`` steps up to now."""
+    integers, the last ``length`` steps up to now, and their running sum.
 
-    __slots__ = ("_indexes", "_rows", "length", "step", "width")
+    The sum is kept as buckets are added to and as they leave the window
+    (when time moves past them), so ``totals`` costs O(1) amortized: each
+    bucket is subtracted once, when it leaves."""
+
+    __slots__ = ("_horizon", "_indexes", "_rows", "_sum", "length", "step", "width")
 
     def __init__(self, step: int, length: int, width: int = WIDTH) -> None:
         self.step = step
@@ -71,35 +79,70 @@ class Ring:
         self.width = width
         self._indexes = [-1] * length
         self._rows: list[list[int] | None] = [None] * length
+        #: The latest bucket index the sum is up to (-1: none yet).
+        self._horizon = -1
+        self._sum = [0] * width
 
-    def row(self, now: float) -> list[int]:
-        """The bucket ``now`` falls in (a fresh one when its slot is old)."""
+    def add(self, now: float, *amounts: tuple[int, int]) -> None:
+        """Add each ``(column, amount)`` to the bucket ``now`` falls in (a
+        fresh one when its slot holds an older bucket). A time that has
+        left the window already (a clock set back) is not counted."""
         index = int(now // self.step)
+        self._advance(index)
+        if index <= self._horizon - self.length:
+            return
         slot = index % self.length
         row = self._rows[slot]
         if row is None or self._indexes[slot] != index:
+            # What the slot held left the window: _advance subtracted it.
             row = self._rows[slot] = [0] * self.width
             self._indexes[slot] = index
-        return row
+        total = self._sum
+        for column, amount in amounts:
+            row[column] += amount
+            total[column] += amount
+
+    def _advance(self, last: int) -> None:
+        """Move the window's end to bucket ``last``: subtract what leaves."""
+        horizon = self._horizon
+        if last <= horizon:
+            return
+        self._horizon = last
+        if horizon < 0:
+            return
+        leaving = range(horizon - self.length + 1, last - self.length + 1)
+        if len(leaving) >= self.length:
+            self._sum = [0] * self.width
+            return
+        total = self._sum
+        for index in leaving:
+            slot = index % self.length
+            row = self._rows[slot]
+            if row is not None and self._indexes[slot] == index:
+                for column, value in enumerate(row):
+                    total[column] -= value
 
     def window(self, now: float) -> list[list[int] | None]:
         """The last ``length`` buckets up to ``now``'s, oldest first; None
         for a bucket nothing was counted in."""
         last = int(now // self.step)
-        indexes, rows, length = self._indexes, self._rows, self.length
+        length = self.length
+        # The slots rotated so the oldest bucket's comes first.
+        cut = (last + 1) % length
+        indexes = self._indexes[cut:] + self._indexes[:cut]
+        rows = self._rows[cut:] + self._rows[:cut]
+        wanted = range(last - length + 1, last + 1)
+        if indexes == list(wanted):  # every bucket current: a busy ring
+            return rows
         return [
-            rows[i % length] if indexes[i % length] == i else None
-            for i in range(last - length + 1, last + 1)
+            row if index == want else None
+            for index, row, want in zip(indexes, rows, wanted, strict=True)
         ]
 
     def totals(self, now: float) -> list[int]:
-        """Each column summed over the window."""
-        rows = [row for row in self.window(now) if row is not None]
-        return (
-            [sum(column) for column in zip(*rows, strict=True)]
-            if rows
-            else [0] * self.width
-        )
+        """Each column summed over the window (a copy)."""
+        self._advance(int(now // self.step))
+        return list(self._sum)
 
     def first_start(self, now: float) -> int:
         """When the window's first bucket starts (epoch seconds)."""
@@ -115,8 +158,8 @@ class Ring:
         ]
 
     def restore(self, buckets: Iterable[Any], now: float) -> None:
-        """Put dumped buckets back; those outside the window or not of the
-        right shape (non-negative integers) are left out."""
+        """Put dumped buckets back; those outside the window are left out
+        (ValueError if one is not a row of non-negative integers)."""
         last = int(now // self.step)
         for bucket in buckets:
             if not _is_bucket(bucket, self.width):
@@ -126,6 +169,11 @@ class Ring:
                 slot = index % self.length
                 self._indexes[slot] = index
                 self._rows[slot] = list(bucket[1:])
+        self._horizon = last
+        rows = [row for row in self.window(now) if row is not None]
+        self._sum = [sum(column) for column in zip(*rows, strict=True)] or [
+            0
+        ] * self.width
 
 
 def _is_bucket(bucket: Any, width: int) -> bool:
@@ -146,11 +194,14 @@ class Series:
         self.hours = Ring(HOUR, HOURS_KEPT)
 
     def add(self, now: float, column: int, from_cache: int, from_upstream: int) -> None:
-        for ring in (self.minutes, self.hours):
-            row = ring.row(now)
-            row[column] += 1
-            row[FROM_CACHE_BYTES] += from_cache
-            row[FROM_UPSTREAM_BYTES] += from_upstream
+        amounts = (
+            (column, 1),
+            (REQUESTS, 1),
+            (FROM_CACHE_BYTES, from_cache),
+            (FROM_UPSTREAM_BYTES, from_upstream),
+        )
+        self.minutes.add(now, *amounts)
+        self.hours.add(now, *amounts)
 
     def dump(self, now: float) -> dict[str, list[list[int]]]:
         return {"minutes": self.minutes.dump(now), "hours": self.hours.dump(now)}

@@ -20,6 +20,29 @@ from pkgcache.store.usage import CacheUsage
 RESULTS = tuple(result for result in Result if result is not Result.STATUS)
 
 
+class Samples:
+    """The metrics' values at one moment (``Metrics.samples``)."""
+
+    def __init__(self, table: dict[tuple[str, frozenset[tuple[str, str]]], float]):
+        self._table = table
+
+    def value(self, name: str, **labels: str) -> float:
+        return self._table.get((name, frozenset(labels.items())), 0.0)
+
+    def repository_results(self, repository: str) -> dict[str, int]:
+        """Requests of one repository by result."""
+        return {
+            result: int(
+                self.value(
+                    "pkgcache_repository_requests_total",
+                    repository=repository,
+                    result=result,
+                )
+            )
+            for result in RESULTS
+        }
+
+
 class Metrics:
     """The daemon's counters and gauges; see ``/.pkgcache/metrics``."""
 
@@ -168,6 +191,15 @@ class Metrics:
     def evicted(self, files: int, size: int) -> None:
         self.evicted_files.inc(files)
         self.evicted_bytes.inc(size)
+
+    def samples(self) -> Samples:
+        """Every current value at once, for the status page: one walk of
+        the registry (``value`` walks it for each look-up)."""
+        table: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        for family in self.registry.collect():
+            for sample in family.samples:
+                table[sample.name, frozenset(sample.labels.items())] = sample.value
+        return Samples(table)
 
     def value(self, name: str, **labels: str) -> float:
         """One current value, for the status page (never for a decision)."""

@@ -100,12 +100,17 @@ def lines(
 def sparkline(
     values: Sequence[int], colour: str, width: int = 120, height: int = 22
 ) -> str:
-    """A small line of ``values`` without axes (a table cell's plot)."""
+    """A small line of ``values`` without axes (a table cell's plot), in
+    whole pixels: a page may hold hundreds of them."""
     peak = max(values, default=0)
     scale = (height - 2) / peak if peak else 0.0
     step = width / max(len(values) - 1, 1)
+    bottom = height - 1
     points = " ".join(
-        f"{i * step:.1f},{height - 1 - v * scale:.1f}" for i, v in enumerate(values)
+        [
+            str(int(i * step)) + "," + str(bottom - int(v * scale))
+            for i, v in enumerate(values)
+        ]
     )
     return (
         f'<svg class="spark" width="{width}" height="{height}" '

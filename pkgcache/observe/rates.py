@@ -23,22 +23,15 @@ class Rates:
         self._ring = Ring(1, WINDOW, width=3)
 
     def request(self, now: float, sent: int) -> None:
-        row = self._ring.row(now)
-        row[_REQUESTS] += 1
-        row[_OUT] += sent
+        self._ring.add(now, (_REQUESTS, 1), (_OUT, sent))
 
     def received(self, now: float, size: int) -> None:
         if size:
-            self._ring.row(now)[_IN] += size
+            self._ring.add(now, (_IN, size))
 
     def per_second(self, now: float) -> dict[str, float]:
         """Over the last ``WINDOW`` seconds, this one included."""
-        rows = self._ring.window(now)
-        totals = [
-            sum(column)
-            for column in zip(*(r for r in rows if r is not None), strict=True)
-        ]
-        requests, sent, received = totals or (0, 0, 0)
+        requests, sent, received = self._ring.totals(now)
         return {
             "requests": round(requests / WINDOW, 2),
             "bytes_out": round(sent / WINDOW),

@@ -9,8 +9,8 @@ beside them under the same name with ``_iso``, as ISO 8601 in UTC.
 
 from __future__ import annotations
 
-import datetime
 import shutil
+import time
 from typing import Any
 
 from pkgcache import __version__
@@ -34,15 +34,17 @@ def snapshot(
 ) -> dict[str, Any]:
     """The status as plain data. ``started``: when the daemon started, by
     ``clock.now()``."""
+    counters = metrics.samples()
     requests: dict[str, int] = {
-        str(r): int(metrics.value("pkgcache_requests_total", result=r)) for r in RESULTS
+        str(r): int(counters.value("pkgcache_requests_total", result=r))
+        for r in RESULTS
     }
     served = ("hit", "miss", "joined", "revalidated", "refreshed", "stale", "pass")
     answered = sum(requests[result] for result in served)
     from_copy = requests["hit"] + requests["revalidated"] + requests["stale"]
-    from_cache = metrics.value("pkgcache_served_bytes_total", source="cache")
-    from_upstream = metrics.value("pkgcache_served_bytes_total", source="upstream")
-    fetched = metrics.value("pkgcache_upstream_bytes_total")
+    from_cache = counters.value("pkgcache_served_bytes_total", source="cache")
+    from_upstream = counters.value("pkgcache_served_bytes_total", source="upstream")
+    fetched = counters.value("pkgcache_upstream_bytes_total")
     in_flight = []
     for download in downloads.active():
         size = download.head.content_length if download.head else None
@@ -101,19 +103,19 @@ def snapshot(
                     )
                     for source in repository.sources
                 },
-                "requests": metrics.repository_results(repository.name),
+                "requests": counters.repository_results(repository.name),
                 "files_verified": int(
-                    metrics.value(
+                    counters.value(
                         "pkgcache_verified_files_total", repository=repository.name
                     )
                 ),
                 "files_unverified": int(
-                    metrics.value(
+                    counters.value(
                         "pkgcache_unverified_files_total", repository=repository.name
                     )
                 ),
                 "upstream_bytes": int(
-                    metrics.value(
+                    counters.value(
                         "pkgcache_repository_upstream_bytes_total",
                         repository=repository.name,
                     )
@@ -121,7 +123,7 @@ def snapshot(
             }
             for repository in settings.all_repositories
         ],
-        "joined_clients": int(metrics.value("pkgcache_joined_clients")),
+        "joined_clients": int(counters.value("pkgcache_joined_clients")),
         "digest_mismatches": list(metrics.recent_mismatches),
         "cache": {
             "files": usage.files,
@@ -129,18 +131,17 @@ def snapshot(
             "counted": usage.counted,
         },
         "evicted": {
-            "files": int(metrics.value("pkgcache_evicted_files_total")),
-            "bytes": int(metrics.value("pkgcache_evicted_bytes_total")),
+            "files": int(counters.value("pkgcache_evicted_files_total")),
+            "bytes": int(counters.value("pkgcache_evicted_bytes_total")),
         },
     }
 
 
 def iso(epoch: float | None) -> str | None:
-    """``epoch`` as ISO 8601 in UTC (None stays None)."""
+    """``epoch`` as ISO 8601 in UTC, to the second (None stays None)."""
     if epoch is None:
         return None
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.isoformat(timespec="seconds")
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(epoch))
 
 
 def _now(
@@ -209,7 +210,7 @@ def _history(board: StatusBoard, settings: Settings, now: float) -> dict[str, An
     counted), and their sums, for all requests and per repository."""
     empty = Series()
     return {
-        "columns": [*CATEGORIES, "bytes_from_cache", "bytes_from_upstream"],
+        "columns": [*CATEGORIES, "bytes_from_cache", "bytes_from_upstream", "requests"],
         "minutes": _axis(empty.minutes, now),
         "hours": _axis(empty.hours, now),
         "total": _series(board.history.total, now),
@@ -237,7 +238,7 @@ def _series(series: Series, now: float) -> dict[str, Any]:
 
 
 def _summary(totals: list[int]) -> dict[str, Any]:
-    from_cache, from_upstream = totals[FROM_CACHE_BYTES:]
+    from_cache, from_upstream = totals[FROM_CACHE_BYTES : FROM_CACHE_BYTES + 2]
     served = from_cache + from_upstream
     return {
         "requests": dict(zip(CATEGORIES, totals, strict=False)),

@@ -93,13 +93,12 @@ class SourceBoard:
             if len(self.sources) >= self.kept:
                 del self.sources[next(iter(self.sources))]
         self.sources[source] = record  # the most recently heard of last
-        row = record.attempts.row(now)
-        row[_ATTEMPTS] += 1
-        if outcome in GOOD_OUTCOMES:
+        failed = outcome not in GOOD_OUTCOMES
+        record.attempts.add(now, (_ATTEMPTS, 1), (_FAILURES, int(failed)))
+        if not failed:
             record.last_success = now
             record.last_failed = False
         else:
-            row[_FAILURES] += 1
             record.last_failure = now
             record.last_reason = reason[:300]
             record.last_failed = True

@@ -9,14 +9,18 @@ clients, names from the config) is escaped with ``html.escape``.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Sequence
 from html import escape
 from typing import Any
 
 from pkgcache.observe import plots
-from pkgcache.observe.history import CATEGORIES, FROM_CACHE_BYTES, FROM_UPSTREAM_BYTES
+from pkgcache.observe.history import (
+    CATEGORIES,
+    FROM_CACHE_BYTES,
+    FROM_UPSTREAM_BYTES,
+    REQUESTS,
+)
 
 #: Colours of the request categories, in stacking order.
 COLOURS = {
@@ -204,9 +208,8 @@ def _repositories_section(status: dict[str, Any], now: float) -> str:
             f'<span class="quiet">{escape(repository["prefix"])} '
             f"{escape(repository['kind'])}</span></td>"
             f"<td>{_counts(hour['requests'])}</td>"
-            f"<td>{plots.sparkline(_requests(series['minutes']), '#1565c0')}</td>"
             f"<td>{_counts(week['requests'])}</td>"
-            f"<td>{plots.sparkline(_requests(series['hours'], 4), '#1565c0')}</td>"
+            f"<td>{plots.sparkline(_requests(series['hours'], 6), '#1565c0')}</td>"
             f'<td class="n">{_bytes(week["bytes_from_cache"])}</td>'
             f'<td class="n">{_bytes(week["bytes_from_upstream"])}</td>'
             f'<td class="n">{_ratio(week["saving"])}</td>'
@@ -215,18 +218,18 @@ def _repositories_section(status: dict[str, Any], now: float) -> str:
         )
     return (
         "<h2>Repositories</h2>"
-        "<table><tr><th>repository</th><th>last hour</th><th>per minute</th>"
-        "<th>last 7 days</th><th>per 4 h</th><th class=n>from cache (7 d)</th>"
+        "<table><tr><th>repository</th><th>last hour</th>"
+        "<th>last 7 days</th><th>per 6 h</th><th class=n>from cache (7 d)</th>"
         "<th class=n>from upstream (7 d)</th><th class=n>saving</th>"
         "<th class=n>stored verified / on length</th></tr>"
-        + ("".join(rows) or '<tr><td colspan="9">none configured</td></tr>')
+        + ("".join(rows) or '<tr><td colspan="8">none configured</td></tr>')
         + "</table>"
     )
 
 
 def _requests(rows: Sequence[Sequence[int] | None], group: int = 1) -> list[int]:
     """Requests per bucket (every category), ``group`` buckets summed."""
-    counts = [sum(row[:FROM_CACHE_BYTES]) if row is not None else 0 for row in rows]
+    counts = [0 if row is None else row[REQUESTS] for row in rows]
     if group == 1:
         return counts
     return [sum(counts[i : i + group]) for i in range(0, len(counts), group)]
@@ -354,10 +357,10 @@ def _when(epoch: float | None, now: float) -> str:
         since = f"{ago / 3600:.1f} h ago"
     else:
         since = f"{ago / 86400:.1f} days ago"
-    moment = datetime.datetime.fromtimestamp(epoch).astimezone()
-    iso = moment.isoformat(timespec="seconds")
-    shown = moment.strftime("%H:%M:%S" if ago < 86400 else "%Y-%m-%d %H:%M")
-    return f'<time datetime="{iso}" title="{iso}">{shown}</time> ({since})'
+    local = time.localtime(epoch)
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S%z", local)
+    shown = time.strftime("%H:%M:%S" if ago < 86400 else "%Y-%m-%d %H:%M", local)
+    return f'<time datetime="{iso}">{shown}</time> ({since})'
 
 
 def _bytes(value: float | None) -> str:

@@ -8,7 +8,7 @@ half of a password is left); escaping for HTML is the page's job."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from pkgcache.observe.redact import redact
@@ -37,7 +37,13 @@ class Incident:
     detail: str
 
     def as_data(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "at": self.at,
+            "kind": self.kind,
+            "path": self.path,
+            "client": self.client,
+            "detail": self.detail,
+        }
 
 
 class Trouble:
