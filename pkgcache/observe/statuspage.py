@@ -1,7 +1,7 @@
 """The status page an admin keeps open, drawn from ``snapshot``'s data:
 now, history (plots made here as inline SVG, ``plots.py``), repositories,
 sources, recent trouble, top files. Plain HTML and CSS, no script and
-nothing fetched from elsewhere; it reloads itself every 30 seconds.
+nothing fetched from elsewhere; it reloads itself every 10 seconds.
 
 Everything that came from a request or an upstream (paths, reasons,
 clients, names from the config) is escaped with ``html.escape``.
@@ -55,7 +55,7 @@ th{background:#f0f0f0;font-weight:600}td.n,th.n{text-align:right}
 tr.failing td{background:#fde8e8}.bad{color:#c62828;font-weight:600}
 .good{color:#2e7d32}.quiet{color:#888}.path{font-family:monospace;
 word-break:break-all;max-width:560px}
-.cols{display:flex;flex-wrap:wrap;gap:18px}.src{min-width:230px}
+.cols{display:flex;flex-wrap:wrap;gap:18px}.src{min-width:230px}.when{white-space:nowrap}
 """
 
 
@@ -67,7 +67,7 @@ def render_html(status: dict[str, Any]) -> str:
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             "<title>package-cache status</title>"
             '<link rel="icon" href="data:,">'
-            '<meta http-equiv="refresh" content="30">'
+            '<meta http-equiv="refresh" content="10">'
             f"<style>{_STYLE}</style></head><body>",
             f"<h1>package-cache {escape(status['version'])}</h1>",
             _now_section(status),
@@ -360,7 +360,7 @@ def _when(epoch: float | None, now: float) -> str:
     local = time.localtime(epoch)
     iso = time.strftime("%Y-%m-%dT%H:%M:%S%z", local)
     shown = time.strftime("%H:%M:%S" if ago < 86400 else "%Y-%m-%d %H:%M", local)
-    return f'<time datetime="{iso}">{shown}</time> ({since})'
+    return f'<span class="when"><time datetime="{iso}">{shown}</time> ({since})</span>'
 
 
 def _bytes(value: float | None) -> str:

@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pkgcache.store.cache import PARTIAL_FOLDER
 from pkgcache.store.meta import META_FOLDER
 
 log = logging.getLogger("pkgcache.cull")
@@ -48,9 +47,10 @@ class CullResult:
 
 
 def scan(root: str) -> Iterator[CachedEntry]:
-    """Every regular file under ``root``, without following symlinks; the
-    hidden names at the top (partial files, records, the daemon's own
-    state such as its history) are no cached files."""
+    """Every regular file under ``root``, without following symlinks, and
+    nothing under a dot-named entry of the root: those are the daemon's
+    own (``.partial``, ``.meta``, a lock or state file), never a cached
+    file, since ``paths.py`` refuses dot names in requests."""
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -59,10 +59,8 @@ def scan(root: str) -> Iterator[CachedEntry]:
         except OSError:
             continue
         for entry in entries:
-            if folder == root and entry.name in (PARTIAL_FOLDER, META_FOLDER):
-                continue
             if folder == root and entry.name.startswith("."):
-                continue  # never a cached file (paths.py): the daemon's own state
+                continue
             try:
                 result = entry.stat(follow_symlinks=False)
             except OSError:
