@@ -122,6 +122,16 @@ class Ring:
                 for column, value in enumerate(row):
                     total[column] -= value
 
+    def slots(self) -> Ring:
+        """A ring with this one's slots as they are now (the rows shared:
+        a row that is counted into later may be read with it)."""
+        other = Ring(self.step, self.length, self.width)
+        other._indexes = list(self._indexes)
+        other._rows = list(self._rows)
+        other._horizon = self._horizon
+        other._sum = list(self._sum)
+        return other
+
     def window(self, now: float) -> list[list[int] | None]:
         """The last ``length`` buckets up to ``now``'s, oldest first; None
         for a bucket nothing was counted in."""
@@ -206,6 +216,13 @@ class Series:
     def dump(self, now: float) -> dict[str, list[list[int]]]:
         return {"minutes": self.minutes.dump(now), "hours": self.hours.dump(now)}
 
+    def slots(self) -> Series:
+        """``Ring.slots`` of both rings."""
+        other = Series()
+        other.minutes = self.minutes.slots()
+        other.hours = self.hours.slots()
+        return other
+
     def restore(self, data: Any, now: float) -> None:
         if not isinstance(data, dict):
             raise ValueError("a series is not an object")
@@ -240,16 +257,20 @@ class History:
     def dump(self, now: float, keep: Iterable[str]) -> dict[str, Any]:
         """The history as plain data, for the repositories in ``keep``
         (those still configured)."""
+        return dump_parts(now, self.parts(keep))
+
+    def parts(self, keep: Iterable[str]) -> list[tuple[str | None, Series]]:
+        """The series to save: the total (named None), then those of the
+        repositories in ``keep``, their slots copied (``Series.slots``).
+        Taken on the IOLoop; ``dump_parts`` may then run in another thread:
+        a row counted into meanwhile is read with some of a request's
+        counts at worst."""
         wanted = set(keep)
-        return {
-            "version": 1,
-            "total": self.total.dump(now),
-            "repositories": {
-                name: series.dump(now)
-                for name, series in self.repositories.items()
-                if name in wanted
-            },
-        }
+        return [(None, self.total.slots())] + [
+            (name, series.slots())
+            for name, series in self.repositories.items()
+            if name in wanted
+        ]
 
     def restore(self, data: Any, now: float, keep: Iterable[str]) -> None:
         """Take a ``dump`` back (raises ValueError on anything else); only
@@ -272,3 +293,14 @@ class History:
 
     def names(self) -> Iterator[str]:
         return iter(self.repositories)
+
+
+def dump_parts(now: float, parts: list[tuple[str | None, Series]]) -> dict[str, Any]:
+    """``History.dump`` of the series ``History.parts`` gave."""
+    data: dict[str, Any] = {"version": 1, "repositories": {}}
+    for name, series in parts:
+        if name is None:
+            data["total"] = series.dump(now)
+        else:
+            data["repositories"][name] = series.dump(now)
+    return data

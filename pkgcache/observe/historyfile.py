@@ -9,9 +9,8 @@ history of 100 repositories with every bucket full stays well under
 history is logged in one line and replaced at the next save; it never
 stops the daemon.
 
-The periodic save takes the history's plain data on the IOLoop (a copy of
-the buckets that saw requests) and encodes and writes it in a worker
-thread.
+The periodic save takes the list of series on the IOLoop and copies,
+encodes and writes them in a worker thread.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from typing import Any
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from pkgcache.clock import Clock
-from pkgcache.observe.history import History
+from pkgcache.observe.history import History, dump_parts
 
 log = logging.getLogger("pkgcache.status")
 
@@ -113,8 +112,11 @@ class HistoryFile:
             return
         self._saving = True
         try:
-            data = self._data()
-            await IOLoop.current().run_in_executor(None, self._write, data)
+            parts = self.history.parts(self.names())
+            now = self.clock.now()
+            await IOLoop.current().run_in_executor(
+                None, lambda: self._write(dump_parts(now, parts))
+            )
         finally:
             self._saving = False
 

@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any
 
 from pkgcache.observe.history import MINUTE, Ring
+from pkgcache.observe.redact import redact
 
 SOURCES_KEPT = 512
 #: First-byte times kept per source (the mean and p95 are taken over them).
@@ -100,7 +101,7 @@ class SourceBoard:
             record.last_failed = False
         else:
             record.last_failure = now
-            record.last_reason = reason[:300]
+            record.last_reason = redact(reason)[:300]
             record.last_failed = True
         if first_byte is not None:
             record.first_byte.append(first_byte)
