@@ -25,22 +25,21 @@ class Samples:
 
     def __init__(self, table: dict[tuple[str, frozenset[tuple[str, str]]], float]):
         self._table = table
+        #: Requests by repository, then result (read once per repository).
+        self._results: dict[str, dict[str, int]] = {}
+        for (name, labels), value in table.items():
+            if name == "pkgcache_repository_requests_total":
+                by = dict(labels)
+                tally = self._results.setdefault(by["repository"], {})
+                tally[by["result"]] = int(value)
 
     def value(self, name: str, **labels: str) -> float:
         return self._table.get((name, frozenset(labels.items())), 0.0)
 
     def repository_results(self, repository: str) -> dict[str, int]:
         """Requests of one repository by result."""
-        return {
-            result: int(
-                self.value(
-                    "pkgcache_repository_requests_total",
-                    repository=repository,
-                    result=result,
-                )
-            )
-            for result in RESULTS
-        }
+        tally = self._results.get(repository, {})
+        return {result: tally.get(result, 0) for result in RESULTS}
 
 
 class Metrics:

@@ -49,6 +49,7 @@ th{background:#f0f0f0;font-weight:600}td.n,th.n{text-align:right}
 .cards{display:flex;flex-wrap:wrap;gap:6px}
 .card{background:#fff;border:1px solid #ddd;border-radius:4px;padding:4px 10px}
 .card b{display:block;font-size:16px}.card span{color:#666;font-size:11px}
+.card b span{color:inherit;font-size:inherit}
 .plots{display:flex;flex-wrap:wrap;gap:10px}
 .plot{background:#fff;border:1px solid #ddd}.plot text{font-size:10px;fill:#555}
 .legend i{display:inline-block;width:10px;height:10px;margin:0 3px 0 8px}
