@@ -198,6 +198,12 @@ class Daemon:
         return self.live.current
 
     async def run(self) -> None:
+        # Before the slow work: the sockets already queue connections, and
+        # a SIGHUP's default action would end the process.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             swept = self.context.store.prepare()
         except StoreError as error:
@@ -213,10 +219,6 @@ class Daemon:
             warning = missing_file_sources(repository)
             if warning:
                 notice.warning("%s", warning)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self._stop.wait()
         await self.shutdown()
 
