@@ -155,13 +155,16 @@ def lock_cache(settings: Settings) -> CacheLock:
 
 def start_line(settings: Settings, root: str, addresses: list[str]) -> str:
     """What the daemon serves, in one line (credentials hidden)."""
-    repositories = "; ".join(
-        _repository_line(repo) for repo in settings.all_repositories
-    )
     return (
         f"package-cache {__version__} serving {root} on {', '.join(addresses)}: "
-        f"{repositories}"
+        f"{repositories_line(settings)}"
     )
+
+
+def repositories_line(settings: Settings) -> str:
+    """Each repository: name, kind, prefix, sources (never an empty
+    ``from``: a repository of the top-level ``sources`` is ``default``)."""
+    return "; ".join(_repository_line(repo) for repo in settings.all_repositories)
 
 
 def _repository_line(repo: RepositorySettings) -> str:
@@ -238,10 +241,7 @@ class Daemon:
                 "still using the running values",
                 ", ".join(ignored),
             )
-        log.warning(
-            "reloaded settings; sources: %s",
-            " ".join(display_source(s) for s in new.sources),
-        )
+        log.warning("reloaded settings: %s", repositories_line(new))
 
     async def shutdown(self) -> None:
         grace = self.settings.shutdown_grace
