@@ -55,7 +55,7 @@ class HeldOrigin:
             + f"Content-Length: {HELD_SIZE}\r\nConnection: close\r\n\r\n".encode()
             + HELD_BODY[: HELD_SIZE // 2]
         )
-        self.release.wait(30)
+        self.release.wait(120)
         conn.sendall(HELD_BODY[HELD_SIZE // 2 :])
 
 
@@ -70,7 +70,7 @@ def held() -> Iterator[HeldOrigin]:
 def test_a_second_daemon_cull_and_verify_remove_leave_a_live_cache_alone(
     held: HeldOrigin, make_proxy: Any
 ) -> None:
-    proxy = make_proxy([held.server.url], stall_timeout=60)
+    proxy = make_proxy([held.server.url], stall_timeout=180)
     path = "/pool/held.deb"
     response = proxy.open(path)
     assert response.read(1000) == HELD_BODY[:1000]
