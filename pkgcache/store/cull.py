@@ -4,10 +4,11 @@ Used by ``package-cache cull`` (cron, systemd timer; its flags are
 ``cli.py``'s) and by the daemon's own eviction (``eviction.py``), which
 runs it in a worker thread. Problems are logged, never printed: inside the
 daemon they go wherever its log goes (syslog included). Rules: the
-private partial and validator folders are never entered, symlinks are
-neither followed nor removed, folders left empty are removed (never the
-root), and removing a file that a client is reading is safe: the client
-keeps its open file and the next request is a fresh miss.
+private partial and validator folders and the lock file (``lock.py``)
+are never entered or counted, symlinks are neither followed nor removed,
+folders left empty are removed (never the root), and removing a file
+that a client is reading is safe: the client keeps its open file and the
+next request is a fresh miss.
 """
 
 from __future__ import annotations
