@@ -20,6 +20,7 @@ import datetime
 import enum
 import logging
 from collections.abc import Callable
+from typing import BinaryIO
 
 import tornado.util
 from tornado.ioloop import IOLoop
@@ -28,7 +29,13 @@ from tornado.locks import Condition, Event
 from pkgcache.clock import Clock
 from pkgcache.digests.check import Hasher
 from pkgcache.digests.values import Digest
-from pkgcache.fetching.finishing import Verification, Verify, rewritten
+from pkgcache.fetching.finishing import (
+    Inspect,
+    Verification,
+    Verify,
+    inspected,
+    rewritten,
+)
 from pkgcache.fetching.plan import FetchPlan, Reader, ReaderState
 from pkgcache.fetching.storage import DownloadBody, Storage
 from pkgcache.fetching.upstream import (
@@ -244,6 +251,8 @@ class Download:
                 break
             if isinstance(step, Verification):
                 result = await step.finish(self, result)
+            elif isinstance(step, Inspect):
+                result = await inspected(step, self, result)
             else:
                 result = await rewritten(step, self, result)
         return result
@@ -257,6 +266,9 @@ class Download:
 
     def whole_body(self) -> bytes | None:
         return self.body.whole()
+
+    def open_whole(self, tail: list[bytes]) -> BinaryIO | None:
+        return self.body.open_whole(tail)
 
     def replace_body(self, body: bytes) -> bool:
         """A rewritten page in place of the bytes received."""
