@@ -55,7 +55,9 @@ class GoFront:
     def __init__(self, store: CacheStore, downloads: Downloads | None) -> None:
         """``downloads``: where lookup records are fetched through the
         cache; None: they are never asked (no checks)."""
-        self.records = LookupRecords(store, downloads) if downloads else None
+        self.records = (
+            LookupRecords(store, downloads) if downloads is not None else None
+        )
 
     def resolve(self, repository: Repository, path: RequestPath) -> Resolution:
         below = path.segments[len(repository.prefix) :]
