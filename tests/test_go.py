@@ -8,6 +8,7 @@ stored."""
 from __future__ import annotations
 
 import http.client
+import io
 import random
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from pkgcache.digests import dirhash
 from pkgcache.digests.book import DigestBook
 from pkgcache.registries.fronts import Fronts
 from pkgcache.registries.targets import Refusal, Reply, Target
@@ -148,6 +150,11 @@ def test_go_builds_through_the_cache_and_a_second_client_is_all_hits(
     stated = proxy.request(record).body.decode().splitlines()[1].split()[2]
     assert (ziphash / "@v/v1.1.0.ziphash").read_text().strip() == stated
     assert max(origin.requests.values()) == 1  # one upstream request per file
+    # What the record vouched for is recorded as the zip's SHA-256.
+    assert any(
+        ".zip" in line and "verified=sha256" in line
+        for line in proxy.log().splitlines()
+    )
     asked = dict(origin.requests)
 
     second, second_env = client(tmp_path, proxy, "second")
@@ -336,3 +343,19 @@ def test_bad_go_config_is_one_line_and_exit_2(
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_zip_h1_is_bounded_and_refuses_what_is_no_zip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = Module(GREET, "v1.0.0", {"a.go": b"package a\n" * 100})
+    data = module.zip_bytes()
+    assert dirhash.zip_h1(io.BytesIO(data)) == module.hashes()[0]
+    assert dirhash.mod_h1(module.go_mod) == module.hashes()[1]
+    with pytest.raises(dirhash.NotAModuleZip):
+        dirhash.zip_h1(io.BytesIO(b"PK not a zip at all"))
+    with pytest.raises(dirhash.NotAModuleZip):
+        dirhash.zip_h1(io.BytesIO(data[:-30]))  # its directory cut off
+    monkeypatch.setattr(dirhash, "MAX_UNCOMPRESSED", 999)
+    with pytest.raises(dirhash.NotAModuleZip, match="more than 999"):
+        dirhash.zip_h1(io.BytesIO(data))

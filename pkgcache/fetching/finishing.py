@@ -82,9 +82,10 @@ class Rewrite:
     rewrite: Callable[[bytes, ResponseHead], bytes]
 
 
-#: What an ``Inspect`` judge says: None (the file passes), the
+#: What an ``Inspect`` judge says: the file passes (None, or the digest
+#: of its bytes it vouches for, recorded as a ``Verify`` match is), the
 #: (expected, actual) digests that disagree, or why the file is refused.
-Judgement = tuple[Digest, Digest] | str | None
+Judgement = Digest | tuple[Digest, Digest] | str | None
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,9 @@ async def inspected(
         judgement = await step.judge(body)
     finally:
         body.close()
-    if judgement is None:
+    if judgement is None or isinstance(judgement, Digest):
+        if judgement is not None:
+            download.verified = judgement
         download.put_back(held)
         return result
     source = display_source(result.source or "-")

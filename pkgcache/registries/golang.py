@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Callable
 from typing import BinaryIO
@@ -140,17 +141,28 @@ class GoFront:
             return ()
         compute: Callable[[BinaryIO], str] = zip_h1 if is_zip else _mod_h1
 
+        def hashed(body: BinaryIO) -> tuple[str, bytes]:
+            """The ``h1:``, and the SHA-256 of the bytes it vouches for."""
+            h1 = compute(body)
+            body.seek(0)
+            sha256 = hashlib.sha256()
+            while chunk := body.read(1 << 20):
+                sha256.update(chunk)
+            return h1, sha256.digest()
+
         async def judge(body: BinaryIO) -> Judgement:
             hashes = await records.hashes(repository, module, version)
             if hashes is None or isinstance(hashes, str):
                 return hashes
             expected = hashes[0] if is_zip else hashes[1]
             try:
-                actual = await IOLoop.current().run_in_executor(None, compute, body)
+                actual, sha256 = await IOLoop.current().run_in_executor(
+                    None, hashed, body
+                )
             except NotAModuleZip as error:
                 return f"not a module zip Go accepts: {error}"
             if actual == expected:
-                return None
+                return Digest("sha256", sha256, "index")
             return _digest(expected, "index"), _digest(actual, "computed")
 
         return (Inspect(judge),)
