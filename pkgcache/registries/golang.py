@@ -45,7 +45,7 @@ from pkgcache.store.paths import CacheKey, RequestPath
 MAX_GO_MOD = 16 * 1024 * 1024
 #: ``tile/<H>/<L or data>/[x<NNN>/...]<NNN>[.p/<W>]`` (``tlog.ParseTilePath``).
 _TILE = re.compile(
-    r"tile/([1-9][0-9]?)/([0-9]|data)/((?:x[0-9]{3}/)*[0-9]{3})(\.p/[1-9][0-9]*)?"
+    r"tile/([1-9][0-9]?)/([0-9]{1,2}|data)/((?:x[0-9]{3}/)*[0-9]{3})(\.p/[1-9][0-9]*)?"
 )
 _SUFFIXES = (".info", ".mod", ".zip")
 
