@@ -20,7 +20,6 @@ import datetime
 import enum
 import logging
 from collections.abc import Callable
-from typing import BinaryIO
 
 import tornado.util
 from tornado.ioloop import IOLoop
@@ -29,13 +28,7 @@ from tornado.locks import Condition, Event
 from pkgcache.clock import Clock
 from pkgcache.digests.check import Hasher
 from pkgcache.digests.values import Digest
-from pkgcache.fetching.finishing import (
-    Inspect,
-    Verification,
-    Verify,
-    inspected,
-    rewritten,
-)
+from pkgcache.fetching.finishing import Verification, Verify, run_step
 from pkgcache.fetching.plan import FetchPlan, Reader, ReaderState
 from pkgcache.fetching.storage import DownloadBody, Storage
 from pkgcache.fetching.upstream import (
@@ -103,6 +96,8 @@ class Download:
         self.body = DownloadBody(
             key, store, storage, lambda: live.current.client_buffer
         )
+        #: ``Finishable``: the body as a file, for an ``Inspect`` step.
+        self.open_whole = self.body.open_whole
         self.head: ResponseHead | None = None
         self.result: FetchResult | None = None
         #: Bytes received from upstream.
@@ -249,12 +244,7 @@ class Download:
         for step in self._steps:
             if result.outcome is not Outcome.COMPLETE:
                 break
-            if isinstance(step, Verification):
-                result = await step.finish(self, result)
-            elif isinstance(step, Inspect):
-                result = await inspected(step, self, result)
-            else:
-                result = await rewritten(step, self, result)
+            result = await run_step(step, self, result)
         return result
 
     def take_batch(self) -> list[bytes]:
@@ -266,9 +256,6 @@ class Download:
 
     def whole_body(self) -> bytes | None:
         return self.body.whole()
-
-    def open_whole(self, tail: list[bytes]) -> BinaryIO | None:
-        return self.body.open_whole(tail)
 
     def replace_body(self, body: bytes) -> bool:
         """A rewritten page in place of the bytes received."""

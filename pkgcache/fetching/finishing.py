@@ -224,3 +224,15 @@ async def inspected(
         result.source,
         result.head,
     )
+
+
+async def run_step(
+    step: Verification | Rewrite | Inspect, download: Finishable, result: FetchResult
+) -> FetchResult:
+    """One finishing step of ``download`` (a ``Verify`` as its running
+    ``Verification``)."""
+    if isinstance(step, Verification):
+        return await step.finish(download, result)
+    if isinstance(step, Inspect):
+        return await inspected(step, download, result)
+    return await rewritten(step, download, result)
