@@ -47,7 +47,7 @@ MAX_GO_MOD = 16 * 1024 * 1024
 _TILE = re.compile(
     r"tile/([1-9][0-9]?)/([0-9]{1,2}|data)/((?:x[0-9]{3}/)*[0-9]{3})(\.p/[1-9][0-9]*)?"
 )
-_SUFFIXES = (".info", ".mod", ".zip")
+_SUFFIXES = ("info", "mod", "zip")
 
 
 class GoFront:
@@ -73,23 +73,25 @@ class GoFront:
         name = below[-1]
         if name == "list":
             return self._module_file(repository, path.key, below[:-2], Policy.VOLATILE)
-        suffix = next((s for s in _SUFFIXES if name.endswith(s)), None)
-        version = gopaths.version(name[: -len(suffix)]) if suffix else None
-        if suffix is None or version is None:
+        escaped, _, suffix = name.rpartition(".")
+        version = gopaths.version(escaped) if suffix in _SUFFIXES else None
+        if version is None:
             return Refusal(404, "not a GOPROXY path")
         canonical = gopaths.is_canonical(version)
-        if suffix == ".info":
+        if suffix == "info":
             policy = Policy.IMMUTABLE if canonical else Policy.VOLATILE
             return self._module_file(repository, path.key, below[:-2], policy)
         if not canonical:
             return Refusal(404, f"{version} is not a canonical version")
-        target = self._module_file(repository, path.key, below[:-2], Policy.IMMUTABLE)
-        if isinstance(target, Target) and repository.settings.sumdb:
-            module = gopaths.module_path("/".join(below[:-2]))
-            assert module is not None
-            check = self._check(repository, module, version, suffix == ".zip")
-            return Target(target.key, target.policy, target.planned, checks=check)
-        return target
+        module = gopaths.module_path("/".join(below[:-2]))
+        if module is None:
+            return Refusal(404, "not a valid module path")
+        checks: tuple[Step, ...] = ()
+        if repository.settings.sumdb:
+            checks = self._check(repository, module, version, suffix == "zip")
+        return Target(
+            path.key, Policy.IMMUTABLE, _route(repository, below), checks=checks
+        )
 
     def _module_file(
         self,
@@ -101,7 +103,7 @@ class GoFront:
         if gopaths.module_path("/".join(module)) is None:
             return Refusal(404, "not a valid module path")
         below = key.segments[len(repository.prefix) :]
-        return Target(key, policy, Route(repository.sources, CacheKey(below).url_path))
+        return Target(key, policy, _route(repository, below))
 
     def _sumdb(
         self, repository: Repository, key: CacheKey, below: tuple[str, ...]
@@ -166,6 +168,11 @@ class GoFront:
             return _digest(expected, "index"), _digest(actual, "computed")
 
         return (Inspect(judge),)
+
+
+def _route(repository: Repository, below: tuple[str, ...]) -> Callable[[], Route]:
+    """The module file's route, worked out on a miss only (``Target``)."""
+    return lambda: Route(repository.sources, CacheKey(below).url_path)
 
 
 def _mod_h1(body: BinaryIO) -> str:

@@ -24,8 +24,17 @@ _WINDOWS_NAMES = frozenset(
         *(f"{device}{n}" for device in ("com", "lpt") for n in range(1, 10)),
     )
 )
-_MODULE_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
-_FIRST_ELEMENT_CHARS = re.compile(r"[a-z0-9.-]+")
+#: The first element lower-case with a dot somewhere (checked apart);
+#: no element empty, or starting or ending with a dot.
+_MODULE_PATH = re.compile(
+    r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9-])?(?:/[A-Za-z0-9_~-](?:[A-Za-z0-9._~-]*[A-Za-z0-9_~-])?)*"
+)
+#: An element whose part before its first dot is a Windows device name.
+_DEVICE = re.compile(
+    r"(?:^|/)(?:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:[./]|$)", re.IGNORECASE
+)
+_GOPKG_SUFFIX = re.compile(r"\.v([0-9]+)(?:-unstable)?$")
+_MAJOR_SUFFIX = re.compile(r"/v([0-9.]+)$")
 _FILE_CHARS = re.compile(r"[A-Za-z0-9!#$%&()+,\-.=@\[\]^_{}~ ]+")
 _NUMBER = r"(?:0|[1-9][0-9]*)"
 _IDENTIFIER = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
@@ -34,29 +43,22 @@ _CANONICAL = re.compile(
     rf"(?:-{_IDENTIFIER}(?:\.{_IDENTIFIER})*)?(?:\+incompatible)?"
 )
 _TRAILING_TILDE_DIGITS = re.compile(r".*~[0-9]+")
+#: ASCII with no upper-case letter, and ``!`` only before a lower-case one.
+_ENCODED = re.compile(r"(?:[\x00-\x20\x22-\x40\x5b-\x7f]|![a-z])*")
+_BANG = re.compile(r"!([a-z])")
 
 
 def decode(escaped: str) -> str | None:
     """Go's case encoding undone: ``!a`` is ``A``; a bare upper-case
     letter, a ``!`` before anything but a lower-case letter, or a
     non-ASCII character is no encoding at all (None)."""
-    out = []
-    bang = False
-    for char in escaped:
-        if not char.isascii():
-            return None
-        if bang:
-            bang = False
-            if not "a" <= char <= "z":
-                return None
-            out.append(char.upper())
-        elif char == "!":
-            bang = True
-        elif "A" <= char <= "Z":
-            return None
-        else:
-            out.append(char)
-    return None if bang else "".join(out)
+    if _ENCODED.fullmatch(escaped) is None:
+        return None
+    return _BANG.sub(_upper, escaped) if "!" in escaped else escaped
+
+
+def _upper(match: re.Match[str]) -> str:
+    return match[1].upper()
 
 
 def encode(text: str) -> str:
@@ -73,7 +75,7 @@ def module_path(escaped: str) -> str | None:
 def version(escaped: str) -> str | None:
     """The version (or version query) ``escaped`` encodes, or None."""
     text = decode(escaped)
-    return text if text is not None and _element_ok(text, file=True) else None
+    return text if text is not None and _file_name_ok(text) else None
 
 
 def is_canonical(text: str) -> bool:
@@ -83,41 +85,38 @@ def is_canonical(text: str) -> bool:
 
 
 def is_module_path(path: str) -> bool:
-    """``golang.org/x/mod/module.CheckPath``."""
-    if not path or path[0] in "-/" or "//" in path or path.endswith("/"):
+    """``golang.org/x/mod/module.CheckPath``, in as few passes as it
+    allows (a hit asks it): the characters and the dots of every element
+    by one expression, then the Windows names, ``~`` and the suffix."""
+    if _MODULE_PATH.fullmatch(path) is None or "." not in path.split("/", 1)[0]:
         return False
-    elements = path.split("/")
-    if not all(_element_ok(element, file=False) for element in elements):
+    if _DEVICE.search(path) is not None:
         return False
-    first = elements[0]
-    if "." not in first or not _FIRST_ELEMENT_CHARS.fullmatch(first):
+    if "~" in path and any(
+        _TRAILING_TILDE_DIGITS.fullmatch(element.split(".", 1)[0])
+        for element in path.split("/")
+    ):
         return False
     return _major_suffix_ok(path)
 
 
-def _element_ok(element: str, file: bool) -> bool:
-    """``checkElem``: of a module path, or (``file``) of a file name."""
-    if not element or element.strip(".") == "" or element.endswith("."):
+def _file_name_ok(element: str) -> bool:
+    """``checkElem`` of a file name (what a version must be)."""
+    if element.strip(".") == "" or element.endswith("."):
         return False
-    if not file and element.startswith("."):
+    if not _FILE_CHARS.fullmatch(element):
         return False
-    chars = _FILE_CHARS if file else _MODULE_CHARS
-    if not chars.fullmatch(element):
-        return False
-    short = element.split(".", 1)[0]
-    if short.lower() in _WINDOWS_NAMES:
-        return False
-    return file or not _TRAILING_TILDE_DIGITS.fullmatch(short)
+    return element.split(".", 1)[0].lower() not in _WINDOWS_NAMES
 
 
 def _major_suffix_ok(path: str) -> bool:
     """``SplitPathVersion``: a ``/vN`` suffix has N >= 2 and no leading
     zero; ``gopkg.in/`` paths end in ``.vN`` (``-unstable`` allowed)."""
     if path.startswith("gopkg.in/"):
-        match = re.search(r"\.v([0-9]+)(?:-unstable)?$", path)
+        match = _GOPKG_SUFFIX.search(path)
         return match is not None and (match[1] == "0" or not match[1].startswith("0"))
-    match = re.search(r"/v([0-9.]+)$", path)
-    if match is None or len(path) == len(match[0]):
+    match = _MAJOR_SUFFIX.search(path)
+    if match is None:
         return True
     digits = match[1]
     if not digits.isdigit():
