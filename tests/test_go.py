@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tornado.web
+from tornado.routing import PathMatches, Rule
 
 from pkgcache import repositoryconfig
 from pkgcache.configvalues import ConfigError
@@ -118,13 +120,31 @@ def proxy(make_proxy: Any, origin: StaticOrigin) -> Proxy:
     )
 
 
+class _Gone(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.settings["mirror"].requests[self.request.path] += 1
+        self.send_error(410)
+
+
+class GoneOrigin(StaticOrigin):
+    """A static origin where ``example.com/gone`` answers 410, as
+    proxy.golang.org does for a module it will not serve."""
+
+    def make_app(self) -> tornado.web.Application:
+        app = super().make_app()
+        app.wildcard_router.rules.insert(
+            0, Rule(PathMatches(r"/proxy/example\.com/gone/.*"), _Gone)
+        )
+        return app
+
+
 @pytest.fixture(scope="module")
 def shared(
     built: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Proxy, StaticOrigin]]:
     """One origin and proxy for the tests that neither change the folders
     nor move the clock, each on paths of its own."""
-    origin = StaticOrigin(built).start()
+    origin = GoneOrigin(built).start()
     folder = tmp_path_factory.mktemp("go-shared")
     proxy = Proxy(folder, [], repository=[go_repository(origin)], verbose=2).start()
     yield proxy, origin
@@ -267,10 +287,11 @@ def test_paths_that_are_no_module_are_refused_without_asking(
         assert proxy.request(path).status == 404, path
     assert origin.requests.total() == before
     assert proxy.request("/go/sumdb/127.0.0.1/supported").status == 200
-    # 404 is "not found", remembered for negative_for.
-    for _ in range(2):
-        assert proxy.request("/go/example.com/none/@v/list").status == 404
-    assert origin.requests["/proxy/example.com/none/@v/list"] == 1
+    # 404 and 410 are "not found", remembered for negative_for.
+    for module in ("example.com/none", "example.com/gone"):
+        for _ in range(2):
+            assert proxy.request(f"/go/{module}/@v/list").status == 404
+        assert origin.requests[f"/proxy/{module}/@v/list"] == 1
 
 
 @pytest.mark.parametrize(
