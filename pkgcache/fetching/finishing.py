@@ -190,7 +190,11 @@ async def inspected(
     """Judge the whole body (``Inspect``); a refusal drops the held batch
     and fails the download, so every client of it is cut off short."""
     held = download.take_batch()
-    body = download.open_whole(held)
+    try:
+        body = download.open_whole(held)
+    except OSError as error:  # no descriptor left to read the file with
+        log.error("cannot check %s: %s", download.key, error)
+        body = None
     if body is None:
         log.error("cannot check %s: it is kept nowhere whole", download.key)
         return FetchResult(

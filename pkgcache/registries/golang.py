@@ -163,6 +163,8 @@ class GoFront:
                 )
             except NotAModuleZip as error:
                 return f"not a module zip Go accepts: {error}"
+            except OSError as error:
+                return f"cannot read it back to check it: {error}"
             if actual == expected:
                 return Digest("sha256", sha256, "index")
             return _digest(expected, "index"), _digest(actual, "computed")
