@@ -7,6 +7,7 @@ stored."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import io
 import random
@@ -16,7 +17,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 import tornado.web
@@ -26,15 +27,22 @@ from pkgcache import repositoryconfig
 from pkgcache.configvalues import ConfigError
 from pkgcache.digests import dirhash
 from pkgcache.digests.book import DigestBook
+from pkgcache.fetching.download import Download, State
+from pkgcache.fetching.finishing import Inspect, Judgement
+from pkgcache.fetching.plan import FetchPlan
+from pkgcache.fetching.upstream import Route
 from pkgcache.registries.fronts import Fronts
 from pkgcache.registries.targets import Refusal, Reply, Target
 from pkgcache.repositories.rules import Policy, Repository
+from pkgcache.serving.clientstream import ClientStream
 from pkgcache.settings import RepositorySettings
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.paths import request_path
 from tests.conftest import Proxy, wait_until
 from tests.gorepo import GoRepo, Module, go, go_env, missing_go, write_app
+from tests.scripted import Gate, MemoryOutput, ScriptedTransport, Turn, ok
 from tests.static_origin import StaticOrigin
+from tests.test_upstream_inprocess import BODY, KEY, URL_A, A, make_download
 
 GREET = "example.com/pkgcache/greet"
 SHOUT = "example.com/pkgcache/Shout"  # upper case: !shout on the wire
@@ -400,3 +408,44 @@ def test_zip_h1_is_bounded_and_refuses_what_is_no_zip(
     monkeypatch.setattr(dirhash, "MAX_UNCOMPRESSED", 999)
     with pytest.raises(dirhash.NotAModuleZip, match="more than 999"):
         dirhash.zip_h1(io.BytesIO(data))
+
+
+@pytest.mark.parametrize("verdict", [None, "refused"])
+def test_an_inspect_step_sees_the_whole_body_and_a_refusal_cuts_its_reader(
+    tmp_path: Path, verdict: str | None
+) -> None:
+    """The generic step the h1: check runs in, over a scripted upstream:
+    the judge reads the partial file and the held last batch as one file;
+    a refusal leaves the reader short and stores nothing."""
+    seen: list[bytes] = []
+
+    async def judge(body: BinaryIO) -> Judgement:
+        body.seek(0, 2)
+        size = body.tell()
+        body.seek(0)
+        seen.append(body.read(size + 10))
+        return verdict
+
+    plan = FetchPlan(route=Route((A,), KEY.url_path), finishing=(Inspect(judge),))
+
+    async def run() -> tuple[bytes, bool, Download, CacheStore]:
+        attached = asyncio.Event()
+        answer = [*ok(BODY)[:2], Turn(), Gate(attached), *ok(BODY)[2:]]
+        transport = ScriptedTransport({URL_A: [answer]})
+        download, store = make_download(tmp_path, transport, plan)
+        download.start()
+        assert await download.wait_for_head(5)
+        output = MemoryOutput()
+        reader = ClientStream(output, download, 1 << 20)  # type: ignore[arg-type]
+        attached.set()
+        complete = await reader.run()
+        await download.wait_for_end(5)
+        return bytes(output.body), complete, download, store
+
+    body, complete, download, store = asyncio.run(run())
+    assert seen == [BODY]
+    if verdict is None:
+        assert complete and body == BODY and download.state is State.PUBLISHED
+    else:
+        assert not complete and len(body) < len(BODY)
+        assert download.state is State.FAILED and store.lookup(KEY) is None
