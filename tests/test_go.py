@@ -275,6 +275,26 @@ def test_concurrent_clients_of_one_zip_make_one_upstream_request(
     assert origin.requests[f"/proxy/{BLOB}/@v/v1.0.0.zip"] == 1
     assert origin.count(f"/lookup/{BLOB}@v1.0.0") == 1
     assert proxy.cached(path).read_bytes() == expected
+    # The SHA-256 its record vouched for lets ``verify`` check it off-line.
+    verified = subprocess.run(
+        [sys.executable, "-m", "pkgcache", "verify", "--cache", str(proxy.cache)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert " 0 wrong" in verified.stdout + verified.stderr
+    cached = proxy.cached(path)
+    with open(cached, "r+b") as file:  # corrupted in place: same inode, size
+        file.seek(100)
+        file.write(b"X")
+    verified = subprocess.run(
+        [sys.executable, "-m", "pkgcache", "verify", "--cache", str(proxy.cache)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert verified.returncode == 1 and "blob/@v/v1.0.0.zip" in verified.stdout
 
 
 def test_paths_that_are_no_module_are_refused_without_asking(
