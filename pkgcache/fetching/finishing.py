@@ -1,9 +1,9 @@
 """The steps a download takes between its last byte and its end, as the
 fetch plan names them: ``Verify`` (the bytes against every digest known
-for the file), ``Rewrite`` (a registry page made into the cache's
-own, off the IOLoop) and ``Inspect`` (a check that needs the whole file
-at once: a Go module zip's ``h1:``). Each step may turn a COMPLETE fetch into a failure;
-the download publishes only what every step let through.
+for the file), ``Rewrite`` (a registry page made into the cache's own,
+off the IOLoop) and ``Inspect`` (a check that needs the whole file at
+once: a Go module zip's ``h1:``). Each step may turn a COMPLETE fetch
+into a failure; the download publishes only what every step let through.
 
 A step sees the download through ``Finishable``: the batch it holds
 back, the whole body and a way to put a new body in place. Steps run in
