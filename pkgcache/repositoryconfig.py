@@ -34,10 +34,11 @@ _REPOSITORY_KEYS = (
     "rules",
     "file_sources",
     "public_url",
+    "sumdb",
 )
 #: Kinds whose paths are a registry's API, not files (``registries/``):
 #: their own rules decide, and ``rules`` are refused.
-_REGISTRY_KINDS = ("pypi", "npm")
+_REGISTRY_KINDS = ("pypi", "npm", "go")
 _REPOSITORY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 #: A repository's durations may be 0 (fresh_for 0: revalidate every time).
 _REPOSITORY_DURATION_MAX = 36500 * DAY
@@ -73,7 +74,7 @@ def repository(index: int, table: Any) -> RepositorySettings:
         )
     sources = _url_list(where, "sources", table.get("sources"), required=True)
     file_sources = _url_list(where, "file_sources", table.get("file_sources", []))
-    if file_sources and kind not in _REGISTRY_KINDS:
+    if file_sources and kind not in ("pypi", "npm"):
         raise ConfigError(f"{where}: file_sources is for kind pypi or npm only")
     if "rules" in table and kind in _REGISTRY_KINDS:
         raise ConfigError(f"{where}: kind {kind} has fixed rules; remove 'rules'")
@@ -84,6 +85,13 @@ def repository(index: int, table: Any) -> RepositorySettings:
         if not isinstance(public_url, str):
             raise ConfigError(f"{where}: public_url must be a URL")
         public_url = checked(f"{where}: public_url", normalize_source, public_url)
+    sumdb = table.get("sumdb")
+    if sumdb is not None:
+        if kind != "go":
+            raise ConfigError(f"{where}: sumdb is for kind go only")
+        if not isinstance(sumdb, str):
+            raise ConfigError(f"{where}: sumdb must be a URL")
+        sumdb = checked(f"{where}: sumdb", normalize_source, sumdb)
     durations = {}
     for key in ("fresh_for", "stale_if_error", "negative_for"):
         if key in table:
@@ -101,6 +109,7 @@ def repository(index: int, table: Any) -> RepositorySettings:
         sources=sources,
         file_sources=file_sources,
         public_url=public_url,
+        sumdb=sumdb,
         offline=offline,
         rules=_rules(where, table.get("rules", [])),
         **durations,

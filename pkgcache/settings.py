@@ -62,6 +62,8 @@ class RepositorySettings:
     #: npm: the URL clients reach the cache at, for the tarball URLs of
     #: the documents it serves; None: from each request's Host.
     public_url: str | None = None
+    #: go: a checksum database's base URL, proxied and checked against.
+    sumdb: str | None = None
 
     @property
     def prefix_segments(self) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from pkgcache.fetching.plan import FetchPlan
 from pkgcache.fetching.upstream import Outcome
 from pkgcache.observe.accesslog import escape
 from pkgcache.observe.results import Result
-from pkgcache.registries.targets import Redirect, Refusal, Target
+from pkgcache.registries.targets import Redirect, Refusal, Reply, Target
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving.answers import Answering
 from pkgcache.serving.bodies import GrowingBody
@@ -197,6 +197,12 @@ class CacheHandler(Answering):
             if isinstance(answer, Unrouted):
                 self._refuse_unrouted(answer)
             raise HTTPError(answer.status, "%s", answer.reason)
+        if isinstance(answer, Reply):
+            self.result = Result.STATUS
+            self.set_status(answer.status)
+            self.set_header("Content-Type", answer.content_type)
+            self.finish_page(answer.body.decode())
+            return None
         assert isinstance(routed, Routed)
         self._rules: PathRules = routed.rules
         self._target = answer
@@ -228,7 +234,11 @@ class CacheHandler(Answering):
         return FetchPlan(
             route=target.route,
             request_headers=document.request_headers if document else (),
-            finishing=(Verify(expected), *([Rewrite(rewrite)] if rewrite else [])),
+            finishing=(
+                Verify(expected),
+                *([Rewrite(rewrite)] if rewrite else []),
+                *target.checks,
+            ),
             revalidating=revalidating,
             record_validators=rules.policy is Policy.VOLATILE,
             keep=rules.policy is not Policy.PASS and not target.private,
