@@ -36,6 +36,7 @@ from pkgcache.store.cull import CullResult
 from pkgcache.store.eviction import Evictor
 from pkgcache.store.keeping import Keeping
 from pkgcache.store.meta import MetaStore
+from pkgcache.store.paths import CacheKey
 from pkgcache.store.smallfiles import SmallFiles
 from pkgcache.store.usage import CacheUsage
 
@@ -80,6 +81,7 @@ def build(settings: Settings) -> Parts:
     live.on_change(lambda _old, new: repositories.update(new.all_repositories))
     metrics.track_downloads(lambda: len(downloads))
     metrics.track_usage(usage)
+    metrics.track_disk(store.root, live)
 
     def evicted(result: CullResult) -> None:
         metrics.evicted(result.files, result.bytes)
@@ -145,6 +147,12 @@ def build(settings: Settings) -> Parts:
         [(repo.kind, repo.prefix_segments) for repo in settings.all_repositories],
     )
     downloads.on_end.append(index_stored)
+
+    def first_byte(key: CacheKey, source: str, seconds: float) -> None:
+        rules = repositories.rules_for(key)
+        metrics.first_byte(rules.repository.name if rules else "-", source, seconds)
+
+    upstream.on_first_byte = first_byte
     downloads.fits = evictor.could_fit
     downloads.on_begin.append(make_room)
     downloads.on_end.append(count_stored)

@@ -109,6 +109,8 @@ class Upstream:
         self.on_attempt = on_attempt
         #: Hear of every attempt in full: ``(key, spec, result, attempt)``.
         self.watchers: list[AttemptWatcher] = []
+        #: ``on_first_byte(key, source, seconds)``: an attempt's answer began.
+        self.on_first_byte: Callable[[CacheKey, str, float], None] | None = None
 
     async def fetch(
         self,
@@ -256,7 +258,7 @@ class Upstream:
 
     async def _try(self, key: CacheKey, spec: AttemptSpec) -> FetchResult:
         """One attempt at one source, logged and counted."""
-        attempt = Attempt(spec, self._limits(spec.offset))
+        attempt = Attempt(spec, self._limits(spec.offset), self._first_byte(key, spec))
         started = time.monotonic()
         result = await attempt.run(self.transport)
         warn = spec.what == "resume" or result.outcome is Outcome.TOO_LARGE
@@ -282,6 +284,15 @@ class Upstream:
         for watch in self.watchers:
             watch(key, spec, result, attempt)
         return result
+
+    def _first_byte(
+        self, key: CacheKey, spec: AttemptSpec
+    ) -> Callable[[float], None] | None:
+        heard = self.on_first_byte
+        if heard is None:
+            return None
+        source = display_source(spec.source)
+        return lambda seconds: heard(key, source, seconds)
 
     def _limits(self, offset: int) -> Limits:
         """This attempt's settings; ``offset`` bytes of the file came before

@@ -40,7 +40,10 @@ def make_app(context: ServingContext) -> Application:
         log_request(handler)
         if isinstance(handler, CacheHandler):
             context.metrics.request_done(
-                handler.result, handler.output.sent, handler.repository
+                handler.result,
+                handler.output.sent,
+                handler.repository,
+                handler.request.request_time(),
             )
             context.board.request_done(
                 handler.request,

@@ -112,7 +112,9 @@ class SmallHit(httputil.HTTPMessageDelegate):
         assert connection is not None
         # Logged and counted before the bytes go: whoever got the answer
         # finds its access line and its count.
-        context.metrics.request_done(Result.HIT, len(body), self.repository)
+        context.metrics.request_done(
+            Result.HIT, len(body), self.repository, self.request.request_time()
+        )
         context.board.request_done(
             self.request, answer.status, Result.HIT, len(body), self.repository
         )
