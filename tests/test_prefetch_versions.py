@@ -5,6 +5,8 @@ apk-tools' ``version.data``, Debian policy's examples and PEP 440's."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from pkgcache.prefetch.versions import (
@@ -153,10 +155,20 @@ PACMAN = """\
 1:1.1 1.1 1
 """
 
-SEMVER_ASCENDING = (
-    "1.0.0-alpha 1.0.0-alpha.1 1.0.0-alpha.beta 1.0.0-beta 1.0.0-beta.2 "
-    "1.0.0-beta.11 1.0.0-rc.1 1.0.0 1.0.1 1.1.0 1.10.0 2.0.0"
-).split()
+SEMVER_ASCENDING = [
+    "1.0.0-alpha",
+    "1.0.0-alpha.1",
+    "1.0.0-alpha.beta",
+    "1.0.0-beta",
+    "1.0.0-beta.2",
+    "1.0.0-beta.11",
+    "1.0.0-rc.1",
+    "1.0.0",
+    "1.0.1",
+    "1.1.0",
+    "1.10.0",
+    "2.0.0",
+]
 
 APK = """\
 2.34 0.1.0_alpha 1
@@ -219,7 +231,7 @@ def test_pacman_vercmp_matches_pacmans_own_vectors(
 
 
 def test_semver_precedence_is_the_specs_example() -> None:
-    for older, newer in zip(SEMVER_ASCENDING, SEMVER_ASCENDING[1:], strict=False):
+    for older, newer in itertools.pairwise(SEMVER_ASCENDING):
         assert compare_semver(older, newer) == -1, (older, newer)
         assert compare_semver(newer, older) == 1
     assert compare_semver("1.0.0+build.1", "1.0.0+build.2") == 0

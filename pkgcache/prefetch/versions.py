@@ -161,9 +161,7 @@ def pacman_vercmp(a: str, b: str) -> int:
     rest_a, rest_b = a[i:], b[j:]
     if not rest_a and not rest_b:
         return 0
-    if (not rest_a and not _is_letter(rest_b[0])) or (
-        rest_a and _is_letter(rest_a[0])
-    ):
+    if (not rest_a and not _is_letter(rest_b[0])) or (rest_a and _is_letter(rest_a[0])):
         return -1
     return 1
 
