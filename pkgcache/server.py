@@ -130,6 +130,7 @@ class Daemon:
         self.server = parts.http_server
         self.evictor = parts.evictor
         self.hasher = parts.hasher
+        self.prefetcher = parts.prefetcher
         self.acceptor: Acceptor | None = None
         self._stop = asyncio.Event()
 
@@ -146,6 +147,7 @@ class Daemon:
             log.warning("removed %d left-over partial files", swept)
         self.acceptor = listen(self.server, self.settings)
         self.evictor.start()
+        self.prefetcher.start()
         log.warning(
             "package-cache %s serving %s on %s from %s",
             __version__,
@@ -187,6 +189,7 @@ class Daemon:
         if self.acceptor is not None:
             self.acceptor.stop()
         self.evictor.stop()
+        self.prefetcher.stop()
         try:
             await asyncio.wait_for(self.context.in_flight.wait_idle(), grace)
         except TimeoutError:

@@ -23,7 +23,10 @@ from pkgcache.fetching.curltransport import CurlTransport
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.inflight import Downloads
 from pkgcache.fetching.upstream import Upstream
+from pkgcache.observe.demand import Demand
 from pkgcache.observe.metrics import Metrics
+from pkgcache.prefetch.page import PrefetchHandler
+from pkgcache.prefetch.passes import Prefetcher
 from pkgcache.registries.fronts import Fronts
 from pkgcache.repositories.rules import Repositories
 from pkgcache.serving.app import make_app
@@ -55,6 +58,8 @@ class Parts:
     http_server: HTTPServer
     #: The hashing thread, shut down when the daemon stops.
     hasher: Hasher
+    #: Prefetch passes, started and stopped with the daemon.
+    prefetcher: Prefetcher
 
 
 def build(settings: Settings) -> Parts:
@@ -145,10 +150,18 @@ def build(settings: Settings) -> Parts:
         in_flight=in_flight,
         clock=clock,
         started=clock.now(),
+        demand=Demand(store.root, clock),
+    )
+    prefetcher = Prefetcher(context, context.demand, metrics)
+    evictor.protected = prefetcher.protected
+    prefetch_page = (
+        r"/\.pkgcache/prefetch",
+        PrefetchHandler,
+        {"context": context, "prefetcher": prefetcher},
     )
     http_server = HTTPServer(
-        make_app(context),
+        make_app(context, [prefetch_page]),
         xheaders=False,
         idle_connection_timeout=settings.idle_timeout,
     )
-    return Parts(live, context, evictor, http_server, hasher)
+    return Parts(live, context, evictor, http_server, hasher, prefetcher)

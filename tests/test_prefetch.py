@@ -1,0 +1,130 @@
+"""Prefetch with the real clients: after a pass, the newer version of what
+a client downloaded is in the cache before anyone asks, and the next
+client's install makes no upstream request for it.
+
+Each test gives a repository ``prefetch = "2s"`` (the first pass runs one
+interval after start) or starts a pass with ``POST /.pkgcache/prefetch``,
+and waits on the pass's report at ``GET /.pkgcache/prefetch``; the
+proxy's clock is moved past ``fresh_for`` so the pass revalidates the
+indexes, as a client would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.aptrepo import AptClient, AptRepo
+from tests.conftest import wait_until
+from tests.static_origin import StaticOrigin
+from tests.test_digests import metric
+
+FRESH_FOR = 600
+
+needs_apt = pytest.mark.skipif(
+    shutil.which("apt-ftparchive") is None or shutil.which("apt-get") is None,
+    reason="apt-ftparchive and apt-get are needed (Debian: apt-utils and apt)",
+)
+
+
+def passes(proxy: Any) -> dict[str, Any]:
+    return json.loads(proxy.request("/.pkgcache/prefetch").body)
+
+
+def wait_for_pass(proxy: Any, repository: str, after: float = 0.0) -> dict[str, Any]:
+    """The report of the first pass of ``repository`` that started after
+    ``after`` (the daemon's clock), once it finished."""
+
+    def done() -> dict[str, Any] | None:
+        last = passes(proxy)["last"].get(repository)
+        if last and last["finished"] is not None and last["started"] > after:
+            return last
+        return None
+
+    assert wait_until(lambda: done() is not None, timeout=60), proxy.log()[-3000:]
+    report = done()
+    assert report is not None
+    return report
+
+
+def start_pass(proxy: Any, repository: str) -> float:
+    """Start a pass now; returns a time just before it (the daemon's)."""
+    before = passes(proxy)["last"].get(repository, {}).get("started", 0.0)
+    response = proxy.request(f"/.pkgcache/prefetch?repository={repository}", "POST")
+    assert response.status == 202, response.body
+    return before
+
+
+# apt -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def apt_repo(tmp_path: Path) -> Iterator[AptRepo]:
+    gnupghome = Path(tempfile.mkdtemp(prefix="pkgcache-gpg-"))
+    built = AptRepo(tmp_path / "repo", gnupghome)
+    try:
+        built.add_package("hello-x", "1.0")
+        built.add_package("other", "1.0")
+        built.publish()
+        yield built
+    finally:
+        built.close()
+        shutil.rmtree(gnupghome, ignore_errors=True)
+
+
+@needs_apt
+def test_apt_a_pass_fetches_the_new_version_of_what_a_client_downloaded(
+    tmp_path: Path, apt_repo: AptRepo, make_proxy: Any
+) -> None:
+    mirror = StaticOrigin(apt_repo.root).start()
+    try:
+        proxy = make_proxy(
+            [],
+            repository=[
+                {
+                    "name": "debian",
+                    "prefix": "/debian/",
+                    "kind": "debian",
+                    "sources": [mirror.url],
+                    "fresh_for": FRESH_FOR,
+                    "prefetch": "2s",
+                }
+            ],
+        )
+        line = f"deb [signed-by={apt_repo.keyring}] {proxy.url}/debian/ stable main"
+        first = AptClient(tmp_path / "client-a", line)
+        first.update()
+        first.download("hello-x", tmp_path / "got-a")
+
+        apt_repo.add_package("hello-x", "2.0")
+        apt_repo.add_package("other", "2.0")
+        apt_repo.publish()
+        proxy.advance(FRESH_FOR + 1)
+        new_deb = "/" + apt_repo.pool_path("hello-x", "2.0")
+        assert mirror.requests[new_deb] == 0
+
+        # The timer's pass: one interval after start, then every interval.
+        report = wait_for_pass(proxy, "debian")
+        while report["files"].get("fetched", 0) == 0:
+            report = wait_for_pass(proxy, "debian", after=report["started"])
+        assert report["files"]["fetched"] == 1, report
+        assert mirror.requests[new_deb] == 1
+        # Nobody downloaded "other": its new version is not fetched.
+        assert mirror.requests["/" + apt_repo.pool_path("other", "2.0")] == 0
+        assert metric(proxy, "pkgcache_prefetch_files_total", outcome="fetched") == 1
+
+        second = AptClient(tmp_path / "client-b", line)
+        second.update()
+        assert second.candidate("hello-x") == "2.0"
+        got = second.download("hello-x", tmp_path / "got-b")
+        assert got.read_bytes() == (apt_repo.root / new_deb.lstrip("/")).read_bytes()
+        assert mirror.requests[new_deb] == 1  # served from the cache
+        assert metric(proxy, "pkgcache_prefetch_used_total", repository="debian") == 1
+    finally:
+        mirror.stop()
