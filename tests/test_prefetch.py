@@ -128,3 +128,128 @@ def test_apt_a_pass_fetches_the_new_version_of_what_a_client_downloaded(
         assert metric(proxy, "pkgcache_prefetch_used_total", repository="debian") == 1
     finally:
         mirror.stop()
+
+
+# pip -----------------------------------------------------------------------
+
+#: Wheel tags of the new release: the one the client took, and two others.
+TAKEN = "py3-none-any"
+OTHER_TAGS = ("cp312-cp312-manylinux_2_17_x86_64", "cp311-cp311-win_amd64")
+
+
+def test_pip_a_pass_fetches_the_matching_wheel_and_its_metadata_only(
+    tmp_path: Path, make_proxy: Any
+) -> None:
+    from tests.pypirepo import PypiRepo, pip, serve
+
+    repo = PypiRepo(tmp_path / "pypi")
+    repo.add_wheel("alpha", "1.0")
+    with serve(repo) as (index, files):
+        proxy = make_proxy(
+            [],
+            repository=[
+                {
+                    "name": "pypi",
+                    "prefix": "/pypi/",
+                    "kind": "pypi",
+                    "sources": [index.url],
+                    "file_sources": [files.url],
+                    "fresh_for": FRESH_FOR,
+                }
+            ],
+        )
+        simple = f"{proxy.url}/pypi/simple/"
+        pip(
+            tmp_path / "a",
+            "download",
+            "--no-deps",
+            "-d",
+            str(tmp_path / "got-a"),
+            "-i",
+            simple,
+            "alpha",
+        )
+        new = repo.add_wheel("alpha", "1.1", tag=TAKEN)
+        others = [repo.add_wheel("alpha", "1.1", tag=tag) for tag in OTHER_TAGS]
+        proxy.advance(FRESH_FOR + 1)
+
+        before = start_pass(proxy, "pypi")
+        report = wait_for_pass(proxy, "pypi", after=before)
+        assert report["files"].get("fetched") == 2, report  # the wheel, .metadata
+        assert files.count(new.filename) == 1
+        assert files.count(new.filename + ".metadata") == 1
+        for other in others:
+            assert files.count(other.filename) == 0
+
+        got = tmp_path / "got-b"
+        pip(
+            tmp_path / "b",
+            "download",
+            "--no-deps",
+            "-d",
+            str(got),
+            "-i",
+            simple,
+            "alpha",
+        )
+        assert (got / new.filename).read_bytes() == repo.file(new).read_bytes()
+        assert files.count(new.filename) == 1  # the client's came from the cache
+        assert metric(proxy, "pkgcache_prefetch_used_total", repository="pypi") >= 1
+
+
+# npm -----------------------------------------------------------------------
+
+
+def test_npm_a_pass_fetches_the_tarball_latest_moved_to(
+    tmp_path: Path, make_proxy: Any
+) -> None:
+    from tests.npmregistry import NpmClient, NpmRegistry, missing_tools, pack
+
+    if missing_tools():
+        pytest.skip(f"needs npm and node; missing: {', '.join(missing_tools())}")
+    one, util, newer = pack(
+        [
+            ("pkgcache-demo-b", "1.0.0", {}),
+            ("@pkgcache-demo/util", "1.0.0", {}),
+            ("pkgcache-demo-b", "1.1.0", {}),
+        ],
+        tmp_path / "packed",
+    )
+    registry = NpmRegistry(tmp_path / "registry").start()
+    try:
+        registry.publish(one, on_cdn=True)
+        registry.publish(util)
+        proxy = make_proxy(
+            [],
+            repository=[
+                {
+                    "name": "npm",
+                    "prefix": "/npm/",
+                    "kind": "npm",
+                    "sources": [registry.url],
+                    "file_sources": [registry.cdn.url],
+                    "fresh_for": FRESH_FOR,
+                }
+            ],
+        )
+        wanted = {"pkgcache-demo-b": "^1.0.0", "@pkgcache-demo/util": "^1.0.0"}
+        first = NpmClient(tmp_path / "client-a", f"{proxy.url}/npm/", wanted)
+        first.install()
+        assert first.installed("pkgcache-demo-b") == "1.0.0"
+
+        registry.publish(newer, on_cdn=True)
+        proxy.advance(FRESH_FOR + 1)
+        before = start_pass(proxy, "npm")
+        report = wait_for_pass(proxy, "npm", after=before)
+        assert report["files"].get("fetched") == 1, report
+        assert registry.cdn.count(newer.filename) == 1
+        # util did not move: nothing fetched for it.
+        assert registry.count(util.filename) == 1
+
+        second = NpmClient(tmp_path / "client-b", f"{proxy.url}/npm/", wanted)
+        second.install()
+        assert second.installed("pkgcache-demo-b") == "1.1.0"
+        assert registry.cdn.count(newer.filename) == 1
+        assert metric(proxy, "pkgcache_prefetch_used_total", repository="npm") == 1
+    finally:
+        registry.stop()
