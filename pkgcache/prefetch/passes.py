@@ -35,10 +35,13 @@ from tornado.locks import Condition
 from pkgcache.fetching.download import Download
 from pkgcache.observe.demand import Demand
 from pkgcache.observe.metrics import Metrics
+from pkgcache.prefetch.alpine import AlpineFinder
+from pkgcache.prefetch.arch import ArchFinder
 from pkgcache.prefetch.debian import DebianFinder
 from pkgcache.prefetch.finders import Finder, IndexRead, Wanted
 from pkgcache.prefetch.npm import NpmFinder
 from pkgcache.prefetch.pypi import PypiFinder
+from pkgcache.prefetch.rpm import RpmFinder
 from pkgcache.registries.targets import Target
 from pkgcache.repositories.rules import PathRules
 from pkgcache.serving.choice import Action, Situation, choose
@@ -55,6 +58,9 @@ log = logging.getLogger("pkgcache.prefetch")
 #: Each kind that prefetches, and how its finder is made from a prefix.
 FINDERS: dict[str, Callable[[str], Finder]] = {
     "debian": DebianFinder,
+    "arch": ArchFinder,
+    "rpm": RpmFinder,
+    "alpine": AlpineFinder,
     "pypi": PypiFinder,
     "npm": NpmFinder,
 }
