@@ -253,3 +253,121 @@ def test_npm_a_pass_fetches_the_tarball_latest_moved_to(
         assert metric(proxy, "pkgcache_prefetch_used_total", repository="npm") == 1
     finally:
         registry.stop()
+
+
+# The pass's limits and failures (pip: the quickest client to set up) --------
+
+
+def pypi_proxy(make_proxy: Any, index: Any, files: Any, **settings: Any) -> Any:
+    return make_proxy(
+        [],
+        repository=[
+            {
+                "name": "pypi",
+                "prefix": "/pypi/",
+                "kind": "pypi",
+                "sources": [index.url],
+                "file_sources": [files.url],
+                "fresh_for": FRESH_FOR,
+                "stale_if_error": "30d",
+            }
+        ],
+        **settings,
+    )
+
+
+def download(tmp_path: Path, proxy: Any, name: str, *projects: str) -> None:
+    from tests.pypirepo import pip
+
+    simple = f"{proxy.url}/pypi/simple/"
+    into = str(tmp_path / f"got-{name}")
+    pip(tmp_path / name, "download", "--no-deps", "-d", into, "-i", simple, *projects)
+
+
+def test_the_budget_stops_a_pass(tmp_path: Path, make_proxy: Any) -> None:
+    from tests.pypirepo import PypiRepo, serve
+
+    repo = PypiRepo(tmp_path / "pypi")
+    repo.add_wheel("alpha", "1.0")
+    repo.add_wheel("beta", "1.0")
+    with serve(repo) as (index, files):
+        new = [repo.add_wheel(name, "1.0.post1") for name in ("alpha", "beta")]
+        # Room for one new wheel, not two.
+        budget = max(dist.size for dist in new) + 10
+        proxy = pypi_proxy(make_proxy, index, files, prefetch_budget=budget)
+        download(tmp_path, proxy, "a", "alpha==1.0", "beta==1.0")
+        proxy.advance(FRESH_FOR + 1)
+        report = wait_for_pass(proxy, "pypi", after=start_pass(proxy, "pypi"))
+        assert report["stopped"] == "budget", report
+        assert sum(files.count(dist.filename) for dist in new) == 1
+        assert report["bytes"] <= budget
+        stopped = metric(proxy, "pkgcache_prefetch_stopped_total", reason="budget")
+        assert stopped == 1
+        assert "stopped: budget" in proxy.log()
+
+
+def test_a_package_unused_for_prefetch_unused_after_is_no_longer_followed(
+    tmp_path: Path, make_proxy: Any
+) -> None:
+    from tests.pypirepo import PypiRepo, serve
+
+    repo = PypiRepo(tmp_path / "pypi")
+    repo.add_wheel("alpha", "1.0")
+    with serve(repo) as (index, files):
+        proxy = pypi_proxy(make_proxy, index, files, prefetch_unused_after="1h")
+        download(tmp_path, proxy, "a", "alpha")
+        new = repo.add_wheel("alpha", "1.1")
+        proxy.advance(2 * 3600)
+        report = wait_for_pass(proxy, "pypi", after=start_pass(proxy, "pypi"))
+        assert report["files"] == {} and report["indexes"] == 0, report
+        assert files.count(new.filename) == 0
+        saved = json.loads((proxy.cache / ".prefetch" / "pypi.json").read_text())
+        assert saved["paths"] == {}
+
+
+def test_a_client_joins_the_download_a_pass_started(
+    tmp_path: Path, make_proxy: Any
+) -> None:
+    from tests.pypirepo import PypiRepo, serve
+
+    repo = PypiRepo(tmp_path / "pypi")
+    repo.add_wheel("alpha", "1.0")
+    with serve(repo) as (index, files):
+        proxy = pypi_proxy(make_proxy, index, files)
+        download(tmp_path, proxy, "a", "alpha")
+        new = repo.add_wheel("alpha", "1.1")
+        arrived, release = files.hold(new.filename)
+        proxy.advance(FRESH_FOR + 1)
+        before = start_pass(proxy, "pypi")
+        assert arrived.wait(30), "the pass never asked the origin"
+        client = proxy.open("/pypi/" + new.path)  # joins, waits with the pass
+        release.set()
+        body = client.read()
+        assert client.status == 200
+        assert body == repo.file(new).read_bytes()
+        assert client.getheader("X-Package-Cache") == "joined"
+        report = wait_for_pass(proxy, "pypi", after=before)
+        assert report["files"]["fetched"] >= 1, report
+        assert files.count(new.filename) == 1
+
+
+def test_with_the_origin_down_a_pass_gives_up_and_nothing_served_changes(
+    tmp_path: Path, make_proxy: Any
+) -> None:
+    from tests.pypirepo import PypiRepo, serve
+
+    repo = PypiRepo(tmp_path / "pypi")
+    old = repo.add_wheel("alpha", "1.0")
+    with serve(repo) as (index, files):
+        proxy = pypi_proxy(make_proxy, index, files)
+        download(tmp_path, proxy, "a", "alpha")
+    # Both origins are gone now.
+    proxy.advance(FRESH_FOR + 1)
+    report = wait_for_pass(proxy, "pypi", after=start_pass(proxy, "pypi"))
+    assert report["files"].get("fetched", 0) == 0, report
+    assert "prefetch pypi" in proxy.log()
+    # The stored page and wheel still serve a client.
+    download(tmp_path, proxy, "b", "alpha")
+    assert (tmp_path / "got-b" / old.filename).read_bytes() == repo.file(
+        old
+    ).read_bytes()

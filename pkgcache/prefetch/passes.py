@@ -80,6 +80,8 @@ class PassReport:
     stopped: str | None = None
     #: Indexes refreshed or found current.
     indexes: int = 0
+    #: Bytes of the files being fetched now (their index sizes).
+    reserved: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -272,6 +274,11 @@ class Prefetcher:
     async def _fetch_all(
         self, repository: RepositorySettings, wanted: list[Wanted], report: PassReport
     ) -> None:
+        """Fetch ``wanted`` within the budget. Files whose size the index
+        gives run together (a quarter of ``upstream_connections`` at most),
+        each reserving its size first; the others after, one at a time and
+        only while the pass is under budget, so a pass overshoots its
+        budget by one such file at most."""
         settings = self.context.live.current
         at_once = asyncio.Semaphore(max(1, settings.upstream_connections // 4))
         stop: list[str] = []
@@ -288,7 +295,11 @@ class Prefetcher:
                 report.files[outcome] += 1
                 self.metrics.prefetch_file(repository.name, outcome)
 
-        await asyncio.gather(*(one(item) for item in wanted))
+        known = [item for item in wanted if item.size is not None]
+        await asyncio.gather(*(one(item) for item in known))
+        for item in wanted:
+            if item.size is None and not stop:
+                await one(item)
         if stop:
             raise _Stop(stop[0])
 
@@ -340,19 +351,40 @@ class Prefetcher:
             return "present", target
         if choice.action is Action.JOIN and download is not None:
             await download.wait_for_end()
-            return ("joined" if download.published else "failed"), target
+            return _joined(download), target
         if choice.action not in (Action.START, Action.REVALIDATE):
             return "refused", target
         if budget is not None:
             self._check_room(budget[0], budget[1])
+            budget[1].reserved += budget[0].size or 0
+        try:
+            return await self._download(
+                path, rules, target, validators, choice.action, budget
+            )
+        finally:
+            if budget is not None:
+                budget[1].reserved -= budget[0].size or 0
+
+    async def _download(
+        self,
+        path: str,
+        rules: PathRules,
+        target: Target,
+        validators: Validators | None,
+        action: Action,
+        budget: tuple[Wanted, PassReport] | None,
+    ) -> tuple[str, Target | None]:
+        context = self.context
         await self._free_handle()
         if context.downloads.get(target.key) is not None:  # started meanwhile
             joined = context.downloads.get(target.key)
             assert joined is not None
             await joined.wait_for_end()
-            return ("joined" if joined.published else "failed"), target
-        started = self._start(rules, target, validators, choice.action)
+            return _joined(joined), target
+        started = self._start(rules, target, validators, action)
         await started.wait_for_end()
+        if started.not_modified:
+            return "present", target  # an index the upstream confirmed
         if not started.published:
             return "failed", target
         if budget is not None:
@@ -384,8 +416,9 @@ class Prefetcher:
         or a disk bound."""
         settings = self.context.live.current
         size = wanted.size or 0
-        if report.fetched_bytes + size > settings.prefetch_budget or (
-            report.fetched_bytes >= settings.prefetch_budget
+        committed = report.fetched_bytes + report.reserved
+        if committed + size > settings.prefetch_budget or (
+            committed >= settings.prefetch_budget
         ):
             raise _Stop("budget")
         usage = self.context.usage
@@ -422,3 +455,8 @@ class Prefetcher:
             if repository.name == name:
                 return repository
         return None
+
+
+def _joined(download: Download) -> str:
+    """The outcome of a download another request started."""
+    return "joined" if download.published or download.not_modified else "failed"
