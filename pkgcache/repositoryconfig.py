@@ -35,7 +35,11 @@ _REPOSITORY_KEYS = (
     "file_sources",
     "public_url",
     "sumdb",
+    "prefetch",
 )
+#: Kinds whose indexes name newer versions of what clients downloaded
+#: (``prefetch/``): the others have nothing to prefetch from.
+PREFETCH_KINDS = ("debian", "arch", "rpm", "alpine", "pypi", "npm")
 #: Kinds whose paths are a registry's API, not files (``registries/``):
 #: their own rules decide, and ``rules`` are refused.
 _REGISTRY_KINDS = ("pypi", "npm", "go")
@@ -102,6 +106,16 @@ def repository(index: int, table: Any) -> RepositorySettings:
     offline = table.get("offline", False)
     if not isinstance(offline, bool):
         raise ConfigError(f"{where}: offline must be true or false")
+    prefetch = None
+    if "prefetch" in table:
+        prefetch = checked(f"{where}: prefetch", parse_duration, table["prefetch"])
+        if not (prefetch == 0 or 1 <= prefetch <= 30 * DAY):
+            raise ConfigError(f"{where}: prefetch must be 0 (off) or 1s to 30 days")
+        if prefetch and kind not in PREFETCH_KINDS:
+            raise ConfigError(
+                f"{where}: kind {kind} has no indexes to prefetch from; prefetch "
+                f"is for kinds {', '.join(PREFETCH_KINDS)}"
+            )
     return RepositorySettings(
         name=name,
         prefix=prefix,
@@ -111,6 +125,7 @@ def repository(index: int, table: Any) -> RepositorySettings:
         public_url=public_url,
         sumdb=sumdb,
         offline=offline,
+        prefetch=prefetch,
         rules=_rules(where, table.get("rules", [])),
         **durations,
     )

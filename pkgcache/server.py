@@ -194,6 +194,7 @@ class Daemon:
         self.evictor = parts.evictor
         self.hasher = parts.hasher
         self.history_file = parts.history_file
+        self.prefetcher = parts.prefetcher
         self.acceptor: Acceptor | None = None
         self._stop = asyncio.Event()
 
@@ -217,6 +218,7 @@ class Daemon:
         self.acceptor = listen(self.server, self.sockets)
         self.evictor.start()
         self.history_file.start()
+        self.prefetcher.start()
         notice = notice_log()
         addresses = [address_of(s) for s in self.acceptor.sockets]
         notice.info(start_line(self.settings, self.context.store.root, addresses))
@@ -252,6 +254,7 @@ class Daemon:
         if self.acceptor is not None:
             self.acceptor.stop()
         self.evictor.stop()
+        self.prefetcher.stop()
         try:
             await asyncio.wait_for(self.context.in_flight.wait_idle(), grace)
         except TimeoutError:

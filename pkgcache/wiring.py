@@ -24,8 +24,11 @@ from pkgcache.fetching.download import Download
 from pkgcache.fetching.inflight import Downloads
 from pkgcache.fetching.upstream import Upstream
 from pkgcache.observe.board import StatusBoard
+from pkgcache.observe.demand import Demand
 from pkgcache.observe.historyfile import HistoryFile
 from pkgcache.observe.metrics import Metrics
+from pkgcache.prefetch.page import PrefetchHandler
+from pkgcache.prefetch.passes import Prefetcher
 from pkgcache.registries.fronts import Fronts
 from pkgcache.repositories.rules import Repositories
 from pkgcache.serving.app import make_app
@@ -60,6 +63,8 @@ class Parts:
     hasher: Hasher
     #: The status page's history on disk: saved periodically and at stop.
     history_file: HistoryFile
+    #: Prefetch passes, started and stopped with the daemon.
+    prefetcher: Prefetcher
 
 
 def build(settings: Settings) -> Parts:
@@ -175,10 +180,18 @@ def build(settings: Settings) -> Parts:
         clock=clock,
         started=clock.now(),
         board=board,
+        demand=Demand(store.root, clock),
+    )
+    prefetcher = Prefetcher(context, context.demand, metrics)
+    evictor.protected = prefetcher.protected
+    prefetch_page = (
+        r"/\.pkgcache/prefetch",
+        PrefetchHandler,
+        {"context": context, "prefetcher": prefetcher},
     )
     http_server = HTTPServer(
-        make_app(context),
+        make_app(context, [prefetch_page]),
         xheaders=False,
         idle_connection_timeout=settings.idle_timeout,
     )
-    return Parts(live, context, evictor, http_server, hasher, history_file)
+    return Parts(live, context, evictor, http_server, hasher, history_file, prefetcher)

@@ -187,6 +187,32 @@ class Metrics:
             ["bound"],
             registry=r,
         )
+        self.prefetch_files_total = Counter(
+            "pkgcache_prefetch_files",
+            "Files a prefetch pass asked for, by repository and outcome (fetched,"
+            " present, joined, failed, refused)",
+            ["repository", "outcome"],
+            registry=r,
+        )
+        self.prefetch_bytes_total = Counter(
+            "pkgcache_prefetch_bytes",
+            "Bytes prefetch passes fetched, by repository",
+            ["repository"],
+            registry=r,
+        )
+        self.prefetch_used_total = Counter(
+            "pkgcache_prefetch_used",
+            "Prefetched files a client then asked for, by repository",
+            ["repository"],
+            registry=r,
+        )
+        self.prefetch_stops = Counter(
+            "pkgcache_prefetch_stopped",
+            "Prefetch passes that stopped early, by repository and reason"
+            " (budget, max_size, min_free, error)",
+            ["repository", "reason"],
+            registry=r,
+        )
         for result in RESULTS:
             self.requests.labels(result)
         #: The last files refused for their digest, for the status page.
@@ -285,6 +311,18 @@ class Metrics:
             for sample in family.samples:
                 table[sample.name, frozenset(sample.labels.items())] = sample.value
         return Samples(table)
+
+    def prefetch_file(self, repository: str, outcome: str) -> None:
+        self.prefetch_files_total.labels(repository, outcome).inc()
+
+    def prefetch_bytes(self, repository: str, size: int) -> None:
+        self.prefetch_bytes_total.labels(repository).inc(size)
+
+    def prefetch_used(self, repository: str) -> None:
+        self.prefetch_used_total.labels(repository).inc()
+
+    def prefetch_stopped(self, repository: str, reason: str) -> None:
+        self.prefetch_stops.labels(repository, reason).inc()
 
     def value(self, name: str, **labels: str) -> float:
         """One current value, for the status page (never for a decision)."""

@@ -11,6 +11,7 @@ from pkgcache.digests.book import DigestBook
 from pkgcache.fetching.inflight import Downloads
 from pkgcache.fetching.upstream import Upstream
 from pkgcache.observe.board import StatusBoard
+from pkgcache.observe.demand import Demand
 from pkgcache.observe.metrics import Metrics
 from pkgcache.registries.fronts import Fronts
 from pkgcache.repositories.rules import Repositories
@@ -64,3 +65,5 @@ class ServingContext:
     started: float
     #: The status page's recorders (history, sources, trouble, top files).
     board: StatusBoard
+    #: What clients were given, per repository (prefetch follows it).
+    demand: Demand

@@ -25,7 +25,6 @@ import logging
 from tornado.web import HTTPError, stream_request_body
 
 from pkgcache.fetching.download import Download
-from pkgcache.fetching.finishing import Rewrite, Verify
 from pkgcache.fetching.plan import FetchPlan
 from pkgcache.fetching.upstream import Outcome
 from pkgcache.observe.accesslog import escape
@@ -47,6 +46,7 @@ from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.output import ClientOutput
 from pkgcache.serving.pages import Explained, UpstreamFailure
+from pkgcache.serving.planning import plan_for
 from pkgcache.serving.routing import Routed, Unrouted, route
 from pkgcache.store.cache import CachedFile
 from pkgcache.store.meta import Validators
@@ -222,29 +222,8 @@ class CacheHandler(Answering):
             )
 
     def _plan(self, revalidating: Validators | None) -> FetchPlan:
-        """How this request's target is fetched and kept. Digests an index
-        named apply to immutable files only: a volatile file (an index
-        itself) changes, and a digest learnt for it would pin it."""
-        rules = self._rules
-        target = self._target
-        document = target.document
-        immutable = rules.policy is Policy.IMMUTABLE
-        expected = self.context.digests.get(target.key) if immutable else ()
-        rewrite = document.rewrite if document else None
-        return FetchPlan(
-            route=target.route,
-            request_headers=document.request_headers if document else (),
-            finishing=(
-                Verify(expected),
-                *([Rewrite(rewrite)] if rewrite else []),
-                *target.checks,
-            ),
-            revalidating=revalidating,
-            record_validators=rules.policy is Policy.VOLATILE,
-            keep=rules.policy is not Policy.PASS and not target.private,
-            repository=rules.repository.name,
-            negative_for=rules.repository.settings.negative_for,
-        )
+        """How this request's target is fetched and kept."""
+        return plan_for(self._rules, self._target, self.context.digests, revalidating)
 
     async def _follow(
         self,

@@ -118,6 +118,7 @@ class SmallHit(httputil.HTTPMessageDelegate):
         context.board.request_done(
             self.request, answer.status, Result.HIT, len(body), self.repository
         )
+        context.demand.asked(self.repository, self.request.path, Result.HIT)
         result = context.small_files.note(cached.path, cached.stat) or Result.HIT
         log_access(self.request, answer.status, len(body), result)
         # In flight until the bytes left, so a graceful stop waits for a

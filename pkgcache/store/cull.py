@@ -152,19 +152,24 @@ def cull(
     dry_run: bool = False,
     reserve: int = 0,
     reserved_path: str | None = None,
+    protected: frozenset[str] = frozenset(),
 ) -> tuple[CullResult, list[CachedEntry]]:
     """Scan, choose and (unless ``dry_run``) remove. Blocking: the daemon
     runs it in a worker thread. With no bound given it only counts.
 
     ``reserve`` bytes are about to be stored at ``reserved_path``: room is
     made for them, unless the scan found that file already stored.
+    ``protected`` files are never chosen (what prefetch fetched, until a
+    client had the chance to use it).
     """
     root = os.path.realpath(root)
     entries = list(scan(root))
     if reserved_path is not None and any(e.path == reserved_path for e in entries):
         reserve = 0
     victims = choose(
-        entries,
+        [entry for entry in entries if entry.path not in protected]
+        if protected
+        else entries,
         older_than=older_than,
         max_size=None if max_size is None else max(0, max_size - reserve),
         min_free=None if min_free is None else min_free + reserve,

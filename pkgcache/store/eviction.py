@@ -62,6 +62,8 @@ class Evictor:
         self._running = False
         self._again: tuple[int, str | None] | None = None
         self._timer: PeriodicCallback | None = None
+        #: Store paths a pass must leave (``prefetch``'s fresh files).
+        self.protected: Callable[[], frozenset[str]] = frozenset
         live.on_change(self.settings_changed)
 
     def start(self) -> None:
@@ -131,6 +133,7 @@ class Evictor:
 
     async def _pass(self, reserve: int, path: str | None) -> None:
         settings = self.live.current
+        protected = self.protected()
         log.debug("scanning the cache (making room for %d bytes)", reserve)
         try:
             result, _victims = await IOLoop.current().run_in_executor(
@@ -142,6 +145,7 @@ class Evictor:
                     min_free=settings.min_free or None,
                     reserve=reserve,
                     reserved_path=path,
+                    protected=protected,
                 ),
             )
         except Exception:
