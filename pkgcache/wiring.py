@@ -184,6 +184,9 @@ def build(settings: Settings) -> Parts:
     )
     prefetcher = Prefetcher(context, context.demand, metrics)
     evictor.protected = prefetcher.protected
+    board.prefetch_passes = lambda: {
+        name: report.as_dict() for name, report in prefetcher.last.items()
+    }
     prefetch_page = (
         r"/\.pkgcache/prefetch",
         PrefetchHandler,

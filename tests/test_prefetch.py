@@ -180,6 +180,11 @@ def test_pip_a_pass_fetches_the_matching_wheel_and_its_metadata_only(
         assert files.count(new.filename + ".metadata") == 1
         for other in others:
             assert files.count(other.filename) == 0
+        # The status page shows the repository's last pass.
+        status = json.loads(proxy.request("/.pkgcache/status.json").body)
+        assert status["prefetch"]["pypi"]["files"]["fetched"] == 2
+        page = proxy.request("/.pkgcache/status").body.decode()
+        assert "<h2>Prefetch</h2>" in page and "fetched 2" in page
 
         got = tmp_path / "got-b"
         pip(

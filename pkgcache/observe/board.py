@@ -11,6 +11,7 @@ monotonic time (``clock.monotonic``) measures the rates.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from tornado.httputil import HTTPServerRequest
 
@@ -52,6 +53,8 @@ class StatusBoard:
         self.top = TopFiles()
         #: What the evictor's last pass did (set by ``wiring.py``).
         self.last_eviction: Callable[[], EvictionPass | None] = lambda: None
+        #: Each repository's last prefetch pass, as data (set by ``wiring.py``).
+        self.prefetch_passes: Callable[[], dict[str, dict[str, Any]]] = dict
 
     def request_done(
         self,

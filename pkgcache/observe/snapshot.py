@@ -66,6 +66,10 @@ def snapshot(
         "now": _now(board, usage, settings, now, started, clock.monotonic()),
         "history": _history(board, settings, now),
         "source_health": _source_health(board, settings, now),
+        "prefetch": {
+            name: {**report, "finished_iso": iso(report.get("finished"))}
+            for name, report in sorted(board.prefetch_passes().items())
+        },
         "trouble": [
             {**incident.as_data(), "at_iso": iso(incident.at)}
             for incident in board.trouble.latest()

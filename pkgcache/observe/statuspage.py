@@ -75,6 +75,7 @@ def render_html(status: dict[str, Any]) -> str:
             _history_section(status),
             _repositories_section(status, now),
             _sources_section(status, now),
+            _prefetch_section(status, now),
             _trouble_section(status, now),
             _top_section(status),
             "</body></html>\n",
@@ -277,6 +278,32 @@ def _sources_section(status: dict[str, Any], now: float) -> str:
         + ("".join(rows) or '<tr><td colspan="10">none configured</td></tr>')
         + "</table>"
     )
+
+
+def _prefetch_section(status: dict[str, Any], now: float) -> str:
+    """Each repository's last prefetch pass; nothing when none ran."""
+    passes = status.get("prefetch") or {}
+    if not passes:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(name)}</td>"
+        f"<td>{_when(report['finished'], now) if report['finished'] else 'running'}"
+        f"</td><td>{_outcomes(report['files'])}</td>"
+        f"<td>{_bytes(report['bytes'])}</td><td>{report['indexes']}</td>"
+        f"<td>{escape(report['stopped'] or '')}</td></tr>"
+        for name, report in passes.items()
+    )
+    return (
+        "<h2>Prefetch</h2><table><tr><th>repository</th><th>last pass</th>"
+        "<th>files</th><th>fetched</th><th>indexes</th><th>stopped</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def _outcomes(files: dict[str, int]) -> str:
+    """``fetched 3 · present 2``: a pass's files by outcome."""
+    shown = [f"{escape(name)} {count}" for name, count in files.items() if count]
+    return " · ".join(shown) or '<span class="quiet">none</span>'
 
 
 def _trouble_section(status: dict[str, Any], now: float) -> str:
