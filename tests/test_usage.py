@@ -208,10 +208,13 @@ def build_cache(root: Path, folders: int, files: int) -> list[str]:
     return paths
 
 
-def publish(store: CacheStore, keeping: Keeping, path: str, size: int) -> None:
+def publish(store: CacheStore, keeping: Keeping, path: str, size: int) -> bool:
+    """``size`` bytes published at ``path`` as a download's end does. False
+    when it could not be stored (a pass removed its folder, left empty,
+    between the folder's creation and the file's move)."""
     partial = store.new_partial()
     partial.write([b"p" * size], size)
-    assert keeping.publish(partial, cache_key(path), None, None)
+    return keeping.publish(partial, cache_key(path), None, None)
 
 
 def make_store(root: Path) -> tuple[CacheStore, Keeping, CacheUsage]:
@@ -239,16 +242,20 @@ def test_changes_on_both_sides_of_a_running_scan_are_merged(tmp_path: Path):
         for n in range(5)
         if os.path.join(store.root, f"d{f}/f{n}.bin") not in seen_paths
     ]
-    publish(store, keeping, "/" + relative[0], 7)  # replaced, seen
-    publish(store, keeping, "/" + unseen[0], 9)  # replaced, not seen yet
-    publish(store, keeping, "/" + relative[1], 11)
+    assert publish(store, keeping, "/" + relative[0], 7)  # replaced, seen
+    assert publish(store, keeping, "/" + unseen[0], 9)  # replaced, not seen yet
+    assert publish(store, keeping, "/" + relative[1], 11)
     keeping.gone(cache_key("/" + relative[1]))  # replaced then removed, seen
     keeping.gone(cache_key("/" + unseen[1]))  # removed, not seen yet
-    publish(store, keeping, "/new/folder/n.bin", 13)  # new folder
-    publish(store, keeping, f"/{relative[2].split('/')[0]}/late.bin", 17)
-    publish(store, keeping, f"/{unseen[2].split('/')[0]}/early.bin", 19)
+    assert publish(store, keeping, "/new/folder/n.bin", 13)  # new folder
+    assert publish(store, keeping, f"/{relative[2].split('/')[0]}/late.bin", 17)
+    assert publish(store, keeping, f"/{unseen[2].split('/')[0]}/early.bin", 19)
     victim = next(entry for entry in seen if entry.path.endswith(relative[3]))
     assert cull.remove(store.root, [victim], usage).files == 1
+    newer = next(entry for entry in seen if entry.path.endswith(relative[4]))
+    assert publish(store, keeping, "/" + relative[4], 21)
+    assert cull.remove(store.root, [newer], usage).files == 0  # not the one chosen
+    assert os.path.getsize(newer.path) == 21
     rest = list(walk)
     totals = (len(seen) + len(rest), sum(e.size for e in seen + rest))
     assert totals != disk(root)  # the scan alone would be wrong
@@ -258,7 +265,7 @@ def test_changes_on_both_sides_of_a_running_scan_are_merged(tmp_path: Path):
     )
     assert usage.totals() == disk(root)
     assert usage.counted
-    publish(store, keeping, "/" + relative[4], 23)  # after the scan: deltas
+    assert publish(store, keeping, "/" + relative[5], 23)  # after the scan: deltas
     keeping.gone(cache_key("/" + unseen[3]))
     assert usage.totals() == disk(root)
 
@@ -270,19 +277,19 @@ def test_eviction_passes_racing_publishes_and_removals_end_equal_to_the_disk(
     thread replaces, creates and removes files, some of them the pass's
     victims: after each pass the count is the disk's."""
     root = tmp_path / "cache"
-    paths = build_cache(root, folders=20, files=50)
+    paths = build_cache(root, folders=12, files=40)
     store, keeping, usage = make_store(root)
     cull.cull(store.root, usage=usage)
     assert usage.totals() == disk(root)
     chance = random.Random(23)
     during = 0
-    for round_ in range(4):
+    for round_ in range(3):
         done = threading.Event()
         changes = 0
 
-        def evict(round_: int = round_) -> None:
+        def evict(done: threading.Event = done, bound: int = 60_000 - round_ * 10_000):
             try:
-                cull.cull(store.root, usage=usage, max_size=60_000 - round_ * 10_000)
+                cull.cull(store.root, usage=usage, max_size=bound)
             finally:
                 done.set()
 
