@@ -71,7 +71,7 @@ def assert_equal_to_disk(proxy: Proxy, step: str) -> None:
 
     # A client may have its last byte a moment before the file is published,
     # and eviction runs in a worker thread: wait for the count to settle.
-    assert wait_until(equal, timeout=5), (step, reported(proxy), disk(proxy.cache))
+    assert wait_until(equal), (step, reported(proxy), disk(proxy.cache))
 
 
 def put(root: Path, path: str, data: bytes, mtime: float | None = None) -> None:
