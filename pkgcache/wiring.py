@@ -4,8 +4,10 @@ them all.
 Store, upstream client, download registry, repositories, evictor, metrics
 and the HTTP application are made here from one ``LiveSettings``, and the
 listeners that tie them together (a download that begins makes room, one
-that is published counts as stored, an eviction is counted, the log level
-follows reloads) are attached here, so no part reaches into another.
+that is published is indexed and counted, an eviction is counted, the log
+level follows reloads) are attached here, so no part reaches into another.
+The store and the evictor share one ``CacheUsage``, the only count of
+what the cache holds.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def build(settings: Settings) -> Parts:
     clock = Clock.from_environment()
     metrics = Metrics()
     usage = CacheUsage()
-    store = CacheStore(settings.cache)
+    store = CacheStore(settings.cache, usage)
     transport = CurlTransport(max_clients=settings.upstream_connections)
     upstream = Upstream(live, transport, on_attempt=metrics.fetch_done)
     meta = MetaStore(store.root)
@@ -111,8 +113,6 @@ def build(settings: Settings) -> Parts:
             evictor.make_room(size, store.final_path(download.key))
 
     def count_stored(download: Download) -> None:
-        if download.published:
-            usage.stored(download.received)
         metrics.downloaded(download.plan.repository, download.received)
         count_digest(download)
 

@@ -7,9 +7,10 @@ reload that sets, changes or clears the bounds reschedules them) and when a
 download of known size would cross a bound: room is made while the download
 streams, so it is stored into space already freed. Whether it would is
 told without a scan: from the count below and the file system's free
-space. The first pass also counts the cache for ``CacheUsage``, which
-publishes and evictions keep up to date without touching the disk;
-eviction decides from that count.
+space. Every pass (the first at start-up) counts the cache for
+``CacheUsage``, merged with what is published while it runs, and makes
+its removals through it; publishes and removals keep the count between
+passes. ``max_age`` counts back from the daemon's clock.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class Evictor:
     async def _pass(self, reserve: int, path: str | None) -> None:
         settings = self.live.current
         protected = self.protected()
+        now = self.clock.now()
         log.debug("scanning the cache (making room for %d bytes)", reserve)
         try:
             result, _victims = await IOLoop.current().run_in_executor(
@@ -146,12 +148,13 @@ class Evictor:
                     reserve=reserve,
                     reserved_path=path,
                     protected=protected,
+                    usage=self.usage,
+                    now=now,
                 ),
             )
         except Exception:
             log.exception("eviction pass failed")
         else:
-            self.usage.scanned(result.scanned_files, result.scanned_bytes)
             self.last_pass = EvictionPass(
                 self.clock.now(),
                 result.files,
@@ -160,7 +163,6 @@ class Evictor:
                 result.scanned_bytes,
             )
             if result.files:
-                self.usage.evicted(result.files, result.bytes)
                 if self.on_evicted is not None:
                     self.on_evicted(result)
                 log.warning("evicted %s", result)
