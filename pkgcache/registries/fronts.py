@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from pkgcache.digests.book import DigestBook
+from pkgcache.fetching.inflight import Downloads
 from pkgcache.registries import pypi
+from pkgcache.registries.cargo import CargoFront
 from pkgcache.registries.links import ForeignHosts
 from pkgcache.registries.npm import NpmFront
 from pkgcache.registries.targets import Resolution
@@ -14,20 +16,27 @@ from pkgcache.repositories.rules import Repository
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.paths import RequestPath
 
-KINDS = ("pypi", "npm")
+KINDS = ("pypi", "npm", "cargo")
 
 
 class Fronts:
-    def __init__(self, store: CacheStore, digests: DigestBook) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        digests: DigestBook,
+        downloads: Downloads | None = None,
+    ) -> None:
         """``store``: the cache, where npm reads its stored documents to
         find where their tarballs live; ``digests``: filled with what the
-        indexes say their files hash to. The hosts whose links are left
-        as they are (``ForeignHosts``) are logged once per daemon, by
-        every front."""
+        indexes say their files hash to; ``downloads``: where cargo
+        fetches the index file a ``.crate`` needs. The hosts whose links
+        are left as they are (``ForeignHosts``) are logged once per
+        daemon, by every front."""
         self.foreign = ForeignHosts()
         self.npm = NpmFront(store, digests, self.foreign)
         self.pypi_pages = pypi.PageDigests(digests)
         self.digests = digests
+        self.cargo = CargoFront(store, digests, downloads)
 
     def resolve(
         self,
@@ -48,4 +57,6 @@ class Fronts:
             )
         if kind == "npm":
             return self.npm.resolve(repository, path, headers, query, public_base)
+        if kind == "cargo":
+            return self.cargo.resolve(repository, path, public_base)
         return None

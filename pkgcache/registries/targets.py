@@ -55,6 +55,10 @@ class Target:
     private: bool = False
     #: Answer with the upstream's Content-Type (a passed-through page).
     upstream_type: bool = False
+    #: Awaited on a miss before the download starts (neither stored nor
+    #: in flight): cargo reads or fetches the index file that names a
+    #: ``.crate``'s cksum. A ``Refusal`` is the answer instead.
+    before: Callable[[], Awaitable[Refusal | None]] | None = None
 
     @functools.cached_property
     def route(self) -> Route:
