@@ -27,7 +27,11 @@ def find_cargo() -> str | None:
     found = shutil.which("cargo")
     if found:
         return found
-    homes = [os.environ.get("CARGO_HOME"), os.path.expanduser("~/.cargo"), "/root/.cargo"]
+    homes = [
+        os.environ.get("CARGO_HOME"),
+        os.path.expanduser("~/.cargo"),
+        "/root/.cargo",
+    ]
     for home in homes:
         if home and os.access(os.path.join(home, "bin", "cargo"), os.X_OK):
             return os.path.join(home, "bin", "cargo")
@@ -91,20 +95,22 @@ def make_crate(name: str, version: str, deps: dict[str, str] | None = None) -> C
     manifest = (
         f'[package]\nname = "{name}"\nversion = "{version}"\nedition = "2021"\n'
         f'description = "a crate of the package-cache tests"\nlicense = "MIT"\n\n'
-        f"[lib]\npath = \"src/lib.rs\"\n\n[dependencies]\n{lines}\n"
+        f'[lib]\npath = "src/lib.rs"\n\n[dependencies]\n{lines}\n'
     )
     added = "".join(f" + {rust_name(dep)}::value()" for dep in deps)
     source = f"pub fn value() -> u32 {{ 1{added} }}\n"
     files = {"Cargo.toml": manifest.encode(), "src/lib.rs": source.encode()}
     buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed:
-        with tarfile.open(fileobj=packed, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for path, content in files.items():
-                info = tarfile.TarInfo(f"{name}-{version}/{path}")
-                info.size = len(content)
-                info.mtime = 1_700_000_000
-                info.mode = 0o644
-                tar.addfile(info, io.BytesIO(content))
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed,
+        tarfile.open(fileobj=packed, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+    ):
+        for path, content in files.items():
+            info = tarfile.TarInfo(f"{name}-{version}/{path}")
+            info.size = len(content)
+            info.mtime = 1_700_000_000
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(content))
     return Crate(name, version, deps, buffer.getvalue())
 
 
@@ -142,7 +148,9 @@ class SparseRegistry(StaticOrigin):
     def dl_template(self) -> str:
         return self.url + "/crates/{crate}/{crate}-{version}.crate"
 
-    def publish(self, crate: Crate, cksum: str | None = None, data: bytes | None = None) -> None:
+    def publish(
+        self, crate: Crate, cksum: str | None = None, data: bytes | None = None
+    ) -> None:
         """Add ``crate``'s line to its index file and its ``.crate``;
         ``cksum`` / ``data``: an index line or file that disagree."""
         index = self.root / "index" / index_path(crate.name)
