@@ -206,6 +206,16 @@ def test_twenty_clients_of_one_crate_make_one_upstream_request(
     assert proxy.cached(f"/crates/pk/gc/{A}").exists()
     assert "verified=sha256" in proxy.log()
 
+    # package-cache verify checks the .crate against its index file's
+    # cksum (a file of another size: its own record no longer applies).
+    proxy.stop()
+    command = ("verify", "--config", str(proxy.config), "--cache", str(proxy.cache))
+    assert run_cli(*command).returncode == 0
+    proxy.cached(crate.cache_path).write_bytes(crate.data + b"x")
+    found = run_cli(*command)
+    assert found.returncode == 1, found
+    assert crate.file in found.stdout + found.stderr
+
 
 def test_a_crate_its_index_does_not_list_is_404_and_never_fetched(
     registry, crates, make_proxy
