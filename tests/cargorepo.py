@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import shutil
 import subprocess
 import tarfile
@@ -88,8 +89,12 @@ def rust_name(name: str) -> str:
     return name.replace("-", "_")
 
 
-def make_crate(name: str, version: str, deps: dict[str, str] | None = None) -> Crate:
-    """A library crate whose ``value()`` adds its dependencies' values."""
+def make_crate(
+    name: str, version: str, deps: dict[str, str] | None = None, payload: int = 0
+) -> Crate:
+    """A library crate whose ``value()`` adds its dependencies' values;
+    ``payload``: bytes of incompressible data in it besides (a bigger
+    crate, for the benchmark)."""
     deps = deps or {}
     lines = "\n".join(f'{dep} = "{req}"' for dep, req in deps.items())
     manifest = (
@@ -100,6 +105,8 @@ def make_crate(name: str, version: str, deps: dict[str, str] | None = None) -> C
     added = "".join(f" + {rust_name(dep)}::value()" for dep in deps)
     source = f"pub fn value() -> u32 {{ 1{added} }}\n"
     files = {"Cargo.toml": manifest.encode(), "src/lib.rs": source.encode()}
+    if payload:
+        files["data.bin"] = random.Random(f"{name}-{version}").randbytes(payload)
     buffer = io.BytesIO()
     with (
         gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed,
