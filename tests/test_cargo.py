@@ -228,8 +228,17 @@ def test_a_crate_its_index_does_not_list_is_404_and_never_fetched(
     assert proxy.request("/crates/files/nosuch/nosuch-1.0.0.crate").status == 404
     assert registry.requests[f"/crates/q/{unlisted.file}"] == 0
     assert not proxy.cached(unlisted.cache_path).exists()
-    # Listed: fetched and checked.
+    assert registry.requests["/index/1/q"] == 1
+    # Other unlisted versions: the index is not asked again within fresh_for.
+    for version in ("9.9.8", "9.9.7"):
+        assert proxy.request(f"/crates/files/q/q-{version}.crate").status == 404
+    assert registry.requests["/index/1/q"] == 1
+    proxy.advance(FRESH_FOR + 1)
+    assert proxy.request(unlisted.cache_path).status == 404
+    assert registry.requests["/index/1/q"] == 2
+    # Listed: fetched and checked, the stored index file read.
     assert proxy.request(crates["q"].cache_path).status == 200
+    assert registry.requests["/index/1/q"] == 2
 
 
 def test_after_a_restart_a_crate_is_checked_against_the_stored_index(

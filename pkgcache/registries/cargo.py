@@ -25,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable
 
 from tornado.ioloop import IOLoop
 
+from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook, Table, prepared
 from pkgcache.digests.values import Digest, from_hex
 from pkgcache.fetching.finishing import Rewrite, Verify
@@ -61,6 +63,9 @@ INDEX_TYPE = "text/plain; charset=utf-8"
 #: Stored index files remembered as learnt; forgotten all at once past
 #: this (learning again is harmless).
 LEARNT_REMEMBERED = 100_000
+#: Index files remembered as fetched for a ``.crate`` they did not list;
+#: the oldest forgotten first past this.
+ASKED_REMEMBERED = 10_000
 
 
 def cksums(
@@ -84,15 +89,24 @@ class CargoFront:
     ``.crate`` whose cksum it does not know (``_vouched``)."""
 
     def __init__(
-        self, store: CacheStore, digests: DigestBook, downloads: Downloads | None
+        self,
+        store: CacheStore,
+        digests: DigestBook,
+        downloads: Downloads | None,
+        clock: Clock | None = None,
     ) -> None:
         """``store``: where stored index files are read; ``digests``: where
         the cksums go, for the ``.crate`` downloads to check;
         ``downloads``: where an index file a ``.crate`` needs is fetched
-        (None: only stored index files are read)."""
+        (None: only stored index files are read); ``clock``: when an
+        index file was fetched, so that ``.crate`` files it does not list
+        do not fetch it again within ``fresh_for``."""
         self.store = store
         self.book = digests
         self.downloads = downloads
+        self.clock = clock or Clock()
+        #: Index files fetched for a ``.crate`` they did not list: when.
+        self._asked: OrderedDict[CacheKey, float] = OrderedDict()
         self._learnt: set[object] = set()
         self._learning: set[object] = set()
         #: Stored index files being read for a ``.crate``, by key.
@@ -207,7 +221,11 @@ class CargoFront:
         """Before a ``.crate`` is fetched: make sure its cksum is known,
         from the stored index file, else from the index file fetched
         (through the download registry, so it is stored and shared).
-        A refusal when the index does not list it or cannot be reached."""
+        A refusal when the index does not list it or cannot be reached.
+        An index file fetched for a version it did not list is not asked
+        again for another within ``fresh_for``: a client asking for
+        versions that do not exist costs one upstream request per
+        ``fresh_for``, not one each."""
         if self.book.get(key):
             return None
         index = self._index(repository, name)
@@ -216,6 +234,10 @@ class CargoFront:
             return None
         if repository.mode is NetworkMode.OFFLINE or self.downloads is None:
             return None  # nothing can be fetched: the request choice answers
+        asked = self._asked.get(index.key)
+        fresh_for = repository.settings.fresh_for
+        if asked is not None and self.clock.monotonic() - asked < fresh_for:
+            return Refusal(404, f"the index of {name} does not list {version}")
         download = self.downloads.get(index.key)
         if download is None:
             document = index.document
@@ -238,6 +260,10 @@ class CargoFront:
         if result is not None and result.outcome is Outcome.NOT_FOUND:
             return Refusal(404, f"the index has no crate {name}")
         if download.complete or download.not_modified:
+            self._asked[index.key] = self.clock.monotonic()
+            self._asked.move_to_end(index.key)
+            while len(self._asked) > ASKED_REMEMBERED:
+                self._asked.popitem(last=False)
             return Refusal(404, f"the index of {name} does not list {version}")
         detail = result.detail if result is not None else "no answer"
         log.warning(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
 from pkgcache.fetching.inflight import Downloads
 from pkgcache.registries import pypi
@@ -25,18 +26,19 @@ class Fronts:
         store: CacheStore,
         digests: DigestBook,
         downloads: Downloads | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """``store``: the cache, where npm reads its stored documents to
         find where their tarballs live; ``digests``: filled with what the
-        indexes say their files hash to; ``downloads``: where cargo
-        fetches the index file a ``.crate`` needs. The hosts whose links
-        are left as they are (``ForeignHosts``) are logged once per
-        daemon, by every front."""
+        indexes say their files hash to; ``downloads`` and ``clock``:
+        where and when cargo fetches the index file a ``.crate`` needs.
+        The hosts whose links are left as they are (``ForeignHosts``) are
+        logged once per daemon, by every front."""
         self.foreign = ForeignHosts()
         self.npm = NpmFront(store, digests, self.foreign)
         self.pypi_pages = pypi.PageDigests(digests)
         self.digests = digests
-        self.cargo = CargoFront(store, digests, downloads)
+        self.cargo = CargoFront(store, digests, downloads, clock)
 
     def resolve(
         self,
