@@ -10,6 +10,7 @@ from pkgcache.digests.book import DigestBook
 from pkgcache.fetching.inflight import Downloads
 from pkgcache.registries import pypi
 from pkgcache.registries.cargo import CargoFront
+from pkgcache.registries.golang import GoFront
 from pkgcache.registries.links import ForeignHosts
 from pkgcache.registries.npm import NpmFront
 from pkgcache.registries.targets import Resolution
@@ -17,7 +18,7 @@ from pkgcache.repositories.rules import Repository
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.paths import RequestPath
 
-KINDS = ("pypi", "npm", "cargo")
+KINDS = ("pypi", "npm", "go", "cargo")
 
 
 class Fronts:
@@ -30,14 +31,16 @@ class Fronts:
     ) -> None:
         """``store``: the cache, where npm reads its stored documents to
         find where their tarballs live; ``digests``: filled with what the
-        indexes say their files hash to; ``downloads`` and ``clock``:
-        where and when cargo fetches the index file a ``.crate`` needs.
-        The hosts whose links are left as they are (``ForeignHosts``) are
-        logged once per daemon, by every front."""
+        indexes say their files hash to. The hosts whose links are left
+        as they are (``ForeignHosts``) are logged once per daemon, by
+        every front. ``downloads``: where Go fetches lookup records
+        through the cache (None: Go modules go unchecked), and cargo the
+        index file a ``.crate`` needs; ``clock``: when cargo fetched it."""
         self.foreign = ForeignHosts()
         self.npm = NpmFront(store, digests, self.foreign)
         self.pypi_pages = pypi.PageDigests(digests)
         self.digests = digests
+        self.go = GoFront(store, downloads)
         self.cargo = CargoFront(store, digests, downloads, clock)
 
     def resolve(
@@ -59,6 +62,8 @@ class Fronts:
             )
         if kind == "npm":
             return self.npm.resolve(repository, path, headers, query, public_base)
+        if kind == "go":
+            return self.go.resolve(repository, path)
         if kind == "cargo":
             return self.cargo.resolve(repository, path, public_base)
         return None

@@ -4,10 +4,11 @@ Used by ``package-cache cull`` (cron, systemd timer; its flags are
 ``cli.py``'s) and by the daemon's own eviction (``eviction.py``), which
 runs it in a worker thread. Problems are logged, never printed: inside the
 daemon they go wherever its log goes (syslog included). Rules: the
-private partial and validator folders are never entered, symlinks are
-neither followed nor removed, folders left empty are removed (never the
-root), and removing a file that a client is reading is safe: the client
-keeps its open file and the next request is a fresh miss.
+private partial and validator folders and the lock file (``lock.py``)
+are never entered or counted, symlinks are neither followed nor removed,
+folders left empty are removed (never the root), and removing a file
+that a client is reading is safe: the client keeps its open file and the
+next request is a fresh miss.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pkgcache.store.cache import PARTIAL_FOLDER
 from pkgcache.store.meta import META_FOLDER
 
 log = logging.getLogger("pkgcache.cull")
@@ -48,7 +48,10 @@ class CullResult:
 
 
 def scan(root: str) -> Iterator[CachedEntry]:
-    """Every regular file under ``root``, without following symlinks."""
+    """Every regular file under ``root``, without following symlinks, and
+    nothing under a dot-named entry of the root: those are the daemon's
+    own (``.partial``, ``.meta``, a lock or state file), never a cached
+    file, since ``paths.py`` refuses dot names in requests."""
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -57,7 +60,7 @@ def scan(root: str) -> Iterator[CachedEntry]:
         except OSError:
             continue
         for entry in entries:
-            if folder == root and entry.name in (PARTIAL_FOLDER, META_FOLDER):
+            if folder == root and entry.name.startswith("."):
                 continue
             try:
                 result = entry.stat(follow_symlinks=False)
@@ -149,19 +152,24 @@ def cull(
     dry_run: bool = False,
     reserve: int = 0,
     reserved_path: str | None = None,
+    protected: frozenset[str] = frozenset(),
 ) -> tuple[CullResult, list[CachedEntry]]:
     """Scan, choose and (unless ``dry_run``) remove. Blocking: the daemon
     runs it in a worker thread. With no bound given it only counts.
 
     ``reserve`` bytes are about to be stored at ``reserved_path``: room is
     made for them, unless the scan found that file already stored.
+    ``protected`` files are never chosen (what prefetch fetched, until a
+    client had the chance to use it).
     """
     root = os.path.realpath(root)
     entries = list(scan(root))
     if reserved_path is not None and any(e.path == reserved_path for e in entries):
         reserve = 0
     victims = choose(
-        entries,
+        [entry for entry in entries if entry.path not in protected]
+        if protected
+        else entries,
         older_than=older_than,
         max_size=None if max_size is None else max(0, max_size - reserve),
         min_free=None if min_free is None else min_free + reserve,
