@@ -42,7 +42,7 @@ _REPOSITORY_KEYS = (
 PREFETCH_KINDS = ("debian", "arch", "rpm", "alpine", "pypi", "npm")
 #: Kinds whose paths are a registry's API, not files (``registries/``):
 #: their own rules decide, and ``rules`` are refused.
-_REGISTRY_KINDS = ("pypi", "npm", "go")
+_REGISTRY_KINDS = ("pypi", "npm", "go", "cargo")
 _REPOSITORY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 #: A repository's durations may be 0 (fresh_for 0: revalidate every time).
 _REPOSITORY_DURATION_MAX = 36500 * DAY
@@ -78,14 +78,18 @@ def repository(index: int, table: Any) -> RepositorySettings:
         )
     sources = _url_list(where, "sources", table.get("sources"), required=True)
     file_sources = _url_list(where, "file_sources", table.get("file_sources", []))
-    if file_sources and kind not in ("pypi", "npm"):
-        raise ConfigError(f"{where}: file_sources is for kind pypi or npm only")
+    if file_sources and kind not in ("pypi", "npm", "cargo"):
+        raise ConfigError(f"{where}: file_sources is for kind pypi, npm or cargo only")
+    if kind == "cargo" and not file_sources:
+        raise ConfigError(
+            f"{where}: kind cargo needs file_sources: the upstream config.json's dl"
+        )
     if "rules" in table and kind in _REGISTRY_KINDS:
         raise ConfigError(f"{where}: kind {kind} has fixed rules; remove 'rules'")
     public_url = table.get("public_url")
     if public_url is not None:
-        if kind != "npm":
-            raise ConfigError(f"{where}: public_url is for kind npm only")
+        if kind not in ("npm", "cargo"):
+            raise ConfigError(f"{where}: public_url is for kind npm or cargo only")
         if not isinstance(public_url, str):
             raise ConfigError(f"{where}: public_url must be a URL")
         public_url = checked(f"{where}: public_url", normalize_source, public_url)

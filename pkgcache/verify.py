@@ -5,7 +5,8 @@ A file's digests come from its path (apt ``by-hash``, rpm ``repodata``
 names), from the digest it matched when it arrived (``CACHE/.meta``,
 believed while the file is the same inode of the same size: corruption
 in place changes neither), and from the indexes stored beside it (apt
-``Packages``, Arch ``.db``, PyPI pages, npm documents), found through the
+``Packages``, Arch ``.db``, PyPI pages, npm documents, cargo index
+files), found through the
 repositories of ``--config`` (without one, every file is taken as
 generic, and only the path and the record count). Every known digest
 is checked (one pass, a hash per algorithm); a PyPI page counts only for
@@ -20,9 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pkgcache.digests.indexer import index_entries, is_index
-from pkgcache.digests.indexes import IndexRefused
 from pkgcache.digests.learnt import from_path
 from pkgcache.digests.values import Digest, from_hex, preferred
+from pkgcache.registries.cargo import cksums
+from pkgcache.registries.cargoindex import index_name
 from pkgcache.registries.links import Bases
 from pkgcache.registries.npmdocuments import dist_digests
 from pkgcache.registries.pypi import vouched
@@ -130,7 +132,9 @@ def _index_digests(
                 tuple(dict.fromkeys((*repo.sources, *repo.file_sources))), repo.prefix
             )
             return dist_digests(_read(path), package, prefix, bases)
-    except (OSError, IndexRefused):
+        if kind == "cargo" and index_name(below) is not None:
+            return cksums(_read(path), name, prefix)
+    except (OSError, ValueError):
         return []
     return []
 

@@ -170,7 +170,7 @@ def build(settings: Settings) -> Parts:
         upstream=upstream,
         downloads=downloads,
         repositories=repositories,
-        fronts=Fronts(store, digests, downloads),
+        fronts=Fronts(store, digests, downloads, clock),
         digests=digests,
         small_files=SmallFiles(),
         meta=meta,

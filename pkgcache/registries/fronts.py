@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
 from pkgcache.fetching.inflight import Downloads
 from pkgcache.registries import pypi
+from pkgcache.registries.cargo import CargoFront
 from pkgcache.registries.golang import GoFront
 from pkgcache.registries.links import ForeignHosts
 from pkgcache.registries.npm import NpmFront
@@ -16,7 +18,7 @@ from pkgcache.repositories.rules import Repository
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.paths import RequestPath
 
-KINDS = ("pypi", "npm", "go")
+KINDS = ("pypi", "npm", "go", "cargo")
 
 
 class Fronts:
@@ -25,18 +27,21 @@ class Fronts:
         store: CacheStore,
         digests: DigestBook,
         downloads: Downloads | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """``store``: the cache, where npm reads its stored documents to
         find where their tarballs live; ``digests``: filled with what the
         indexes say their files hash to. The hosts whose links are left
         as they are (``ForeignHosts``) are logged once per daemon, by
         every front. ``downloads``: where Go fetches lookup records
-        through the cache (None: Go modules go unchecked)."""
+        through the cache (None: Go modules go unchecked), and cargo the
+        index file a ``.crate`` needs; ``clock``: when cargo fetched it."""
         self.foreign = ForeignHosts()
         self.npm = NpmFront(store, digests, self.foreign)
         self.pypi_pages = pypi.PageDigests(digests)
         self.digests = digests
         self.go = GoFront(store, downloads)
+        self.cargo = CargoFront(store, digests, downloads, clock)
 
     def resolve(
         self,
@@ -59,4 +64,6 @@ class Fronts:
             return self.npm.resolve(repository, path, headers, query, public_base)
         if kind == "go":
             return self.go.resolve(repository, path)
+        if kind == "cargo":
+            return self.cargo.resolve(repository, path, public_base)
         return None

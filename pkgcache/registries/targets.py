@@ -59,6 +59,10 @@ class Target:
     #: Finishing steps of the front's own after the digest check (Go:
     #: the ``h1:`` of a module zip against its checksum database).
     checks: tuple[Step, ...] = ()
+    #: Awaited on a miss before the download starts (neither stored nor
+    #: in flight): cargo reads or fetches the index file that names a
+    #: ``.crate``'s cksum. A ``Refusal`` is the answer instead.
+    before: Callable[[], Awaitable[Refusal | None]] | None = None
 
     @functools.cached_property
     def route(self) -> Route:

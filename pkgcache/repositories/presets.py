@@ -72,6 +72,7 @@ PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
     "pypi": (),
     "npm": (),
     "go": (),
+    "cargo": (),
     "alpine": (
         ("**/APKINDEX.tar.gz", VOLATILE),
         ("**/last-updated", VOLATILE),

@@ -117,6 +117,14 @@ class CacheHandler(Answering):
             return
         download = None if target.private else self.context.downloads.get(target.key)
         cached = self._lookup_for(target)
+        if target.before is not None and cached is None and download is None:
+            refusal = await target.before()
+            if refusal is not None:
+                failed = refusal.status >= 500
+                self.result = Result.ERROR if failed else Result.REFUSED
+                raise HTTPError(refusal.status, "%s", refusal.reason)
+            download = self.context.downloads.get(target.key)
+            cached = self._lookup_for(target)
         choice = self._choose(target, cached, download)
         self.result = choice.result
         await self._carry_out(choice, target, cached, download)
