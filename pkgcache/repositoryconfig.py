@@ -39,7 +39,7 @@ _REPOSITORY_KEYS = (
 )
 #: Kinds whose indexes name newer versions of what clients downloaded
 #: (``prefetch/``): the others have nothing to prefetch from.
-PREFETCH_KINDS = ("debian", "arch", "rpm", "alpine", "pypi", "npm")
+PREFETCH_KINDS = ("debian", "arch", "rpm", "alpine", "pypi", "npm", "go", "cargo")
 #: Kinds whose paths are a registry's API, not files (``registries/``):
 #: their own rules decide, and ``rules`` are refused.
 _REGISTRY_KINDS = ("pypi", "npm", "go", "cargo")

@@ -376,3 +376,89 @@ def test_with_the_origin_down_a_pass_gives_up_and_nothing_served_changes(
     assert (tmp_path / "got-b" / old.filename).read_bytes() == repo.file(
         old
     ).read_bytes()
+
+
+# go and cargo: the newest version in @v/list, and in the index file -------
+
+
+def test_go_a_pass_fetches_the_newest_module_version(
+    tmp_path: Path, make_proxy: Any
+) -> None:
+    from tests.gorepo import GoRepo, Module
+
+    repo = GoRepo(tmp_path / "goproxy")
+    module = "example.com/pkgcache/prefetched"
+    repo.publish(Module(module, "v1.0.0", {"p.go": b"package prefetched\n"}))
+    origin = StaticOrigin(repo.root).start()
+    try:
+        proxy = make_proxy(
+            [],
+            repository=[
+                {
+                    "name": "go",
+                    "prefix": "/go/",
+                    "kind": "go",
+                    "sources": [origin.url + "/proxy"],
+                    "sumdb": origin.url + "/sumdb",
+                    "fresh_for": FRESH_FOR,
+                }
+            ],
+        )
+        base = f"/go/{module}/@v/"
+        for name in ("list", "v1.0.0.info", "v1.0.0.mod", "v1.0.0.zip"):
+            assert proxy.request(base + name).status == 200
+        repo.publish(Module(module, "v1.1.0", {"p.go": b"package prefetched // 2\n"}))
+        proxy.advance(FRESH_FOR + 1)
+        report = wait_for_pass(proxy, "go", after=start_pass(proxy, "go"))
+        assert report["files"].get("fetched") == 3, report  # .info .mod .zip
+        zip_path = f"/proxy/{module}/@v/v1.1.0.zip"
+        assert origin.requests[zip_path] == 1
+        answer = proxy.request(base + "v1.1.0.zip")
+        assert answer.status == 200
+        assert answer.headers["X-Package-Cache"] == "hit"
+        assert origin.requests[zip_path] == 1
+    finally:
+        origin.stop()
+
+
+def test_cargo_a_pass_fetches_the_newest_crate_checked_against_its_index(
+    tmp_path: Path, make_proxy: Any
+) -> None:
+    from tests.cargorepo import SparseRegistry, make_crate
+
+    registry = SparseRegistry(tmp_path / "registry").start()
+    try:
+        old, new = make_crate("prefetchme", "1.0.0"), make_crate("prefetchme", "1.1.0")
+        yanked = make_crate("prefetchme", "1.2.0")
+        registry.publish(old)
+        proxy = make_proxy(
+            [],
+            repository=[
+                {
+                    "name": "crates",
+                    "prefix": "/crates/",
+                    "kind": "cargo",
+                    "sources": [registry.index_url],
+                    "file_sources": [registry.dl_template],
+                    "fresh_for": FRESH_FOR,
+                }
+            ],
+        )
+        assert proxy.request(old.cache_path).body == old.data
+        registry.publish(new)
+        registry.publish(yanked)
+        index = registry.root / "index" / "pr" / "ef" / "prefetchme"
+        lines = index.read_text().splitlines()
+        lines[-1] = lines[-1].replace('"yanked": false', '"yanked": true')
+        index.write_text("\n".join(lines) + "\n")
+        proxy.advance(FRESH_FOR + 1)
+        report = wait_for_pass(proxy, "crates", after=start_pass(proxy, "crates"))
+        assert report["files"].get("fetched") == 1, report
+        assert registry.count(new.file) == 1
+        assert registry.count(yanked.file) == 0  # yanked: never prefetched
+        answer = proxy.request(new.cache_path)
+        assert answer.body == new.data
+        assert answer.headers["X-Package-Cache"] == "hit"
+        assert registry.count(new.file) == 1
+    finally:
+        registry.stop()

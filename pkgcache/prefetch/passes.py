@@ -37,8 +37,10 @@ from pkgcache.observe.demand import Demand
 from pkgcache.observe.metrics import Metrics
 from pkgcache.prefetch.alpine import AlpineFinder
 from pkgcache.prefetch.arch import ArchFinder
+from pkgcache.prefetch.cargo import CargoFinder
 from pkgcache.prefetch.debian import DebianFinder
 from pkgcache.prefetch.finders import Finder, IndexRead, Wanted
+from pkgcache.prefetch.golang import GoFinder
 from pkgcache.prefetch.npm import NpmFinder
 from pkgcache.prefetch.pypi import PypiFinder
 from pkgcache.prefetch.rpm import RpmFinder
@@ -63,6 +65,8 @@ FINDERS: dict[str, Callable[[str], Finder]] = {
     "alpine": AlpineFinder,
     "pypi": PypiFinder,
     "npm": NpmFinder,
+    "go": GoFinder,
+    "cargo": CargoFinder,
 }
 
 
