@@ -47,6 +47,7 @@ def room_for_clients() -> None:
 
 
 @pytest.mark.usefixtures("room_for_clients")
+@pytest.mark.serial
 def test_out_of_descriptors_pauses_accepting_and_recovers(origin, make_proxy):
     proxy: Proxy = make_proxy([origin.source("ok")], nofile=NOFILE)
     assert proxy.process is not None

@@ -130,6 +130,7 @@ def test_an_index_digest_is_checked_beside_the_headers_and_recorded_over_them(
 # Big and hostile indexes ---------------------------------------------------
 
 
+@pytest.mark.serial
 def test_a_small_packages_gz_unpacking_to_a_huge_index_costs_no_memory(
     tmp_path: Path, make_proxy: Any
 ) -> None:
@@ -153,6 +154,7 @@ def test_a_small_packages_gz_unpacking_to_a_huge_index_costs_no_memory(
         mirror.stop()
 
 
+@pytest.mark.serial
 def test_health_answers_within_100_ms_while_a_400k_file_index_is_read(
     tmp_path: Path, make_proxy: Any
 ) -> None:
@@ -209,6 +211,7 @@ def test_health_answers_within_100_ms_while_a_400k_file_index_is_read(
         mirror.stop()
 
 
+@pytest.mark.serial
 def test_an_arch_database_is_read_member_by_member(
     digest_origin: DigestOrigin, make_proxy: Any
 ) -> None:

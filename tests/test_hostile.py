@@ -118,6 +118,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+@pytest.mark.serial
 def test_a_thousand_concurrent_connections(origin, make_proxy):
     """Load: 1000 connections at once, hits, joins and distinct misses."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

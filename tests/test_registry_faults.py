@@ -136,6 +136,7 @@ def test_a_page_of_newlines_is_rewritten_in_memory_near_its_size(
     assert growth < 8 * 16 * 1024, f"peak RSS grew by {growth} KiB"
 
 
+@pytest.mark.serial
 def test_health_answers_while_tarballs_missing_from_a_big_stored_document_are_asked(
     upstream: ScriptedOrigin, make_proxy: Any
 ) -> None:
