@@ -128,6 +128,9 @@ def build(settings: Settings) -> Parts:
     downloads.on_begin.append(make_room)
     downloads.on_end.append(count_stored)
     live.on_change(lambda _old, new: set_verbosity(new))
+    fronts = Fronts(store, digests, downloads, repositories.rules_for)
+    if fronts.maven is not None:
+        downloads.on_end.append(fronts.maven.forget_disagreeing)
     in_flight = InFlight()
     metrics.track_requests(lambda: in_flight.count)
     context = ServingContext(
@@ -136,7 +139,7 @@ def build(settings: Settings) -> Parts:
         upstream=upstream,
         downloads=downloads,
         repositories=repositories,
-        fronts=Fronts(store, digests),
+        fronts=fronts,
         digests=digests,
         small_files=SmallFiles(),
         meta=meta,
