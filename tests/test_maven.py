@@ -254,9 +254,10 @@ def test_twenty_clients_of_one_jar_make_one_request_for_it_and_its_sidecar(
 )
 def test_bad_maven_config_exits_2_with_one_line(tmp_path: Path, setting, expected):
     conf = tmp_path / "bad.conf"
+    lines = setting.replace(", ", "\n")
     conf.write_text(
         'sources = []\nport = 0\n[[repository]]\nname = "central"\n'
-        f'prefix = "/maven2/"\nsources = ["http://a"]\n{setting.replace(", ", chr(10))}\n'
+        f'prefix = "/maven2/"\nsources = ["http://a"]\n{lines}\n'
     )
     result = run_cli("--config", str(conf))
     assert result.returncode == 2
