@@ -10,7 +10,9 @@ one test makes every ``mvn`` run; the others ask with plain HTTP."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,10 @@ from typing import Any
 
 import pytest
 
+from pkgcache.digests.sidecars import parse_sidecar
+from pkgcache.digests.values import Digest
+from pkgcache.settings import RepositorySettings
+from pkgcache.verify import Tally, Wrong, verify
 from tests.conftest import Proxy, wait_until
 from tests.mavenrepo import GROUP, MavenRepo, Mvn, debian_plugins, missing_tools
 from tests.static_origin import StaticOrigin
@@ -263,3 +269,50 @@ def test_bad_maven_config_exits_2_with_one_line(tmp_path: Path, setting, expecte
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+# -- pure and off-line ----------------------------------------------------
+
+DATA = b"demo jar bytes"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        hashlib.sha1(DATA).hexdigest(),
+        hashlib.sha1(DATA).hexdigest().upper() + "\n",
+        f"{hashlib.sha1(DATA).hexdigest()}  demo-1.0.jar\n",
+        f"demo-1.0.jar {hashlib.sha1(DATA).hexdigest()}",
+        f"SHA1 (demo-1.0.jar) = {hashlib.sha1(DATA).hexdigest()}\n",
+        "demo-1.0.jar: " + " ".join(re.findall("....", hashlib.sha1(DATA).hexdigest())),
+    ],
+)
+def test_a_sidecar_is_read_in_every_spelling_repositories_use(text: str):
+    digest = parse_sidecar("sha1", text.encode())
+    assert digest == Digest("sha1", hashlib.sha1(DATA).digest(), "sidecar")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"<html>not found</html>", b"ab" * 19, b"\xff" * 40, b"0" * 40 + b" " * 5000],
+)
+def test_a_sidecar_that_states_no_digest_is_none(data: bytes):
+    assert parse_sidecar("sha1", data) is None
+
+
+def test_verify_checks_a_stored_artifact_against_its_stored_sidecar(tmp_path: Path):
+    repository = RepositorySettings(
+        name="central", prefix=PREFIX, kind="maven", sources=("http://a",)
+    )
+    folder = tmp_path / "maven2/org/demo/demo/1.0"
+    folder.mkdir(parents=True)
+    (folder / "demo-1.0.jar").write_bytes(DATA)
+    (folder / "demo-1.0.jar.sha1").write_text(hashlib.sha1(b"other").hexdigest())
+    (folder / "demo-1.0.pom").write_bytes(DATA)
+    (folder / "demo-1.0.pom.sha512").write_text(hashlib.sha512(DATA).hexdigest())
+    found = list(verify(str(tmp_path), (repository,)))
+    wrong = [item for item in found if isinstance(item, Wrong)]
+    assert [Path(item.path).name for item in wrong] == ["demo-1.0.jar"]
+    assert wrong[0].expected.origin == "sidecar"
+    tally = found[-1]
+    assert isinstance(tally, Tally) and tally.checked == 2 and tally.wrong == 1
