@@ -163,15 +163,20 @@ class Mvn:
         self.settings = home / "settings.xml"
         # Central's snapshots are off in Maven's super POM: a profile turns
         # them on (the mirror still takes every request), as for Nexus.
+        # mvn's own checksum checks are off: they only warn, and they
+        # double its requests (the cache checks each artifact itself).
+        policy = "<enabled>true</enabled><checksumPolicy>ignore</checksumPolicy>"
         central = (
-            "<repository><id>central</id><url>http://central</url>"
-            "<releases><enabled>true</enabled></releases>"
-            "<snapshots><enabled>true</enabled></snapshots></repository>"
+            "<id>central</id><url>http://central</url>"
+            f"<releases>{policy}</releases><snapshots>{policy}</snapshots>"
         )
         self.settings.write_text(
             "<settings><mirrors><mirror><id>cache</id><mirrorOf>*</mirrorOf>"
             f"<url>{url}</url></mirror></mirrors><profiles><profile><id>cache</id>"
-            f"<repositories>{central}</repositories></profile></profiles>"
+            f"<repositories><repository>{central}</repository></repositories>"
+            "<pluginRepositories>"
+            f"<pluginRepository>{central}</pluginRepository>"
+            "</pluginRepositories></profile></profiles>"
             "<activeProfiles><activeProfile>cache</activeProfile></activeProfiles>"
             "</settings>\n"
         )

@@ -98,6 +98,7 @@ def plugins_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
+@pytest.mark.timeout(300)  # three JVMs, each a few seconds before its first request
 def test_mvn_resolves_through_the_cache_then_all_hits_then_with_origins_gone(
     artifacts, plugins_folder: Path, make_proxy, tmp_path: Path
 ):
