@@ -24,6 +24,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout",
+            "pytest-xdist",
             "ruff",
             "mypy",
             "build",

@@ -48,8 +48,8 @@ from pkgcache.serving.choice import (
 from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.output import ClientOutput
-from pkgcache.serving.pages import UpstreamFailure
-from pkgcache.serving.routing import Routed, route
+from pkgcache.serving.pages import Explained, UpstreamFailure
+from pkgcache.serving.routing import Routed, Unrouted, route
 from pkgcache.store.cache import CachedFile
 from pkgcache.store.meta import Validators
 
@@ -218,11 +218,26 @@ class CacheHandler(Answering):
             return None
         if isinstance(answer, Refusal):
             self.result = Result.REFUSED
+            if isinstance(answer, Unrouted):
+                self._refuse_unrouted(answer)
             raise HTTPError(answer.status, "%s", answer.reason)
         assert isinstance(routed, Routed)
         self._rules: PathRules = routed.rules
         self._target = answer
         return answer
+
+    def _refuse_unrouted(self, answer: Unrouted) -> None:
+        """A path under no prefix (a client pointed at the wrong URL): its
+        404 names the configured prefixes, for clients that may read the
+        status pages; others learn nothing of the configuration."""
+        settings = self.context.live.current
+        if allowed(self.request, settings.status_allow, settings.trusted_proxies):
+            prefixes = ", ".join(
+                repository.prefix for repository in settings.all_repositories
+            )
+            raise Explained(
+                answer.status, f"{answer.reason}; the prefixes served: {prefixes}"
+            )
 
     def _plan(self, revalidating: Validators | None) -> FetchPlan:
         """How this request's target is fetched and kept. Digests an index

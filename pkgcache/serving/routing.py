@@ -18,6 +18,12 @@ from pkgcache.store.paths import PathRefused, request_path
 
 
 @dataclass(frozen=True)
+class Unrouted(Refusal):
+    """A 404: no repository's prefix holds the path. The handler names the
+    configured prefixes to clients in ``status_allow``."""
+
+
+@dataclass(frozen=True)
 class Routed:
     """The rules of the request's path (policy as its target says) and
     what to serve: a target, a redirect or a refusal."""
@@ -35,7 +41,7 @@ def route(context: ServingContext, request: HTTPServerRequest) -> Routed | Refus
         return Refusal(refused.status, refused.reason)
     rules = context.repositories.rules_for(path.key)
     if rules is None:
-        return Refusal(404, f"no repository serves {path.key}")
+        return Unrouted(404, f"no repository serves {path.key}")
     query = "?" + uri.split("?", 1)[1].split("#", 1)[0] if "?" in uri else ""
     settings = rules.repository.settings
     trusted = context.live.current.trusted_proxies

@@ -4,10 +4,11 @@ Used by ``package-cache cull`` (cron, systemd timer; its flags are
 ``cli.py``'s) and by the daemon's own eviction (``eviction.py``), which
 runs it in a worker thread. Problems are logged, never printed: inside the
 daemon they go wherever its log goes (syslog included). Rules: the
-private partial and validator folders are never entered, symlinks are
-neither followed nor removed, folders left empty are removed (never the
-root), and removing a file that a client is reading is safe: the client
-keeps its open file and the next request is a fresh miss.
+private partial and validator folders and the lock file (``lock.py``)
+are never entered or counted, symlinks are neither followed nor removed,
+folders left empty are removed (never the root), and removing a file
+that a client is reading is safe: the client keeps its open file and the
+next request is a fresh miss.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pkgcache.store.cache import PARTIAL_FOLDER
+from pkgcache.store.lock import LOCK_FILE
 from pkgcache.store.meta import META_FOLDER
 
 log = logging.getLogger("pkgcache.cull")
@@ -57,7 +59,11 @@ def scan(root: str) -> Iterator[CachedEntry]:
         except OSError:
             continue
         for entry in entries:
-            if folder == root and entry.name in (PARTIAL_FOLDER, META_FOLDER):
+            if folder == root and entry.name in (
+                PARTIAL_FOLDER,
+                META_FOLDER,
+                LOCK_FILE,
+            ):
                 continue
             try:
                 result = entry.stat(follow_symlinks=False)
