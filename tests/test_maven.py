@@ -317,3 +317,26 @@ def test_verify_checks_a_stored_artifact_against_its_stored_sidecar(tmp_path: Pa
     assert wrong[0].expected.origin == "sidecar"
     tally = found[-1]
     assert isinstance(tally, Tally) and tally.checked == 2 and tally.wrong == 1
+
+
+def test_an_artifact_whose_sidecar_cannot_be_fetched_is_not_stored_unchecked(
+    artifacts, make_proxy
+):
+    repo, origin = artifacts
+    # A folder where a sidecar would be: the origin answers 403, which
+    # says nothing about whether the sidecar exists.
+    unknown = repo.release("demo-unknown", "1.0", sidecars=())
+    (repo.root / f"{unknown}.sha512").mkdir()
+    weaker = repo.release("demo-weaker", "1.0", sidecars=("sha1",))
+    (repo.root / f"{weaker}.sha512").mkdir()
+    proxy = make_proxy([], repository=[maven_repository(origin)])
+
+    answer = proxy.request(PREFIX + unknown)
+    assert answer.status == 502
+    assert b"cannot check against its sidecar" in answer.body
+    assert origin.requests[f"/{unknown}"] == 0
+    assert not proxy.cached(PREFIX + unknown).exists()
+    # A weaker sidecar that exists still checks it.
+    answer = proxy.request(PREFIX + weaker)
+    assert answer.status == 200 and answer.body == (repo.root / weaker).read_bytes()
+    assert "verified=sha1" in _access_line(proxy, PREFIX + weaker)
