@@ -193,6 +193,8 @@ class Daemon:
         self.server = parts.http_server
         self.evictor = parts.evictor
         self.hasher = parts.hasher
+        self.history_file = parts.history_file
+        self.prefetcher = parts.prefetcher
         self.acceptor: Acceptor | None = None
         self._stop = asyncio.Event()
 
@@ -215,6 +217,8 @@ class Daemon:
             log.warning("removed %d left-over partial files", swept)
         self.acceptor = listen(self.server, self.sockets)
         self.evictor.start()
+        self.history_file.start()
+        self.prefetcher.start()
         notice = notice_log()
         addresses = [address_of(s) for s in self.acceptor.sockets]
         notice.info(start_line(self.settings, self.context.store.root, addresses))
@@ -250,6 +254,7 @@ class Daemon:
         if self.acceptor is not None:
             self.acceptor.stop()
         self.evictor.stop()
+        self.prefetcher.stop()
         try:
             await asyncio.wait_for(self.context.in_flight.wait_idle(), grace)
         except TimeoutError:
@@ -261,6 +266,7 @@ class Daemon:
         except TimeoutError:
             log.warning("some connections did not close")
         self.hasher.shutdown()
+        self.history_file.stop()
         # The curl client is left open: closing it under transfers still in
         # flight makes its pending timers fail; the process ends right after.
         removed = self.context.store.sweep()

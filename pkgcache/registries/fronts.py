@@ -9,6 +9,7 @@ from pkgcache.digests.book import DigestBook
 from pkgcache.digests.values import Digest
 from pkgcache.fetching.inflight import Downloads
 from pkgcache.registries import maven, pypi
+from pkgcache.registries.golang import GoFront
 from pkgcache.registries.links import ForeignHosts
 from pkgcache.registries.npm import NpmFront
 from pkgcache.registries.targets import Resolution
@@ -16,7 +17,7 @@ from pkgcache.repositories.rules import PathRules, Repository
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.paths import CacheKey, RequestPath
 
-KINDS = ("pypi", "npm")
+KINDS = ("pypi", "npm", "go")
 #: Raised while learning a file's digests (``Fronts.digests_first``).
 DigestsUnavailable = maven.SidecarUnavailable
 
@@ -33,13 +34,15 @@ class Fronts:
         find where their tarballs live; ``digests``: filled with what the
         indexes say their files hash to. The hosts whose links are left
         as they are (``ForeignHosts``) are logged once per daemon, by
-        every front. ``downloads`` and ``rules_for`` (the repositories'):
-        how files a digest is learnt from first (Maven's sidecars) are
-        fetched; without them, none is."""
+        every front. ``downloads``: where Go fetches lookup records
+        through the cache (None: Go modules go unchecked); with
+        ``rules_for`` (the repositories'), where Maven fetches sidecars
+        first (without them, none is)."""
         self.foreign = ForeignHosts()
         self.npm = NpmFront(store, digests, self.foreign)
         self.pypi_pages = pypi.PageDigests(digests)
         self.digests = digests
+        self.go = GoFront(store, downloads)
         self.maven = (
             maven.MavenSidecars(store, downloads, rules_for)
             if downloads is not None and rules_for is not None
@@ -77,4 +80,6 @@ class Fronts:
             )
         if kind == "npm":
             return self.npm.resolve(repository, path, headers, query, public_base)
+        if kind == "go":
+            return self.go.resolve(repository, path)
         return None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from tornado.httputil import HTTPServerRequest
 
 from pkgcache.fetching.upstream import Route
-from pkgcache.registries.targets import Redirect, Refusal, Target
+from pkgcache.registries.targets import Redirect, Refusal, Reply, Target
 from pkgcache.repositories.rules import PathRules
 from pkgcache.serving.clients import public_base
 from pkgcache.serving.context import ServingContext
@@ -29,7 +29,7 @@ class Routed:
     what to serve: a target, a redirect or a refusal."""
 
     rules: PathRules
-    answer: Target | Redirect | Refusal
+    answer: Target | Redirect | Refusal | Reply
 
 
 def route(context: ServingContext, request: HTTPServerRequest) -> Routed | Refusal:
