@@ -6,9 +6,9 @@ names), from the digest it matched when it arrived (``CACHE/.meta``,
 believed while the file is the same inode of the same size: corruption
 in place changes neither), and from the indexes stored beside it (apt
 ``Packages``, Arch ``.db``, PyPI pages, npm documents, cargo index
-files), found through the
-repositories of ``--config`` (without one, every file is taken as
-generic, and only the path and the record count). Every known digest
+files, Maven sidecars), found through the repositories of ``--config``
+(without one, every file is taken as generic, and only the path and the
+record count). Every known digest
 is checked (one pass, a hash per algorithm); a PyPI page counts only for
 its own project's files, as in the daemon.
 """
@@ -22,13 +22,16 @@ from dataclasses import dataclass
 
 from pkgcache.digests.indexer import index_entries, is_index
 from pkgcache.digests.learnt import from_path
+from pkgcache.digests.sidecars import MAX_SIDECAR, SIDECARS, parse_sidecar
 from pkgcache.digests.values import Digest, from_hex, preferred
+from pkgcache.registries import maven
 from pkgcache.registries.cargo import cksums
 from pkgcache.registries.cargoindex import index_name
 from pkgcache.registries.links import Bases
 from pkgcache.registries.npmdocuments import dist_digests
 from pkgcache.registries.pypi import vouched
 from pkgcache.registries.pypipages import page_digests
+from pkgcache.repositories.rules import Repositories
 from pkgcache.settings import RepositorySettings
 from pkgcache.store.cull import scan
 from pkgcache.store.meta import MetaStore
@@ -76,6 +79,7 @@ def verify(
                 return prefix, repo
         return None
 
+    policies = Repositories(repositories)
     book: dict[CacheKey, tuple[Digest, ...]] = {}
     for path, key in keys.items():
         found = repository_of(key)
@@ -83,6 +87,9 @@ def verify(
             continue
         for entry_key, digests in _index_digests(path, key, *found):
             book[entry_key] = digests
+        sidecar = _sidecar_digest(path, key, *found, policies)
+        if sidecar is not None:
+            book[sidecar[0]] = (*book.get(sidecar[0], ()), sidecar[1])
     meta = MetaStore(root)
     tally = Tally()
     for path, key in keys.items():
@@ -137,6 +144,33 @@ def _index_digests(
     except (OSError, ValueError):
         return []
     return []
+
+
+def _sidecar_digest(
+    path: str,
+    key: CacheKey,
+    _prefix: tuple[str, ...],
+    repo: RepositorySettings,
+    policies: Repositories,
+) -> tuple[CacheKey, Digest] | None:
+    """A stored Maven sidecar's digest for the artifact beside it, when
+    that artifact is one the daemon checks against sidecars (immutable;
+    ``registries/maven.py``)."""
+    name = key.segments[-1]
+    stem, dot, algorithm = name.rpartition(".")
+    if repo.kind != maven.KIND or not dot or algorithm not in SIDECARS:
+        return None
+    artifact = CacheKey((*key.segments[:-1], stem))
+    rules = policies.rules_for(artifact)
+    if rules is None or not maven.is_checked(rules):
+        return None
+    try:
+        if os.lstat(path).st_size > MAX_SIDECAR:
+            return None
+        digest = parse_sidecar(algorithm, _read(path))
+    except OSError:
+        return None
+    return None if digest is None else (artifact, digest)
 
 
 def _recorded(meta: MetaStore, key: CacheKey, path: str) -> Digest | None:

@@ -162,6 +162,9 @@ def build(settings: Settings) -> Parts:
     downloads.on_begin.append(make_room)
     downloads.on_end.append(count_stored)
     live.on_change(lambda _old, new: set_verbosity(new))
+    fronts = Fronts(store, digests, downloads, clock, repositories.rules_for)
+    if fronts.maven is not None:
+        downloads.on_end.append(fronts.maven.forget_disagreeing)
     in_flight = InFlight()
     metrics.track_requests(lambda: in_flight.count)
     context = ServingContext(
@@ -170,7 +173,7 @@ def build(settings: Settings) -> Parts:
         upstream=upstream,
         downloads=downloads,
         repositories=repositories,
-        fronts=Fronts(store, digests, downloads, clock),
+        fronts=fronts,
         digests=digests,
         small_files=SmallFiles(),
         meta=meta,

@@ -27,8 +27,9 @@ from typing import Any
 
 from pkgcache.digests.values import Digest, preferred
 
-#: Where a digest comes from when it is not the sender's word.
-TRUSTED = ("path", "index")
+#: Where a digest comes from when it is not the sender's word (a
+#: ``sidecar``: a checksum file the repository publishes beside the file).
+TRUSTED = ("path", "index", "sidecar")
 
 
 class Hasher:

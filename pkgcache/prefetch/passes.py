@@ -32,6 +32,7 @@ from tornado.httputil import HTTPHeaders, HTTPServerRequest
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.locks import Condition
 
+from pkgcache.digests.values import Digest
 from pkgcache.fetching.download import Download
 from pkgcache.observe.demand import Demand
 from pkgcache.observe.metrics import Metrics
@@ -44,14 +45,15 @@ from pkgcache.prefetch.golang import GoFinder
 from pkgcache.prefetch.npm import NpmFinder
 from pkgcache.prefetch.pypi import PypiFinder
 from pkgcache.prefetch.rpm import RpmFinder
+from pkgcache.registries.fronts import DigestsUnavailable
 from pkgcache.registries.targets import Target
 from pkgcache.repositories.rules import PathRules
-from pkgcache.serving.choice import Action, Situation, choose
+from pkgcache.serving.choice import Action, Choice, Situation, choose
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.planning import plan_for
 from pkgcache.serving.routing import Routed, route
 from pkgcache.settings import RepositorySettings, Settings
-from pkgcache.store.cache import OutsideCache, PathConflict
+from pkgcache.store.cache import CachedFile, OutsideCache, PathConflict
 from pkgcache.store.cull import free_bytes
 from pkgcache.store.meta import Validators
 
@@ -97,6 +99,20 @@ class PassReport:
             "stopped": self.stopped,
             "indexes": self.indexes,
         }
+
+
+@dataclass(frozen=True)
+class _Fetch:
+    """A download a pass is about to start: what ``choose`` said and what
+    its plan needs."""
+
+    path: str
+    rules: PathRules
+    target: Target
+    validators: Validators | None
+    action: Action
+    #: Digests learnt before the download (Maven's sidecars).
+    learnt: tuple[Digest, ...]
 
 
 class _Stop(Exception):
@@ -330,11 +346,84 @@ class Prefetcher:
         target, rules = routed.answer, routed.rules
         if target.private:
             return "refused", None
+        facts = self._facts(target, rules)
+        if facts is None:
+            return "refused", None
+        choice, download, cached, validators = facts
+        if target.before is not None and cached is None and download is None:
+            # What a client's miss waits for first (cargo: the index file
+            # that vouches for a .crate), so a prefetch is checked the same.
+            if await target.before() is not None:
+                return "refused", target
+            facts = self._facts(target, rules)
+            if facts is None:
+                return "refused", None
+            choice, download, cached, validators = facts
+        learnt: tuple[Digest, ...] = ()
+        first = context.fronts.digests_first(rules, target.key)
+        if choice.action is Action.START and first is not None:
+            try:
+                learnt = await first  # Maven's sidecars
+            except DigestsUnavailable:
+                return "failed", target
+            facts = self._facts(target, rules)
+            if facts is None:
+                return "refused", None
+            choice, download, cached, validators = facts
+        if choice.action is Action.SERVE_STORED:
+            return "present", target
+        if choice.action is Action.JOIN and download is not None:
+            await download.wait_for_end()
+            return _joined(download), target
+        if choice.action not in (Action.START, Action.REVALIDATE):
+            return "refused", target
+        if budget is not None:
+            self._check_room(budget[0], budget[1])
+            budget[1].reserved += budget[0].size or 0
+        fetch = _Fetch(path, rules, target, validators, choice.action, learnt)
+        try:
+            return await self._download(fetch, budget)
+        finally:
+            if budget is not None:
+                budget[1].reserved -= budget[0].size or 0
+
+    async def _download(
+        self, fetch: _Fetch, budget: tuple[Wanted, PassReport] | None
+    ) -> tuple[str, Target | None]:
+        context = self.context
+        path, rules, target = fetch.path, fetch.rules, fetch.target
+        await self._free_handle()
+        if context.downloads.get(target.key) is not None:  # started meanwhile
+            joined = context.downloads.get(target.key)
+            assert joined is not None
+            await joined.wait_for_end()
+            return _joined(joined), target
+        started = self._start(fetch)
+        await started.wait_for_end()
+        if started.not_modified:
+            return "present", target  # an index the upstream confirmed
+        if not started.published:
+            return "failed", target
+        if budget is not None:
+            _wanted, report = budget
+            report.fetched_bytes += started.received
+            self.metrics.prefetch_bytes(rules.repository.name, started.received)
+            self.demand.prefetched(rules.repository.name, path)
+            final = context.store.final_path(target.key)
+            self._fresh[final] = (rules.repository.name, path, context.clock.now())
+        return "fetched", target
+
+    def _facts(
+        self, target: Target, rules: PathRules
+    ) -> tuple[Choice, Download | None, CachedFile | None, Validators | None] | None:
+        """What ``choose`` says of ``target`` now, and the facts it was
+        told; None when the path leads outside the cache."""
+        context = self.context
         download = context.downloads.get(target.key)
         try:
             cached = context.store.lookup(target.key)
         except (OutsideCache, PathConflict):
-            return "refused", None
+            return None
         validators = context.meta.read(target.key, cached.stat) if cached else None
         choice = choose(
             Situation(
@@ -351,69 +440,18 @@ class Prefetcher:
             rules.repository.mode,
             context.clock.now(),
         )
-        if choice.action is Action.SERVE_STORED:
-            return "present", target
-        if choice.action is Action.JOIN and download is not None:
-            await download.wait_for_end()
-            return _joined(download), target
-        if choice.action not in (Action.START, Action.REVALIDATE):
-            return "refused", target
-        if budget is not None:
-            self._check_room(budget[0], budget[1])
-            budget[1].reserved += budget[0].size or 0
-        try:
-            return await self._download(
-                path, rules, target, validators, choice.action, budget
-            )
-        finally:
-            if budget is not None:
-                budget[1].reserved -= budget[0].size or 0
+        return choice, download, cached, validators
 
-    async def _download(
-        self,
-        path: str,
-        rules: PathRules,
-        target: Target,
-        validators: Validators | None,
-        action: Action,
-        budget: tuple[Wanted, PassReport] | None,
-    ) -> tuple[str, Target | None]:
-        context = self.context
-        await self._free_handle()
-        if context.downloads.get(target.key) is not None:  # started meanwhile
-            joined = context.downloads.get(target.key)
-            assert joined is not None
-            await joined.wait_for_end()
-            return _joined(joined), target
-        started = self._start(rules, target, validators, action)
-        await started.wait_for_end()
-        if started.not_modified:
-            return "present", target  # an index the upstream confirmed
-        if not started.published:
-            return "failed", target
-        if budget is not None:
-            _wanted, report = budget
-            report.fetched_bytes += started.received
-            self.metrics.prefetch_bytes(rules.repository.name, started.received)
-            self.demand.prefetched(rules.repository.name, path)
-            final = context.store.final_path(target.key)
-            self._fresh[final] = (rules.repository.name, path, context.clock.now())
-        return "fetched", target
-
-    def _start(
-        self,
-        rules: PathRules,
-        target: Target,
-        validators: Validators | None,
-        action: Action,
-    ) -> Download:
-        revalidating = validators
-        if action is Action.REVALIDATE and revalidating is None:
+    def _start(self, fetch: _Fetch) -> Download:
+        revalidating = fetch.validators
+        if fetch.action is Action.REVALIDATE and revalidating is None:
             revalidating = Validators(None, None, None, 0.0)
-        if action is Action.START:
+        if fetch.action is Action.START:
             revalidating = None
-        plan = plan_for(rules, target, self.context.digests, revalidating)
-        return self.context.downloads.start(target.key, plan)
+        plan = plan_for(
+            fetch.rules, fetch.target, self.context.digests, revalidating, fetch.learnt
+        )
+        return self.context.downloads.start(fetch.target.key, plan)
 
     def _check_room(self, wanted: Wanted, report: PassReport) -> None:
         """Raise ``_Stop`` when fetching ``wanted`` would cross the budget

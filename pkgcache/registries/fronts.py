@@ -3,22 +3,25 @@ and the small-hit path ask what a registry path is."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
+from pkgcache.digests.values import Digest
 from pkgcache.fetching.inflight import Downloads
-from pkgcache.registries import pypi
+from pkgcache.registries import maven, pypi
 from pkgcache.registries.cargo import CargoFront
 from pkgcache.registries.golang import GoFront
 from pkgcache.registries.links import ForeignHosts
 from pkgcache.registries.npm import NpmFront
 from pkgcache.registries.targets import Resolution
-from pkgcache.repositories.rules import Repository
+from pkgcache.repositories.rules import PathRules, Repository
 from pkgcache.store.cache import CacheStore
-from pkgcache.store.paths import RequestPath
+from pkgcache.store.paths import CacheKey, RequestPath
 
 KINDS = ("pypi", "npm", "go", "cargo")
+#: Raised while learning a file's digests (``Fronts.digests_first``).
+DigestsUnavailable = maven.SidecarUnavailable
 
 
 class Fronts:
@@ -28,6 +31,7 @@ class Fronts:
         digests: DigestBook,
         downloads: Downloads | None = None,
         clock: Clock | None = None,
+        rules_for: Callable[[CacheKey], PathRules | None] | None = None,
     ) -> None:
         """``store``: the cache, where npm reads its stored documents to
         find where their tarballs live; ``digests``: filled with what the
@@ -35,13 +39,32 @@ class Fronts:
         as they are (``ForeignHosts``) are logged once per daemon, by
         every front. ``downloads``: where Go fetches lookup records
         through the cache (None: Go modules go unchecked), and cargo the
-        index file a ``.crate`` needs; ``clock``: when cargo fetched it."""
+        index file a ``.crate`` needs; ``clock``: when cargo fetched it;
+        with ``rules_for`` (the repositories'), where Maven fetches
+        sidecars first (without them, none is)."""
         self.foreign = ForeignHosts()
         self.npm = NpmFront(store, digests, self.foreign)
         self.pypi_pages = pypi.PageDigests(digests)
         self.digests = digests
         self.go = GoFront(store, downloads)
         self.cargo = CargoFront(store, digests, downloads, clock)
+        self.maven = (
+            maven.MavenSidecars(store, downloads, rules_for)
+            if downloads is not None and rules_for is not None
+            else None
+        )
+
+    def digests_first(
+        self, rules: PathRules, key: CacheKey
+    ) -> Awaitable[tuple[Digest, ...]] | None:
+        """What to await before a miss of ``key`` starts its download: the
+        digests it must match, learnt from other files fetched first (a
+        Maven artifact's sidecars). None when its kind learns none that
+        way. The awaitable raises ``DigestsUnavailable`` when they may
+        exist but could not be fetched."""
+        if self.maven is not None and maven.is_checked(rules):
+            return self.maven.expected(key)
+        return None
 
     def resolve(
         self,

@@ -77,4 +77,15 @@ PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
         ("**/APKINDEX.tar.gz", VOLATILE),
         ("**/last-updated", VOLATILE),
     ),
+    # Metadata and snapshots change; every other file of a version never
+    # does (``registries/maven.py`` checks those against their sidecars).
+    "maven": (
+        ("**/maven-metadata.xml", VOLATILE),
+        *(
+            ("**/maven-metadata.xml." + ext, VOLATILE)
+            for ext in ("md5", "sha1", "sha256", "sha512")
+        ),
+        ("**/*-SNAPSHOT/**", VOLATILE),
+        ("archetype-catalog.xml*", VOLATILE),
+    ),
 }

@@ -24,11 +24,13 @@ import logging
 
 from tornado.web import HTTPError, stream_request_body
 
+from pkgcache.digests.values import Digest
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.plan import FetchPlan
 from pkgcache.fetching.upstream import Outcome
 from pkgcache.observe.accesslog import escape
 from pkgcache.observe.results import Result
+from pkgcache.registries.fronts import DigestsUnavailable
 from pkgcache.registries.targets import Redirect, Refusal, Reply, Target
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving.answers import Answering
@@ -69,6 +71,8 @@ class CacheHandler(Answering):
         self.verified: str | None = None
         self.output = ClientOutput(self, context.live.current.idle_timeout)
         self._growing: GrowingBody | None = None
+        #: Digests learnt before the download (``_learn_digests``).
+        self._first_digests: tuple[Digest, ...] = ()
         self._counted = False
 
     @property
@@ -126,8 +130,28 @@ class CacheHandler(Answering):
             download = self.context.downloads.get(target.key)
             cached = self._lookup_for(target)
         choice = self._choose(target, cached, download)
+        if choice.action is Action.START and await self._learn_digests(target):
+            # Others may have started or stored it meanwhile: look again.
+            download = self.context.downloads.get(target.key)
+            cached = self._lookup_for(target)
+            choice = self._choose(target, cached, download)
         self.result = choice.result
         await self._carry_out(choice, target, cached, download)
+
+    async def _learn_digests(self, target: Target) -> bool:
+        """Before a miss starts its download: the digests the file must
+        match, where its kind learns them from files fetched first
+        (``Fronts.digests_first``: Maven's sidecars). True when it awaited
+        (the facts must be looked at again); 502 when they may exist but
+        could not be fetched."""
+        first = self.context.fronts.digests_first(self._rules, target.key)
+        if first is None:
+            return False
+        try:
+            self._first_digests = await first
+        except DigestsUnavailable as error:
+            raise UpstreamFailure(502, str(error), None) from None
+        return True
 
     def _lookup_for(self, target: Target) -> CachedFile | None:
         """The stored copy, where one may serve this request."""
@@ -230,8 +254,15 @@ class CacheHandler(Answering):
             )
 
     def _plan(self, revalidating: Validators | None) -> FetchPlan:
-        """How this request's target is fetched and kept."""
-        return plan_for(self._rules, self._target, self.context.digests, revalidating)
+        """How this request's target is fetched and kept (with the digests
+        learnt first, ``_learn_digests``)."""
+        return plan_for(
+            self._rules,
+            self._target,
+            self.context.digests,
+            revalidating,
+            self._first_digests,
+        )
 
     async def _follow(
         self,

@@ -5,6 +5,7 @@ stored exactly as a client's would be."""
 from __future__ import annotations
 
 from pkgcache.digests.book import DigestBook
+from pkgcache.digests.values import Digest
 from pkgcache.fetching.finishing import Rewrite, Verify
 from pkgcache.fetching.plan import FetchPlan
 from pkgcache.registries.targets import Target
@@ -17,13 +18,15 @@ def plan_for(
     target: Target,
     digests: DigestBook,
     revalidating: Validators | None,
+    learnt: tuple[Digest, ...] = (),
 ) -> FetchPlan:
     """The plan of a download of ``target`` under ``rules``. Digests an
     index named apply to immutable files only: a volatile file (an index
-    itself) changes, and a digest learnt for it would pin it."""
+    itself) changes, and a digest learnt for it would pin it. ``learnt``:
+    digests learnt for it before the download (a Maven sidecar's)."""
     document = target.document
     immutable = rules.policy is Policy.IMMUTABLE
-    expected = digests.get(target.key) if immutable else ()
+    expected = (*(digests.get(target.key) if immutable else ()), *learnt)
     rewrite = document.rewrite if document else None
     return FetchPlan(
         route=target.route,
