@@ -34,10 +34,17 @@ _REPOSITORY_KEYS = (
     "rules",
     "file_sources",
     "public_url",
+    "hosts",
+    "default",
+    "username",
+    "password",
 )
+#: Keys only an ``oci`` repository takes.
+_OCI_KEYS = ("hosts", "default", "username", "password")
 #: Kinds whose paths are a registry's API, not files (``registries/``):
 #: their own rules decide, and ``rules`` are refused.
-_REGISTRY_KINDS = ("pypi", "npm")
+_REGISTRY_KINDS = ("pypi", "npm", "oci")
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?")
 _REPOSITORY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 #: A repository's durations may be 0 (fresh_for 0: revalidate every time).
 _REPOSITORY_DURATION_MAX = 36500 * DAY
@@ -55,6 +62,17 @@ def repository(index: int, table: Any) -> RepositorySettings:
     if not isinstance(name, str) or not _REPOSITORY_NAME.fullmatch(name):
         raise ConfigError(f"{where}: name must match [a-z0-9][a-z0-9_-]*, not {name!r}")
     where = f"repository {name!r}"
+    kind = table.get("kind", "generic")
+    if kind == "oci":
+        if "prefix" in table:
+            raise ConfigError(
+                f"{where}: kind oci has no prefix: its clients ask /v2/{name}/"
+            )
+        table = {**table, "prefix": f"/v2/{name}/"}
+    else:
+        for key in _OCI_KEYS:
+            if key in table:
+                raise ConfigError(f"{where}: {key} is for kind oci only")
     prefix = table.get("prefix")
     if not isinstance(prefix, str) or not _is_prefix(prefix):
         raise ConfigError(
@@ -66,14 +84,13 @@ def repository(index: int, table: Any) -> RepositorySettings:
         raise ConfigError(
             f"{where}: prefix {prefix!r} can never match a request: {refused}"
         )
-    kind = table.get("kind", "generic")
     if kind not in PRESETS:
         raise ConfigError(
             f"{where}: kind must be one of {', '.join(PRESETS)}, not {kind!r}"
         )
     sources = _url_list(where, "sources", table.get("sources"), required=True)
     file_sources = _url_list(where, "file_sources", table.get("file_sources", []))
-    if file_sources and kind not in _REGISTRY_KINDS:
+    if file_sources and kind not in ("pypi", "npm"):
         raise ConfigError(f"{where}: file_sources is for kind pypi or npm only")
     if "rules" in table and kind in _REGISTRY_KINDS:
         raise ConfigError(f"{where}: kind {kind} has fixed rules; remove 'rules'")
@@ -94,6 +111,7 @@ def repository(index: int, table: Any) -> RepositorySettings:
     offline = table.get("offline", False)
     if not isinstance(offline, bool):
         raise ConfigError(f"{where}: offline must be true or false")
+    oci = _oci_settings(where, table) if kind == "oci" else {}
     return RepositorySettings(
         name=name,
         prefix=prefix,
@@ -104,7 +122,38 @@ def repository(index: int, table: Any) -> RepositorySettings:
         offline=offline,
         rules=_rules(where, table.get("rules", [])),
         **durations,
+        **oci,
     )
+
+
+def _oci_settings(where: str, table: dict[str, Any]) -> dict[str, Any]:
+    """An oci repository's own keys: ``hosts`` (registry host names, as
+    containerd's ``ns=`` gives them), ``default``, ``username`` and
+    ``password`` (both or neither)."""
+    hosts = table.get("hosts", [])
+    if not isinstance(hosts, list) or not all(
+        isinstance(host, str) and _HOST_NAME.fullmatch(host) for host in hosts
+    ):
+        raise ConfigError(f"{where}: hosts must be a list of host names (host[:port])")
+    default = table.get("default", False)
+    if not isinstance(default, bool):
+        raise ConfigError(f"{where}: default must be true or false")
+    username, password = table.get("username"), table.get("password")
+    for key, value in (("username", username), ("password", password)):
+        if value is not None and (
+            not isinstance(value, str)
+            or not value
+            or any(is_control(char) for char in value)
+        ):
+            raise ConfigError(f"{where}: {key} must be a non-empty string")
+    if (username is None) != (password is None):
+        raise ConfigError(f"{where}: give both username and password, or neither")
+    return {
+        "hosts": tuple(host.lower() for host in hosts),
+        "default": default,
+        "username": username,
+        "password": password,
+    }
 
 
 def _url_list(
@@ -195,3 +244,18 @@ def check_repositories(repositories: tuple[RepositorySettings, ...]) -> None:
                 f"have the same prefix {repo.prefix!r}"
             )
         prefixes[repo.prefix] = repo.name
+    defaults = [repo.name for repo in repositories if repo.default]
+    if len(defaults) > 1:
+        raise ConfigError(
+            f"repositories {' and '.join(map(repr, defaults))} are both default:"
+            " at most one oci repository may be"
+        )
+    hosts: dict[str, str] = {}
+    for repo in repositories:
+        for host in repo.hosts:
+            if host in hosts:
+                raise ConfigError(
+                    f"repositories {hosts[host]!r} and {repo.name!r} both answer"
+                    f" for host {host!r}"
+                )
+            hosts[host] = repo.name

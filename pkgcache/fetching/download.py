@@ -225,7 +225,13 @@ class Download:
         if conditional is not None and route is not None:
             route = route.starting_with(conditional.source)
         headers = dict(plan.request_headers)
-        if conditional is not None:
+        if conditional is not None and plan.revalidate_by_head:
+            checked = await self._upstream.same_by_head(
+                self.key, conditional.content_digest, route, headers
+            )
+            if checked is not None:
+                return checked
+        elif conditional is not None:
             headers.update(conditional.conditional_headers())
         return await self._upstream.fetch_resuming(
             self.key,
