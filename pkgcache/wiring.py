@@ -11,20 +11,25 @@ follows reloads) are attached here, so no part reaches into another.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tornado.httpserver import HTTPServer
 
+from pkgcache import __version__
 from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
 from pkgcache.digests.check import Hasher
 from pkgcache.digests.indexer import Indexer
+from pkgcache.fetching.auth import SmallResponse, fetch_small
 from pkgcache.fetching.curltransport import CurlTransport
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.inflight import Downloads
+from pkgcache.fetching.transport import Transport
 from pkgcache.fetching.upstream import Upstream
 from pkgcache.observe.metrics import Metrics
 from pkgcache.registries.fronts import Fronts
+from pkgcache.registries.ocitokens import TokenFetch
 from pkgcache.repositories.rules import Repositories
 from pkgcache.serving.app import make_app
 from pkgcache.serving.context import InFlight, ServingContext
@@ -55,6 +60,25 @@ class Parts:
     http_server: HTTPServer
     #: The hashing thread, shut down when the daemon stops.
     hasher: Hasher
+
+
+def token_fetcher(live: LiveSettings, transport: Transport) -> TokenFetch:
+    """A small GET over the downloads' transport, with the current
+    timeouts: what a registry's token service is asked with."""
+
+    async def fetch(url: str, headers: Mapping[str, str]) -> SmallResponse:
+        settings = live.current
+        return await fetch_small(
+            transport,
+            url,
+            headers,
+            connect_timeout=settings.connect_timeout,
+            stall_timeout=settings.stall_timeout,
+            user_agent=settings.user_agent or f"package-cache/{__version__}",
+            ca_file=settings.ca_file or None,
+        )
+
+    return fetch
 
 
 def build(settings: Settings) -> Parts:
@@ -136,7 +160,7 @@ def build(settings: Settings) -> Parts:
         upstream=upstream,
         downloads=downloads,
         repositories=repositories,
-        fronts=Fronts(store, digests),
+        fronts=Fronts(store, digests, token_fetcher(live, transport)),
         digests=digests,
         small_files=SmallFiles(),
         meta=meta,

@@ -292,9 +292,12 @@ class Upstream:
         more."""
         result = await self._attempt(key, spec.authorized())
         challenge = _challenge(result)
-        if spec.auth is not None and challenge is not None:
-            if await spec.auth.challenged(spec.url, challenge):
-                result = await self._attempt(key, spec.authorized())
+        if (
+            spec.auth is not None
+            and challenge is not None
+            and await spec.auth.challenged(spec.url, challenge)
+        ):
+            result = await self._attempt(key, spec.authorized())
         return result
 
     async def _attempt(self, key: CacheKey, spec: AttemptSpec) -> FetchResult:

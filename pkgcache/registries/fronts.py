@@ -3,31 +3,40 @@ and the small-hit path ask what a registry path is."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from pkgcache.digests.book import DigestBook
 from pkgcache.registries import pypi
 from pkgcache.registries.links import ForeignHosts
 from pkgcache.registries.npm import NpmFront
+from pkgcache.registries.oci import OciFront, namespaced
+from pkgcache.registries.ocitokens import TokenFetch
 from pkgcache.registries.targets import Resolution
 from pkgcache.repositories.rules import Repository
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.paths import RequestPath
 
-KINDS = ("pypi", "npm")
+KINDS = ("pypi", "npm", "oci")
 
 
 class Fronts:
-    def __init__(self, store: CacheStore, digests: DigestBook) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        digests: DigestBook,
+        fetch_token: TokenFetch | None = None,
+    ) -> None:
         """``store``: the cache, where npm reads its stored documents to
         find where their tarballs live; ``digests``: filled with what the
         indexes say their files hash to. The hosts whose links are left
         as they are (``ForeignHosts``) are logged once per daemon, by
-        every front."""
+        every front. ``fetch_token``: a small GET, for the tokens a
+        container registry asks for (``oci``)."""
         self.foreign = ForeignHosts()
         self.npm = NpmFront(store, digests, self.foreign)
         self.pypi_pages = pypi.PageDigests(digests)
         self.digests = digests
+        self.oci = OciFront(fetch_token)
 
     def resolve(
         self,
@@ -48,4 +57,13 @@ class Fronts:
             )
         if kind == "npm":
             return self.npm.resolve(repository, path, headers, query, public_base)
+        if kind == "oci":
+            return self.oci.resolve(repository, path, headers, query)
         return None
+
+    def namespaced(
+        self, path: RequestPath, query: str, repositories: Iterable[Repository]
+    ) -> RequestPath:
+        """``path`` with the registry repository it is for put in, when
+        the client leaves it out (``oci.namespaced``)."""
+        return namespaced(path, query, repositories)

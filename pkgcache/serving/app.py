@@ -10,6 +10,7 @@ from tornado.web import Application, RequestHandler
 from pkgcache.observe.accesslog import log_request
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.handler import CacheHandler
+from pkgcache.serving.ocibase import RegistryBaseHandler
 from pkgcache.serving.smallhits import small_hit
 from pkgcache.serving.status import StatusHandler
 
@@ -51,6 +52,7 @@ def make_app(context: ServingContext) -> Application:
                 StatusHandler,
                 {"context": context},
             ),
+            (r"/v2/?", RegistryBaseHandler, {"context": context}),
             (r"(.*)", CacheHandler, {"context": context}),
         ],
         log_function=log_function,

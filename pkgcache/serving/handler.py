@@ -30,6 +30,7 @@ from pkgcache.fetching.plan import FetchPlan
 from pkgcache.fetching.upstream import Outcome
 from pkgcache.observe.accesslog import escape
 from pkgcache.observe.results import Result
+from pkgcache.registries import oci
 from pkgcache.registries.targets import Redirect, Refusal, Target
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving.answers import Answering
@@ -104,6 +105,17 @@ class CacheHandler(Answering):
         if self._counted:
             self._counted = False
             self.context.in_flight.finished()
+
+    def error_document(self, status: int, line: str) -> str | None:
+        """Errors under ``/v2/`` in the OCI shape, when a registry
+        repository is configured (clients parse them)."""
+        path = self.request.path
+        if not path.startswith("/v2/") or not any(
+            repo.settings.kind == "oci"
+            for repo in self.context.repositories.repositories
+        ):
+            return None
+        return oci.error_document(status, line, path)
 
     async def get(self, _path: str) -> None:
         await self._serve()
@@ -219,6 +231,7 @@ class CacheHandler(Answering):
             keep=rules.policy is not Policy.PASS and not target.private,
             repository=rules.repository.name,
             negative_for=rules.repository.settings.negative_for,
+            revalidate_by_head=document.revalidate_by_head if document else False,
         )
 
     async def _follow(
