@@ -171,6 +171,11 @@ class Layout:
         return image
 
     def tag(self, tag: str, image: Image) -> None:
+        self.refs = [
+            ref
+            for ref in self.refs
+            if ref["annotations"]["org.opencontainers.image.ref.name"] != tag
+        ]
         self.refs.append(
             {
                 "mediaType": image.media_type,

@@ -52,15 +52,11 @@ class World:
         self.layout = Layout(tmp / "layout")
         self.images: dict[str, Image] = {}
         big = os.urandom(600_000)
-        self.add(
-            "app", [layer({"a.txt": b"alpha\n" * 100}), layer({"big": big})]
-        )
+        self.add("app", [layer({"a.txt": b"alpha\n" * 100}), layer({"big": big})])
         self.add("moving", [layer({"v": b"one\n"})])
         self.add("corrupt", [layer({"c": os.urandom(50_000)})])
         self.add("resume", [layer({"r": os.urandom(400_000)})])
-        self.add(
-            "crowd", [layer({f"f{i}": os.urandom(20_000)}) for i in range(3)]
-        )
+        self.add("crowd", [layer({f"f{i}": os.urandom(20_000)}) for i in range(3)])
         index = self.layout.index(
             {
                 "linux/amd64": [layer({"amd": b"amd64\n"})],
@@ -377,7 +373,10 @@ def test_a_tls_client_hello_on_the_plain_port_is_closed_at_once(cache: Proxy):
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", cache.port), timeout=5) as sock:
         sock.sendall(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 64)
-        assert sock.recv(100) == b""
+        try:
+            assert sock.recv(100) == b""
+        except ConnectionResetError:
+            pass  # closed with the hello unread: a reset, as intended
     assert time.monotonic() - started < 2
     # Plain HTTP still works on the same port, the first byte left in place.
     assert cache.request("/v2/").status == 200

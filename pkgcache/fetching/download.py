@@ -379,7 +379,14 @@ class Download:
         keeping = self._keeping
         if complete and self.body.publishable and keeping is not None:
             mtime = self.head.last_modified if self.head else None
-            return keeping.publish(partial, self.key, mtime, self._record())
+            record = self._record()
+            published = keeping.publish(partial, self.key, mtime, record)
+            folder = self.plan.digest_folder
+            if published and folder and self.verified is not None:
+                digest = self.verified
+                also = CacheKey((*folder, digest.algorithm, digest.value.hex()))
+                keeping.link(self.key, also, record)
+            return published
         partial.discard()
         return False
 

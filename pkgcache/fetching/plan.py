@@ -60,3 +60,6 @@ class FetchPlan:
     #: one recorded (a registry's manifest by tag: HEADs are not counted
     #: against pull limits). A different one, or none recorded: one GET.
     revalidate_by_head: bool = False
+    #: Once published and verified, the file is linked at
+    #: ``<folder>/<algorithm>/<hex>`` of the digest it matched too.
+    digest_folder: tuple[str, ...] = ()

@@ -129,7 +129,7 @@ class OciFront:
                 CacheKey((*prefix, "manifests", algorithm, value)),
                 Policy.IMMUTABLE,
                 Route(sources, upstream_path, auth=auth),
-                _manifest_document("digest", _EVERY_MANIFEST, reference),
+                _manifest_document("digest", _EVERY_MANIFEST, reference, ()),
             )
         if not _TAG.fullmatch(reference):
             return Refusal(404, "not a tag or a digest")
@@ -138,14 +138,17 @@ class OciFront:
             CacheKey((*prefix, *image, "manifests", reference, variant)),
             Policy.VOLATILE,
             Route(sources, upstream_path, auth=auth),
-            _manifest_document(variant, accept, None),
+            _manifest_document(variant, accept, None, (*prefix, "manifests")),
         )
 
 
-def _manifest_document(variant: str, accept: str, digest: str | None) -> Document:
+def _manifest_document(
+    variant: str, accept: str, digest: str | None, digest_folder: tuple[str, ...]
+) -> Document:
     """A manifest as a document: fetched with ``accept``, answered with
     the upstream's type and its digest (``digest``, or the one recorded
-    for the stored tag)."""
+    for the stored tag); a tag's is linked by its digest in
+    ``digest_folder`` too, where a pull by digest finds it."""
 
     def content_type(upstream: str | None) -> str:
         return upstream or DOCKER_MANIFEST
@@ -160,6 +163,7 @@ def _manifest_document(variant: str, accept: str, digest: str | None) -> Documen
         content_type,
         headers_of=digest_header,
         revalidate_by_head=digest is None,
+        digest_folder=digest_folder,
     )
 
 

@@ -42,6 +42,10 @@ class Document:
     #: Revalidated by a HEAD comparing ``Docker-Content-Digest``, not a
     #: conditional GET (``FetchPlan.revalidate_by_head``).
     revalidate_by_head: bool = False
+    #: Where a copy is linked once stored, by the digest it was verified
+    #: against (``<folder>/<algorithm>/<hex>``): a manifest fetched by tag
+    #: is then there by digest too, even with the upstream gone.
+    digest_folder: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,7 @@ class CacheHandler(Answering):
             repository=rules.repository.name,
             negative_for=rules.repository.settings.negative_for,
             revalidate_by_head=document.revalidate_by_head if document else False,
+            digest_folder=document.digest_folder if document else (),
         )
 
     async def _follow(
