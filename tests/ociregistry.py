@@ -353,17 +353,16 @@ class _Forward(tornado.web.RequestHandler):
             and not cdn
             and path.startswith("v2/")
             and path != "v2/"
-        ):
-            if not gate.authorized(self.request.headers.get("Authorization", "")):
-                name = path[3:].rsplit("/", 2)[0]
-                self.set_status(401)
-                self.set_header(
-                    "WWW-Authenticate",
-                    f'Bearer realm="{gate.url}/token",service="gate",'
-                    f'scope="repository:{name}:pull"',
-                )
-                self.finish('{"errors":[{"code":"UNAUTHORIZED"}]}')
-                return
+        ) and not gate.authorized(self.request.headers.get("Authorization", "")):
+            name = path[3:].rsplit("/", 2)[0]
+            self.set_status(401)
+            self.set_header(
+                "WWW-Authenticate",
+                f'Bearer realm="{gate.url}/token",service="gate",'
+                f'scope="repository:{name}:pull"',
+            )
+            self.finish('{"errors":[{"code":"UNAUTHORIZED"}]}')
+            return
         if gate.redirect_blobs and "/blobs/" in path and not cdn:
             self.redirect(f"{gate.url}/cdn/{path}", status=307)
             return
