@@ -15,7 +15,9 @@ slow client memory (``w4_slow_client.py``), W5 cold miss throughput
 apt-get update after the indexes changed, beside apt-cacher-ng
 (``w7_apt_update.py``), W8 pip download of 30 wheels, cold then warm,
 beside proxpi and devpi-server (``w8_pypi.py``; those two are installed
-from PyPI in ``.venv-bench``). What they share is in ``runner.py``.
+from PyPI in ``.venv-bench``), W9 8 skopeo pulls of one image, cold then
+warm, beside the distribution registry in proxy mode (``w9_oci.py``).
+What they share is in ``runner.py``.
 ``--only W7,W8`` runs only those workloads.
 """
 
@@ -37,8 +39,9 @@ import w5_cold_miss
 import w6_connections
 import w7_apt_update
 import w8_pypi
+import w9_oci
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9")
 
 
 def main() -> None:
@@ -79,6 +82,7 @@ def main() -> None:
                 "W6": lambda: w6_connections.run(bench, f.fast[0]),
                 "W7": lambda: w7_apt_update.run(bench),
                 "W8": lambda: w8_pypi.run(bench),
+                "W9": lambda: w9_oci.run(bench),
             }
             for name, step in steps.items():
                 if name in only:

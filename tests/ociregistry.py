@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import subprocess
 import tarfile
@@ -242,15 +243,18 @@ class Skopeo:
 
 class DistributionRegistry:
     """Debian's docker-registry serving ``root`` on a loopback port;
-    ``proxy``: a pull-through cache of that URL instead."""
+    ``proxy``: a pull-through cache of that URL instead; ``access_log``:
+    a line per request in ``registry.log`` (``requests``)."""
 
-    def __init__(self, root: Path, proxy: str | None = None) -> None:
+    def __init__(
+        self, root: Path, proxy: str | None = None, access_log: bool = False
+    ) -> None:
         self.root = root
         self.port = free_port()
         root.mkdir(parents=True, exist_ok=True)
         config = {
             "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "log": {"level": "warn", "accesslog": {"disabled": not access_log}},
             "storage": {"filesystem": {"rootdirectory": str(root / "data")}},
             "http": {"addr": f"127.0.0.1:{self.port}", "secret": secrets.token_hex(8)},
         }
@@ -300,6 +304,11 @@ class DistributionRegistry:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+    def requests(self) -> list[tuple[str, str]]:
+        """(method, path) of every request logged so far (``access_log``)."""
+        text = self.log_path.read_text(errors="replace")
+        return re.findall(r'"([A-Z]+) (/v2/[^ "]*) HTTP/[0-9.]+"', text)
 
     def blob_file(self, digest: str) -> Path:
         """Where the registry keeps a blob's bytes (to corrupt them)."""
