@@ -357,6 +357,12 @@ class _Forward(tornado.web.RequestHandler):
             self._token()
             return
         cdn = path.startswith("cdn/")
+        if gate.basic and path.startswith("v2/") and path != "v2/":
+            if self.request.headers.get("Authorization") != gate.basic_header():
+                self.set_status(401)
+                self.set_header("WWW-Authenticate", 'Basic realm="gate"')
+                self.finish('{"errors":[{"code":"UNAUTHORIZED"}]}')
+                return
         if (
             gate.tokens is not None
             and not cdn
@@ -417,11 +423,10 @@ class _Forward(tornado.web.RequestHandler):
     def _token(self) -> None:
         gate = self.gate
         gate.token_requests += 1
-        expected = (
-            "Basic "
-            + base64.b64encode(f"{gate.username}:{gate.password}".encode()).decode()
-        )
-        if gate.username and self.request.headers.get("Authorization") != expected:
+        if (
+            gate.username
+            and self.request.headers.get("Authorization") != gate.basic_header()
+        ):
             self.set_status(401)
             self.finish('{"details":"bad credentials"}')
             return
@@ -439,7 +444,8 @@ class _Forward(tornado.web.RequestHandler):
 
 class RegistryGate(LoopbackServer):
     """A registry's front door: counts requests (``log``, ``count``),
-    asks for tokens when ``username`` is given (or ``anonymous_tokens``),
+    asks for tokens when ``username`` is given (or ``tokens``), or for
+    Basic credentials (``basic``),
     redirects blobs to ``/cdn/`` when ``redirect_blobs``, and cuts the
     first GET of a blob named in ``cut_once`` halfway."""
 
@@ -453,17 +459,25 @@ class RegistryGate(LoopbackServer):
         tokens: bool = False,
         redirect_blobs: bool = False,
         token_lifetime: int = 300,
+        basic: bool = False,
     ) -> None:
         super().__init__()
         self.backend = backend
         self.username = username
         self.password = password
-        self.tokens: dict[str, float] | None = {} if tokens or username else None
+        self.basic = basic
+        self.tokens: dict[str, float] | None = (
+            {} if (tokens or username) and not basic else None
+        )
         self.redirect_blobs = redirect_blobs
         self.token_lifetime = token_lifetime
         self.token_requests = 0
         self.cut_once: set[str] = set()
         self.log: list[tuple[str, str]] = []
+
+    def basic_header(self) -> str:
+        pair = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(pair).decode()
 
     def authorized(self, header: str) -> bool:
         assert self.tokens is not None

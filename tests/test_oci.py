@@ -344,6 +344,32 @@ def test_credentials_and_tokens_never_appear_in_logs_status_or_metrics(
         assert token not in shown
 
 
+def test_basic_challenges_are_answered_and_refused_credentials_are_a_clear_502(
+    world: World, make_proxy: Any
+):
+    basic = RegistryGate(
+        world.registry.url, GATE_USER, GATE_PASSWORD, basic=True
+    ).start()
+    try:
+        wrong = {**world.repositories()[1], "name": "wrong", "password": "nope"}
+        proxy = make_proxy(
+            [],
+            repository=[
+                {**world.repositories()[1], "sources": [basic.url]},
+                wrong,
+            ],
+        )
+        good = manifest(proxy, "/v2/private/library/app/manifests/1")
+        assert good.status == 200 and good.body == world.images["app"].manifest
+        refused = manifest(proxy, "/v2/wrong/library/app/manifests/1")
+        assert refused.status == 502
+        error = json.loads(refused.body)["errors"][0]
+        assert "HTTP 401" in error["message"]
+        assert "nope" not in proxy.log() and GATE_PASSWORD not in proxy.log()
+    finally:
+        basic.stop()
+
+
 def test_namespaces_by_ns_and_default_push_refused_and_errors_in_the_oci_shape(
     world: World, cache: Proxy
 ):
