@@ -357,12 +357,13 @@ class _Forward(tornado.web.RequestHandler):
             self._token()
             return
         cdn = path.startswith("cdn/")
-        if gate.basic and path.startswith("v2/") and path != "v2/":
-            if self.request.headers.get("Authorization") != gate.basic_header():
-                self.set_status(401)
-                self.set_header("WWW-Authenticate", 'Basic realm="gate"')
-                self.finish('{"errors":[{"code":"UNAUTHORIZED"}]}')
-                return
+        api = path.startswith("v2/") and path != "v2/"
+        given = self.request.headers.get("Authorization")
+        if gate.basic and api and given != gate.basic_header():
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Basic realm="gate"')
+            self.finish('{"errors":[{"code":"UNAUTHORIZED"}]}')
+            return
         if (
             gate.tokens is not None
             and not cdn
