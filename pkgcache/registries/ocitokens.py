@@ -131,6 +131,8 @@ class RegistryTokens:
         scope = parameters.get("scope") or (f"repository:{image}:pull" if image else "")
         key = (realm, parameters.get("service", ""), scope)
         if image:
+            if len(self._images) >= MAX_TOKENS:
+                self._images.clear()  # only a token sent ahead is lost
             self._images[(_origin(url), image)] = key
         token = self._tokens.get(key)
         now = self._monotonic()
