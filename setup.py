@@ -19,11 +19,19 @@ setup(
     license="GPL-3.0-or-later",
     packages=find_packages(include=["pkgcache", "pkgcache.*"]),
     python_requires=">=3.11",
-    install_requires=["tornado>=6.5.7", "pycurl>=7.45.4", "prometheus_client>=0.17"],
+    install_requires=[
+        "tornado>=6.5.7",
+        "pycurl>=7.45.4",
+        "prometheus_client>=0.17",
+        # Prefetch orders versions as the ecosystems do: PEP 440 and Debian.
+        "packaging>=22",
+        "python-debian>=0.1.49",
+    ],
     extras_require={
         "test": [
             "pytest>=8",
             "pytest-timeout",
+            "pytest-xdist",
             "ruff",
             "mypy",
             "build",

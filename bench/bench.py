@@ -16,8 +16,9 @@ apt-get update after the indexes changed, beside apt-cacher-ng
 (``w7_apt_update.py``), W8 pip download of 30 wheels, cold then warm,
 beside proxpi and devpi-server (``w8_pypi.py``; those two are installed
 from PyPI in ``.venv-bench``), W9 8 skopeo pulls of one image, cold then
-warm, beside the distribution registry in proxy mode (``w9_oci.py``).
-What they share is in ``runner.py``.
+warm, beside the distribution registry in proxy mode (``w9_oci.py``), W11
+twenty apt clients after half the packages moved, with prefetch on and
+off (``w11_prefetch.py``). What they share is in ``runner.py``.
 ``--only W7,W8`` runs only those workloads.
 """
 
@@ -40,8 +41,9 @@ import w6_connections
 import w7_apt_update
 import w8_pypi
 import w9_oci
+import w11_prefetch
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W11")
 
 
 def main() -> None:
@@ -83,6 +85,7 @@ def main() -> None:
                 "W7": lambda: w7_apt_update.run(bench),
                 "W8": lambda: w8_pypi.run(bench),
                 "W9": lambda: w9_oci.run(bench),
+                "W11": lambda: w11_prefetch.run(bench),
             }
             for name, step in steps.items():
                 if name in only:

@@ -73,7 +73,7 @@ http {{
     default_type application/octet-stream;
     server {{
         listen 127.0.0.1:{port};
-        location /debian/ {{ alias {repo}/; }}
+        location /debian/ {{ alias {repo}/; {extra} }}
     }}
 }}
 """
@@ -119,11 +119,15 @@ class Phase:
 class Origin:
     """The repository's nginx; its access log tells what reached it."""
 
-    def __init__(self, s: Servers, w7: Path, repo: Path) -> None:
+    def __init__(self, s: Servers, w7: Path, repo: Path, extra: str = "") -> None:
+        """``extra``: more nginx directives for the repository's location
+        (W11 paces it like a distant mirror)."""
         self.port = low_port()
         self.log = w7 / "origin-access.log"
         conf = w7 / "origin-nginx.conf"
-        conf.write_text(NGINX_CONF.format(w7=w7, port=self.port, repo=repo))
+        conf.write_text(
+            NGINX_CONF.format(w7=w7, port=self.port, repo=repo, extra=extra)
+        )
         s.start([nginx_binary(), "-c", str(conf), "-g", "daemon off;"], self.port)
         self._offset = 0
 

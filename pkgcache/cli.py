@@ -1,10 +1,17 @@
 """The command line: package-cache 0.2's flags, plus ``--config``, and the
-``package-cache cull`` command.
+``package-cache cull`` and ``verify`` commands.
 
 Flags given on the command line override the config file; ``--source``
 given at all replaces the file's whole source list (order is failover
 order, so merging two lists would be a guess). Bad usage prints one line
 and exits 2.
+
+``cull`` and ``verify`` take the cache folder from ``--cache``, or from
+the daemon's ``--config``. Those that change the folder (``cull`` but
+with ``--dry-run``, ``verify --remove``) take its lock
+(``store/lock.py``) for their run and exit 2, naming the daemon's pid,
+while a daemon holds it: a daemon keeps its own count of the cache and
+culls it itself (``max_size``, ``min_free``, ``max_age``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any, NoReturn, TypeVar
 
 from pkgcache import __version__, config
 from pkgcache.settings import RepositorySettings, Settings
+from pkgcache.store.lock import CacheLock, CacheLocked
 
 EXIT_USAGE = 2
 T = TypeVar("T")
@@ -115,7 +123,14 @@ def make_cull_parser() -> argparse.ArgumentParser:
         prog="package-cache cull",
         description="Remove cached files by access time, total size or free space.",
     )
-    parser.add_argument("--cache", required=True, metavar="PATH")
+    parser.add_argument(
+        "--cache", metavar="PATH", help="the cache folder (default: --config's)"
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the daemon's config file, for its cache folder",
+    )
     parser.add_argument(
         "--older-than",
         metavar="DURATION",
@@ -153,16 +168,18 @@ def cull_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if args.older_than is None and args.max_size is None and args.min_free is None:
         parser.error("give --older-than, --max-size or --min-free")
-    if not os.path.isdir(args.cache):
-        parser.error(f"--cache {args.cache} is not a folder")
+    cache = _cache_folder(parser, args.cache, _settings_of(parser, args.config))
     logging.basicConfig(format="package-cache cull: %(message)s", stream=sys.stderr)
+    lock = None if args.dry_run else _lock(parser, cache)
     result, victims = cull.cull(
-        args.cache,
+        cache,
         older_than=args.older_than,
         max_size=args.max_size,
         min_free=args.min_free,
         dry_run=args.dry_run,
     )
+    if lock is not None:
+        lock.release()
     if args.verbose or args.dry_run:
         for victim in victims:
             print(victim.path)
@@ -181,25 +198,26 @@ def verify_main(argv: Sequence[str]) -> int:
         description="Check every cached file that has a known digest (from its "
         "path, the digest it matched when stored, or its repository's index).",
     )
-    parser.add_argument("--cache", required=True, metavar="PATH")
+    parser.add_argument(
+        "--cache", metavar="PATH", help="the cache folder (default: --config's)"
+    )
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="the daemon's config: its repositories say where the indexes are",
+        help="the daemon's config: its cache folder, and its repositories "
+        "say where the indexes are",
     )
     parser.add_argument("--remove", action="store_true", help="remove wrong files")
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.cache):
-        parser.error(f"--cache {args.cache} is not a folder")
+    settings = _settings_of(parser, args.config)
+    cache = _cache_folder(parser, args.cache, settings)
     repositories: tuple[RepositorySettings, ...] = ()
-    if args.config:
-        try:
-            settings = config.build(config.load_file(args.config), args.config)
-        except config.ConfigError as error:
-            parser.error(str(error))
+    if settings is not None:
         repositories = settings.all_repositories
+    # Reading a live cache is harmless; removing under a daemon is not.
+    lock = _lock(parser, cache) if args.remove else None
     wrong = 0
-    for found in verify.verify(args.cache, repositories):
+    for found in verify.verify(cache, repositories):
         if isinstance(found, verify.Tally):
             print(
                 f"package-cache verify: {found.checked} files checked, "
@@ -210,12 +228,53 @@ def verify_main(argv: Sequence[str]) -> int:
         action = ""
         if args.remove:
             try:
-                verify.remove(args.cache, found.path)
+                verify.remove(cache, found.path)
                 action = "; removed"
             except OSError as error:
                 action = f"; cannot remove: {error.strerror}"
         print(f"{found.path}: expected {found.expected}, got {found.actual}{action}")
+    if lock is not None:
+        lock.release()
     return 1 if wrong else 0
+
+
+def _settings_of(parser: argparse.ArgumentParser, path: str | None) -> Settings | None:
+    """The daemon's settings from its config file (None without one); a
+    bad file is a usage error."""
+    if not path:
+        return None
+    try:
+        return config.build(config.load_file(path), path)
+    except config.ConfigError as error:
+        parser.error(str(error))
+
+
+def _cache_folder(
+    parser: argparse.ArgumentParser, given: str | None, settings: Settings | None
+) -> str:
+    """``--cache``, or the config file's cache folder; it must exist."""
+    if given is not None:
+        if not os.path.isdir(given):
+            parser.error(f"--cache {given} is not a folder")
+        return given
+    if settings is None:
+        parser.error("give --cache or --config")
+    if not os.path.isdir(settings.cache):
+        parser.error(f"the config's cache {settings.cache} is not a folder")
+    return settings.cache
+
+
+def _lock(parser: argparse.ArgumentParser, cache: str) -> CacheLock:
+    """The cache folder's lock, for a command that changes the folder; a
+    daemon holding it ends the command with one line (exit 2)."""
+    try:
+        return CacheLock.take(os.path.realpath(cache), create=False)
+    except CacheLocked as locked:
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {locked}\n")
+    except OSError as error:
+        parser.exit(
+            EXIT_USAGE, f"{parser.prog}: error: cannot lock {cache}: {error.strerror}\n"
+        )
 
 
 def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:

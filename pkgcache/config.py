@@ -65,6 +65,10 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "trusted_proxies": (list,),
     "idle_timeout": (int, float, str),
     "repository": (list,),
+    "prefetch": (int, float, str),
+    "prefetch_budget": (int, str),
+    "prefetch_unused_after": (int, float, str),
+    "prefetch_versions": (int,),
 }
 
 #: Each duration setting's bounds in seconds: (low, low itself allowed,
@@ -77,7 +81,11 @@ _DURATION_BOUNDS: dict[str, tuple[float, bool, float, str]] = {
     "shutdown_grace": (0.0, True, HOUR, "1 hour"),
     "cull_interval": (1.0, True, 30 * DAY, "30 days"),
     "max_age": (0.0, True, 36500 * DAY, "36500 days, about 100 years"),
+    "prefetch": (0.0, True, 30 * DAY, "30 days"),
+    "prefetch_unused_after": (0.0, False, 36500 * DAY, "36500 days"),
 }
+#: Newer versions of one package a prefetch pass may fetch.
+MAX_PREFETCH_VERSIONS = 20
 #: Upstream transfers at once: each is a libcurl handle, made at start-up,
 #: with a socket and a 1 MiB read buffer while it transfers.
 MAX_UPSTREAM_CONNECTIONS = 2000
@@ -123,7 +131,8 @@ def build(values: dict[str, Any], where: str = "settings") -> Settings:
     """
     values = dict(values)
     try:
-        for key in ("max_file_size", "client_buffer", "max_size", "min_free"):
+        sizes = ("max_file_size", "client_buffer", "max_size", "min_free")
+        for key in (*sizes, "prefetch_budget"):
             if key in values:
                 values[key] = checked(key, parse_size, values[key])
         for key in _DURATION_BOUNDS:
@@ -182,6 +191,15 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("host must not contain control characters")
     if settings.verbose < 0:
         raise ConfigError("verbose must not be negative")
+    if not 1 <= settings.prefetch_versions <= MAX_PREFETCH_VERSIONS:
+        raise ConfigError(
+            f"prefetch_versions must be between 1 and {MAX_PREFETCH_VERSIONS}, "
+            f"not {settings.prefetch_versions}"
+        )
+    if 0 < settings.prefetch < 1:
+        raise ConfigError("prefetch must be 0 (off) or at least 1 second")
+    if settings.prefetch and not settings.prefetch_budget:
+        raise ConfigError("prefetch_budget is 0: a prefetch pass could fetch nothing")
     return settings
 
 

@@ -34,6 +34,8 @@ _REPOSITORY_KEYS = (
     "rules",
     "file_sources",
     "public_url",
+    "sumdb",
+    "prefetch",
     "hosts",
     "default",
     "username",
@@ -41,9 +43,12 @@ _REPOSITORY_KEYS = (
 )
 #: Keys only an ``oci`` repository takes.
 _OCI_KEYS = ("hosts", "default", "username", "password")
+#: Kinds whose indexes name newer versions of what clients downloaded
+#: (``prefetch/``): the others have nothing to prefetch from.
+PREFETCH_KINDS = ("debian", "arch", "rpm", "alpine", "pypi", "npm")
 #: Kinds whose paths are a registry's API, not files (``registries/``):
 #: their own rules decide, and ``rules`` are refused.
-_REGISTRY_KINDS = ("pypi", "npm", "oci")
+_REGISTRY_KINDS = ("pypi", "npm", "go", "oci")
 _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?")
 _REPOSITORY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 #: A repository's durations may be 0 (fresh_for 0: revalidate every time).
@@ -101,6 +106,13 @@ def repository(index: int, table: Any) -> RepositorySettings:
         if not isinstance(public_url, str):
             raise ConfigError(f"{where}: public_url must be a URL")
         public_url = checked(f"{where}: public_url", normalize_source, public_url)
+    sumdb = table.get("sumdb")
+    if sumdb is not None:
+        if kind != "go":
+            raise ConfigError(f"{where}: sumdb is for kind go only")
+        if not isinstance(sumdb, str):
+            raise ConfigError(f"{where}: sumdb must be a URL")
+        sumdb = checked(f"{where}: sumdb", normalize_source, sumdb)
     durations = {}
     for key in ("fresh_for", "stale_if_error", "negative_for"):
         if key in table:
@@ -111,6 +123,16 @@ def repository(index: int, table: Any) -> RepositorySettings:
     offline = table.get("offline", False)
     if not isinstance(offline, bool):
         raise ConfigError(f"{where}: offline must be true or false")
+    prefetch = None
+    if "prefetch" in table:
+        prefetch = checked(f"{where}: prefetch", parse_duration, table["prefetch"])
+        if not (prefetch == 0 or 1 <= prefetch <= 30 * DAY):
+            raise ConfigError(f"{where}: prefetch must be 0 (off) or 1s to 30 days")
+        if prefetch and kind not in PREFETCH_KINDS:
+            raise ConfigError(
+                f"{where}: kind {kind} has no indexes to prefetch from; prefetch "
+                f"is for kinds {', '.join(PREFETCH_KINDS)}"
+            )
     oci = _oci_settings(where, table) if kind == "oci" else {}
     return RepositorySettings(
         name=name,
@@ -119,7 +141,9 @@ def repository(index: int, table: Any) -> RepositorySettings:
         sources=sources,
         file_sources=file_sources,
         public_url=public_url,
+        sumdb=sumdb,
         offline=offline,
+        prefetch=prefetch,
         rules=_rules(where, table.get("rules", [])),
         **durations,
         **oci,

@@ -8,9 +8,19 @@
   stay. Restart-only settings (``settings.RESTART_ONLY``) keep their
   running values, and the reload says which it ignored.
 
+Start-up order: the cache folder's lock (``store/lock.py``) before
+anything in the folder is touched, then the sockets, before the slow work
+(the partial sweep, the index scan), so a port taken or a cache in use is
+one line at once and costs the running daemon nothing.
+
+The start line (version, cache, addresses, repositories and their sources)
+and the stop lines are logged whatever ``verbose`` is, through
+``observe/notice.py``.
+
 Exit codes: 0 after a clean stop, 1 when the server cannot run (cache
-folder unusable, port taken, no syslog socket). Usage errors (2) are
-``cli.py``'s.
+folder unusable, port taken, no syslog socket), 2 when another process
+holds the cache folder's lock (one line naming its pid). Usage errors (2)
+are ``cli.py``'s.
 """
 
 from __future__ import annotations
@@ -31,13 +41,18 @@ from tornado.netutil import bind_sockets
 from pkgcache import __version__, wiring
 from pkgcache.accepting import Acceptor, address_of
 from pkgcache.config import ConfigError
+from pkgcache.observe.notice import notice_log
 from pkgcache.observe.redact import RedactCredentials
-from pkgcache.settings import Settings, display_source
+from pkgcache.registries.pypi import missing_file_sources
+from pkgcache.settings import RepositorySettings, Settings, display_source
 from pkgcache.store.cache import StoreError
+from pkgcache.store.lock import CacheLock, CacheLocked
 
 log = logging.getLogger("pkgcache")
 
 EXIT_FAILURE = 1
+#: Another process holds the cache folder (``store/lock.py``).
+EXIT_LOCKED = 2
 #: Host names meaning "every address, IPv4 and IPv6".
 _EVERY_ADDRESS = ("::", "*", "")
 
@@ -98,10 +113,8 @@ def raise_descriptor_limit() -> None:
 LISTEN_BACKLOG = 1024
 
 
-def listen(server: HTTPServer, settings: Settings) -> Acceptor:
-    """Bind every configured address, all or nothing, and accept on them
-    (``accepting.py``, not tornado's ``add_sockets``: it pauses when out of
-    descriptors instead of spinning)."""
+def bind(settings: Settings) -> list[socket.socket]:
+    """Bind every configured address, all or nothing."""
     sockets: list[socket.socket] = []
     for host in settings.host:
         address = None if host in _EVERY_ADDRESS else host
@@ -114,22 +127,74 @@ def listen(server: HTTPServer, settings: Settings) -> Acceptor:
             raise StartupError(
                 f"cannot listen on {host} port {settings.port}: {reason}"
             ) from None
+    return sockets
+
+
+def listen(server: HTTPServer, sockets: list[socket.socket]) -> Acceptor:
+    """Accept on the bound ``sockets`` (``accepting.py``, not tornado's
+    ``add_sockets``: it pauses when out of descriptors instead of
+    spinning)."""
     acceptor = Acceptor(server, sockets)
     acceptor.start()
     return acceptor
 
 
+def lock_cache(settings: Settings) -> CacheLock:
+    """Create the cache folder if needed and take its lock: before the
+    partial sweep or any scan, so a second daemon never touches the
+    running one's files. Raises ``CacheLocked`` or ``StartupError``."""
+    root = os.path.realpath(settings.cache)
+    try:
+        os.makedirs(root, exist_ok=True)
+        return CacheLock.take(root)
+    except OSError as error:
+        raise StartupError(
+            f"cache folder {root} is not usable: {error.strerror or error}"
+        ) from None
+
+
+def start_line(settings: Settings, root: str, addresses: list[str]) -> str:
+    """What the daemon serves, in one line (credentials hidden)."""
+    return (
+        f"package-cache {__version__} serving {root} on {', '.join(addresses)}: "
+        f"{repositories_line(settings)}"
+    )
+
+
+def repositories_line(settings: Settings) -> str:
+    """Each repository: name, kind, prefix, sources (never an empty
+    ``from``: a repository of the top-level ``sources`` is ``default``)."""
+    return "; ".join(_repository_line(repo) for repo in settings.all_repositories)
+
+
+def _repository_line(repo: RepositorySettings) -> str:
+    line = f"{repo.name} ({repo.kind}) {repo.prefix}"
+    if repo.sources:
+        line += " from " + " ".join(display_source(s) for s in repo.sources)
+    if repo.file_sources:
+        line += ", files from " + " ".join(display_source(s) for s in repo.file_sources)
+    return line
+
+
 class Daemon:
     """The running server: its parts (``wiring.py``), sockets and signals."""
 
-    def __init__(self, settings: Settings, reload: SettingsLoader | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reload: SettingsLoader | None,
+        sockets: list[socket.socket],
+    ) -> None:
         self.reload_settings = reload
+        self.sockets = sockets
         parts = wiring.build(settings)
         self.live = parts.live
         self.context = parts.context
         self.server = parts.http_server
         self.evictor = parts.evictor
         self.hasher = parts.hasher
+        self.history_file = parts.history_file
+        self.prefetcher = parts.prefetcher
         self.acceptor: Acceptor | None = None
         self._stop = asyncio.Event()
 
@@ -138,25 +203,29 @@ class Daemon:
         return self.live.current
 
     async def run(self) -> None:
+        # Before the slow work: the sockets already queue connections, and
+        # a SIGHUP's default action would end the process.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             swept = self.context.store.prepare()
         except StoreError as error:
             raise StartupError(str(error)) from None
         if swept:
             log.warning("removed %d left-over partial files", swept)
-        self.acceptor = listen(self.server, self.settings)
+        self.acceptor = listen(self.server, self.sockets)
         self.evictor.start()
-        log.warning(
-            "package-cache %s serving %s on %s from %s",
-            __version__,
-            self.context.store.root,
-            ", ".join(address_of(s) for s in self.acceptor.sockets),
-            " ".join(display_source(s) for s in self.settings.sources),
-        )
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.history_file.start()
+        self.prefetcher.start()
+        notice = notice_log()
+        addresses = [address_of(s) for s in self.acceptor.sockets]
+        notice.info(start_line(self.settings, self.context.store.root, addresses))
+        for repository in self.settings.all_repositories:
+            warning = missing_file_sources(repository)
+            if warning:
+                notice.warning("%s", warning)
         await self._stop.wait()
         await self.shutdown()
 
@@ -176,17 +245,16 @@ class Daemon:
                 "still using the running values",
                 ", ".join(ignored),
             )
-        log.warning(
-            "reloaded settings; sources: %s",
-            " ".join(display_source(s) for s in new.sources),
-        )
+        log.warning("reloaded settings: %s", repositories_line(new))
 
     async def shutdown(self) -> None:
         grace = self.settings.shutdown_grace
-        log.warning("stopping: %d requests in flight", self.context.in_flight.count)
+        notice = notice_log()
+        notice.info("stopping: %d requests in flight", self.context.in_flight.count)
         if self.acceptor is not None:
             self.acceptor.stop()
         self.evictor.stop()
+        self.prefetcher.stop()
         try:
             await asyncio.wait_for(self.context.in_flight.wait_idle(), grace)
         except TimeoutError:
@@ -198,30 +266,47 @@ class Daemon:
         except TimeoutError:
             log.warning("some connections did not close")
         self.hasher.shutdown()
+        self.history_file.stop()
         # The curl client is left open: closing it under transfers still in
         # flight makes its pending timers fail; the process ends right after.
         removed = self.context.store.sweep()
         if removed:
             log.warning("removed %d partial files of unfinished downloads", removed)
+        notice.info("package-cache %s stopped", __version__)
 
 
-async def _serve(settings: Settings, reload: SettingsLoader | None) -> None:
+async def _serve(
+    settings: Settings, reload: SettingsLoader | None, sockets: list[socket.socket]
+) -> None:
     # Built inside the running loop: tornado's curl client and HTTP server
     # attach to the IOLoop that is current when they are created.
-    await Daemon(settings, reload).run()
+    await Daemon(settings, reload, sockets).run()
 
 
 def run(settings: Settings, reload: SettingsLoader | None = None) -> int:
     """Run the server until a stop signal; returns the process exit code.
 
     ``reload`` re-reads the settings on SIGHUP (flags over config file).
+    A start-up failure is one line on stderr (and in syslog when that is
+    the log), said once.
     """
     try:
         setup_logging(settings)
+        lock = lock_cache(settings)
+        sockets = bind(settings)
         raise_descriptor_limit()
-        asyncio.run(_serve(settings, reload))
+        asyncio.run(_serve(settings, reload, sockets))
+    except CacheLocked as error:
+        _startup_failed(settings, str(error))
+        return EXIT_LOCKED
     except StartupError as error:
-        print(f"package-cache: error: {error}", file=sys.stderr)
-        log.error("%s", error)
+        _startup_failed(settings, str(error))
         return EXIT_FAILURE
+    lock.release()
     return 0
+
+
+def _startup_failed(settings: Settings, message: str) -> None:
+    print(f"package-cache: error: {message}", file=sys.stderr)
+    if settings.syslog and logging.getLogger().handlers:
+        log.error("%s", message)

@@ -62,6 +62,10 @@ class RepositorySettings:
     #: npm: the URL clients reach the cache at, for the tarball URLs of
     #: the documents it serves; None: from each request's Host.
     public_url: str | None = None
+    #: go: a checksum database's base URL, proxied and checked against.
+    sumdb: str | None = None
+    #: Seconds between prefetch passes; None: the top-level ``prefetch``.
+    prefetch: float | None = None
     #: oci: the registry hosts (containerd's ``?ns=``) this repository
     #: answers for without its name in the path.
     hosts: tuple[str, ...] = ()
@@ -125,6 +129,14 @@ class Settings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     #: The ``[[repository]]`` sections, in file order.
     repositories: tuple[RepositorySettings, ...] = ()
+    #: Seconds between prefetch passes of a repository that says nothing
+    #: itself (0: off), the bytes one pass may fetch per repository, how
+    #: long a package nobody asked for is still followed, and how many
+    #: newer versions of a package one pass fetches.
+    prefetch: float = 0.0
+    prefetch_budget: int = 2 * 1024 * MIB
+    prefetch_unused_after: float = 30 * 86400.0
+    prefetch_versions: int = 1
 
     @property
     def all_repositories(self) -> tuple[RepositorySettings, ...]:
@@ -137,6 +149,12 @@ class Settings:
             name="default", prefix="/", sources=self.sources, negative_for=0.0
         )
         return (*self.repositories, default)
+
+    def prefetch_interval(self, repository: RepositorySettings) -> float:
+        """Seconds between ``repository``'s prefetch passes (0: none)."""
+        if repository.prefetch is not None:
+            return repository.prefetch
+        return self.prefetch
 
     @property
     def evicts(self) -> bool:

@@ -4,8 +4,10 @@ them all.
 Store, upstream client, download registry, repositories, evictor, metrics
 and the HTTP application are made here from one ``LiveSettings``, and the
 listeners that tie them together (a download that begins makes room, one
-that is published counts as stored, an eviction is counted, the log level
-follows reloads) are attached here, so no part reaches into another.
+that is published is indexed and counted, an eviction is counted, the log
+level follows reloads) are attached here, so no part reaches into another.
+The store and the evictor share one ``CacheUsage``, the only count of
+what the cache holds.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ from pkgcache.fetching.download import Download
 from pkgcache.fetching.inflight import Downloads
 from pkgcache.fetching.transport import Transport
 from pkgcache.fetching.upstream import Upstream
+from pkgcache.observe.board import StatusBoard
+from pkgcache.observe.demand import Demand
+from pkgcache.observe.historyfile import HistoryFile
 from pkgcache.observe.metrics import Metrics
+from pkgcache.prefetch.page import PrefetchHandler
+from pkgcache.prefetch.passes import Prefetcher
 from pkgcache.registries.fronts import Fronts
 from pkgcache.registries.ocitokens import TokenFetch
 from pkgcache.repositories.rules import Repositories
@@ -39,6 +46,7 @@ from pkgcache.store.cull import CullResult
 from pkgcache.store.eviction import Evictor
 from pkgcache.store.keeping import Keeping
 from pkgcache.store.meta import MetaStore
+from pkgcache.store.paths import CacheKey
 from pkgcache.store.smallfiles import SmallFiles
 from pkgcache.store.usage import CacheUsage
 
@@ -60,6 +68,10 @@ class Parts:
     http_server: HTTPServer
     #: The hashing thread, shut down when the daemon stops.
     hasher: Hasher
+    #: The status page's history on disk: saved periodically and at stop.
+    history_file: HistoryFile
+    #: Prefetch passes, started and stopped with the daemon.
+    prefetcher: Prefetcher
 
 
 def token_fetcher(live: LiveSettings, transport: Transport) -> TokenFetch:
@@ -88,7 +100,7 @@ def build(settings: Settings) -> Parts:
     clock = Clock.from_environment()
     metrics = Metrics()
     usage = CacheUsage()
-    store = CacheStore(settings.cache)
+    store = CacheStore(settings.cache, usage)
     transport = CurlTransport(max_clients=settings.upstream_connections)
     upstream = Upstream(live, transport, on_attempt=metrics.fetch_done)
     meta = MetaStore(store.root)
@@ -100,11 +112,22 @@ def build(settings: Settings) -> Parts:
     live.on_change(lambda _old, new: repositories.update(new.all_repositories))
     metrics.track_downloads(lambda: len(downloads))
     metrics.track_usage(usage)
+    metrics.track_disk(store.root, live)
 
     def evicted(result: CullResult) -> None:
         metrics.evicted(result.files, result.bytes)
 
-    evictor = Evictor(live, store.root, usage, on_evicted=evicted)
+    evictor = Evictor(live, store.root, usage, on_evicted=evicted, clock=clock)
+    board = StatusBoard(clock)
+    board.last_eviction = lambda: evictor.last_pass
+    upstream.watchers.append(board.attempt_done)
+    history_file = HistoryFile(
+        store.root,
+        board.history,
+        clock,
+        lambda: [repository.name for repository in live.current.all_repositories],
+    )
+    history_file.load()
 
     def make_room(download: Download) -> None:
         size = download.head.content_length if download.head else None
@@ -114,8 +137,6 @@ def build(settings: Settings) -> Parts:
             evictor.make_room(size, store.final_path(download.key))
 
     def count_stored(download: Download) -> None:
-        if download.published:
-            usage.stored(download.received)
         metrics.downloaded(download.plan.repository, download.received)
         count_digest(download)
 
@@ -133,6 +154,13 @@ def build(settings: Settings) -> Parts:
                     "actual": str(actual),
                 },
             )
+            board.digest_mismatch(
+                str(download.key),
+                repository,
+                display_source(source or "-"),
+                str(expected),
+                str(actual),
+            )
         elif download.published and not download.not_modified:
             metrics.file_stored(repository, verified=download.verified is not None)
 
@@ -148,6 +176,12 @@ def build(settings: Settings) -> Parts:
         [(repo.kind, repo.prefix_segments) for repo in settings.all_repositories],
     )
     downloads.on_end.append(index_stored)
+
+    def first_byte(key: CacheKey, source: str, seconds: float) -> None:
+        rules = repositories.rules_for(key)
+        metrics.first_byte(rules.repository.name if rules else "-", source, seconds)
+
+    upstream.on_first_byte = first_byte
     downloads.fits = evictor.could_fit
     downloads.on_begin.append(make_room)
     downloads.on_end.append(count_stored)
@@ -160,7 +194,7 @@ def build(settings: Settings) -> Parts:
         upstream=upstream,
         downloads=downloads,
         repositories=repositories,
-        fronts=Fronts(store, digests, token_fetcher(live, transport)),
+        fronts=Fronts(store, digests, downloads, token_fetcher(live, transport)),
         digests=digests,
         small_files=SmallFiles(),
         meta=meta,
@@ -169,10 +203,22 @@ def build(settings: Settings) -> Parts:
         in_flight=in_flight,
         clock=clock,
         started=clock.now(),
+        board=board,
+        demand=Demand(store.root, clock),
+    )
+    prefetcher = Prefetcher(context, context.demand, metrics)
+    evictor.protected = prefetcher.protected
+    board.prefetch_passes = lambda: {
+        name: report.as_dict() for name, report in prefetcher.last.items()
+    }
+    prefetch_page = (
+        r"/\.pkgcache/prefetch",
+        PrefetchHandler,
+        {"context": context, "prefetcher": prefetcher},
     )
     http_server = HTTPServer(
-        make_app(context),
+        make_app(context, [prefetch_page]),
         xheaders=False,
         idle_connection_timeout=settings.idle_timeout,
     )
-    return Parts(live, context, evictor, http_server, hasher)
+    return Parts(live, context, evictor, http_server, hasher, history_file, prefetcher)

@@ -102,6 +102,7 @@ class Proxy:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Proxy:
+        started = self.start_lines()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [*self.command, "--config", str(self.config)],
@@ -111,10 +112,23 @@ class Proxy:
                 stderr=subprocess.STDOUT,
                 preexec_fn=self._limits,
             )
-        if not wait_until(self._accepting, timeout=15):
+
+        # The sockets are bound before the slow start-up work, so the start
+        # line (logged at every verbosity) says when the daemon serves.
+        def ready() -> bool:
+            return self._accepting() and self.start_lines() > started
+
+        if not wait_until(ready, timeout=15):
             self.stop()
             raise RuntimeError(f"proxy did not start:\n{self.log()}")
         return self
+
+    def start_lines(self) -> int:
+        """How many times the daemon has said it serves (its start line)."""
+        return sum(
+            "pkgcache.notice: package-cache " in line and " serving " in line
+            for line in self.log().splitlines()
+        )
 
     def _limits(self) -> None:
         """In the child: room for many connections, and the file size limit."""

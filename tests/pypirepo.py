@@ -204,10 +204,11 @@ class PypiRepo:
         yanked: str | None = None,
         payload: int = 0,
         host: str = "files",
+        tag: str = "py3-none-any",
     ) -> Dist:
-        """Build ``<name>-<version>-py3-none-any.whl`` (module ``<name>``
-        with ``VERSION``) and its ``.metadata``; list it on the project's
-        page. Callable while the origins run (a new release)."""
+        """Build ``<name>-<version>-<tag>.whl`` (module ``<name>`` with
+        ``VERSION``) and its ``.metadata``; list it on the project's page.
+        Callable while the origins run (a new release)."""
         name = escaped(project)
         info = f"{name}-{version}.dist-info"
         metadata = self._metadata(project, version, requires, requires_python)
@@ -216,7 +217,7 @@ class PypiRepo:
             f"{info}/METADATA": metadata,
             f"{info}/WHEEL": (
                 b"Wheel-Version: 1.0\nGenerator: pypirepo\n"
-                b"Root-Is-Purelib: true\nTag: py3-none-any\n"
+                b"Root-Is-Purelib: true\nTag: " + tag.encode() + b"\n"
             ),
         }
         if payload:
@@ -230,7 +231,7 @@ class PypiRepo:
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as wheel:
             for path, data in members.items():
                 wheel.writestr(zipfile.ZipInfo(path, ZIP_TIME), data)
-        filename = f"{name}-{version}-py3-none-any.whl"
+        filename = f"{name}-{version}-{tag}.whl"
         dist = self._store(
             project,
             version,

@@ -5,7 +5,9 @@ so a test can tell what reached the origin."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -23,10 +25,15 @@ class _CountingFiles(tornado.web.StaticFileHandler):
             None if result is None else f'"{result.st_size:x}-{result.st_mtime_ns:x}"'
         )
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         mirror: StaticOrigin = self.settings["mirror"]
         mirror.requests[self.request.path] += 1
         mirror.log.append((self.request.method or "", self.request.path))
+        for suffix, (arrived, release) in list(mirror.held.items()):
+            if self.request.path.endswith(suffix):
+                arrived.set()
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, release.wait, 60)
 
 
 class StaticOrigin(LoopbackServer):
@@ -39,6 +46,15 @@ class StaticOrigin(LoopbackServer):
         self.root = root
         self.requests: Counter[str] = Counter()
         self.log: list[tuple[str, str]] = []
+        #: Paths ending in a key wait for its second event before they are
+        #: answered; the first is set when such a request arrives.
+        self.held: dict[str, tuple[threading.Event, threading.Event]] = {}
+
+    def hold(self, suffix: str) -> tuple[threading.Event, threading.Event]:
+        """Hold requests for paths ending in ``suffix``: (arrived, release)."""
+        events = (threading.Event(), threading.Event())
+        self.held[suffix] = events
+        return events
 
     def count(self, suffix: str) -> int:
         """Requests for paths ending in ``suffix``."""

@@ -74,6 +74,23 @@ BAD = [
     (repository_at(f"/{'x' * 256}/"), "never match a request: path segment too long"),
     (repository_at(f"/{'é' * 128}/"), "never match a request: path segment too long"),
     (repository_at("/" + "y/" * 1024), "never match a request: path too long"),
+    # Prefetch.
+    ('prefetch = "0.5"', "prefetch must be 0 (off) or at least 1 second"),
+    ('prefetch = "31d"', "prefetch must be at least 0 and at most"),
+    ("prefetch_versions = 0", "prefetch_versions must be between 1 and 20"),
+    ("prefetch_versions = 21", "prefetch_versions must be between 1 and 20"),
+    ('prefetch_unused_after = "0"', "prefetch_unused_after must be more than 0"),
+    ('prefetch_budget = "lots"', "prefetch_budget: 'lots'"),
+    (
+        '[[repository]]\nname = "g"\nprefix = "/g/"\nsources = ["http://a"]\n'
+        'prefetch = "1h"',
+        "kind generic has no indexes to prefetch from",
+    ),
+    (
+        '[[repository]]\nname = "d"\nprefix = "/d/"\nkind = "debian"\n'
+        'sources = ["http://a"]\nprefetch = "0.2"',
+        "prefetch must be 0 (off) or 1s to 30 days",
+    ),
 ]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pkgcache.store import cull as cull_library
 from tests.conftest import ROOT, Proxy, wait_until
 from tests.origin import content
 
@@ -128,8 +129,10 @@ def test_a_file_culled_while_being_served_still_arrives_whole(proxy):
     response = proxy.open(path)
     assert response.headers["X-Package-Cache"] == "hit"
     first = response.read(1024 * 1024)
-    result = cull("--cache", str(proxy.cache), "--max-size", "0")
-    assert "removed 1 files" in result.stdout
+    # What the daemon's own eviction does (the command refuses a cache a
+    # daemon holds): the library's cull, beside the running daemon.
+    result, _victims = cull_library.cull(str(proxy.cache), max_size=0)
+    assert result.files == 1
     assert not proxy.cached(path).exists()
     assert first + response.read() == content("culled-while-read.tar", size)
     again = proxy.request(path)
@@ -150,3 +153,19 @@ def test_daemon_evicts_when_max_size_would_be_crossed(origin, make_proxy):
     assert proxy.cached("/files/100000/b.tar").exists()
     assert wait_until(lambda: proxy.cached("/files/100000/c.tar").exists())
     assert wait_until(lambda: "evicted 1 files" in proxy.log())
+
+
+def test_protected_files_count_toward_max_size_but_are_never_chosen() -> None:
+    """What a prefetch pass just fetched stays; older files go in its place,
+    as many as the bound needs with the protected bytes counted."""
+    entries = [
+        cull_library.CachedEntry("/c/prefetched", 500, atime=1.0),
+        cull_library.CachedEntry("/c/old", 300, atime=2.0),
+        cull_library.CachedEntry("/c/newer", 300, atime=3.0),
+    ]
+    chosen = cull_library.choose(
+        entries, max_size=600, now=10.0, protected=frozenset({"/c/prefetched"})
+    )
+    assert [entry.path for entry in chosen] == ["/c/old", "/c/newer"]
+    unprotected = cull_library.choose(entries, max_size=600, now=10.0)
+    assert [entry.path for entry in unprotected] == ["/c/prefetched"]

@@ -327,6 +327,7 @@ def test_eviction_removes_a_volatile_file_with_its_validators(make_proxy, mirror
     assert proxy.request(path).status == 200
     record = proxy.cache / ".meta" / "debian" / (INDEX + ".json")
     assert record.exists()
+    assert proxy.stop() == 0  # cull refuses a cache a daemon holds
     done = subprocess.run(
         [
             sys.executable,

@@ -192,6 +192,23 @@ def arch_database(
     """``(file name, digests)`` of each package of a pacman database (a tar
     archive, gzip, xz, bzip2 or none), read a member at a time; nothing
     when it is not one. Raises ``IndexRefused``."""
+    for fields in arch_descs(data, between):
+        filename = fields.get("FILENAME")
+        digests = [
+            digest
+            for name, algorithm in (("SHA256SUM", "sha256"), ("MD5SUM", "md5"))
+            if (digest := from_hex(algorithm, fields.get(name, ""))) is not None
+        ]
+        if filename and digests and "/" not in filename:
+            yield filename, tuple(digests)
+
+
+def arch_descs(
+    data: bytes, between: Callable[[], None] = _nothing
+) -> Iterator[dict[str, str]]:
+    """The fields of each package's ``desc`` in a pacman database (``NAME``,
+    ``VERSION``, ``FILENAME``, ``ARCH``, ``CSIZE``, the sums...), a member
+    at a time; nothing when it is not one. Raises ``IndexRefused``."""
     try:
         archive = tarfile.open(fileobj=_Pieces(unpacking(data, between)), mode="r|")  # noqa: SIM115
     except (tarfile.TarError, OSError, EOFError):
@@ -213,15 +230,7 @@ def arch_database(
             extracted = archive.extractfile(member)
             if extracted is None:
                 continue
-            fields = _desc_fields(extracted.read().decode("utf-8", "replace"))
-            filename = fields.get("FILENAME")
-            digests = [
-                digest
-                for name, algorithm in (("SHA256SUM", "sha256"), ("MD5SUM", "md5"))
-                if (digest := from_hex(algorithm, fields.get(name, ""))) is not None
-            ]
-            if filename and digests and "/" not in filename:
-                yield filename, tuple(digests)
+            yield _desc_fields(extracted.read().decode("utf-8", "replace"))
 
 
 def _desc_fields(text: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -125,9 +126,17 @@ class Limits:
 class Attempt:
     """One request to one source URL; ``run`` once."""
 
-    def __init__(self, spec: AttemptSpec, limits: Limits) -> None:
+    def __init__(
+        self,
+        spec: AttemptSpec,
+        limits: Limits,
+        on_first_byte: Callable[[float], None] | None = None,
+    ) -> None:
+        """``on_first_byte(seconds)`` hears, once, how long after the start
+        the answer's first line came (any status; not when none came)."""
         self.spec = spec
         self.limits = limits
+        self._on_first_byte = on_first_byte
         self.body_bytes = 0
         self._final_url = spec.url
         self._block: list[str] = []
@@ -142,6 +151,15 @@ class Attempt:
         self._malformed = ""
         self._too_big = False
         self._refused_by_cache = False
+        #: Monotonic seconds when the request went out and when the first
+        #: header line came back (None: nothing came).
+        self.started = 0.0
+        self.first_line: float | None = None
+
+    @property
+    def first_byte_seconds(self) -> float | None:
+        """Time to first byte: from the request to its first header line."""
+        return None if self.first_line is None else self.first_line - self.started
 
     async def run(self, transport: Transport) -> FetchResult:
         spec, limits = self.spec, self.limits
@@ -157,7 +175,10 @@ class Attempt:
             user_agent=limits.user_agent,
             ca_file=limits.ca_file,
         )
+        self.started = time.monotonic()
         result = await transport.fetch(request)
+        if result.status:
+            self._first_byte()
         if result.error is None and self._accepted is None and result.status:
             # Header lines still on their way: the transport's copy decides.
             headers = result.headers if result.headers is not None else HTTPHeaders()
@@ -202,6 +223,7 @@ class Attempt:
     def _header_line(self, line: str) -> None:
         if self._finished:
             return
+        self._first_byte()
         line = line.rstrip("\r\n")
         if line.startswith("HTTP/"):
             self._block = [line]
@@ -209,6 +231,15 @@ class Attempt:
             self._block.append(line)
         elif self._block:
             self._end_of_block()
+
+    def _first_byte(self) -> None:
+        """The answer began (its first header line, or the transport's
+        status when lines were not told): noted once, and told once."""
+        if self.first_line is None:
+            self.first_line = time.monotonic()
+        if self._on_first_byte is not None:
+            heard, self._on_first_byte = self._on_first_byte, None
+            heard(self.first_line - self.started)
 
     def _end_of_block(self) -> None:
         try:

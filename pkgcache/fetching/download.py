@@ -28,7 +28,7 @@ from tornado.locks import Condition, Event
 from pkgcache.clock import Clock
 from pkgcache.digests.check import Hasher
 from pkgcache.digests.values import Digest
-from pkgcache.fetching.finishing import Verification, Verify, rewritten
+from pkgcache.fetching.finishing import Verification, Verify, run_step
 from pkgcache.fetching.plan import FetchPlan, Reader, ReaderState
 from pkgcache.fetching.storage import DownloadBody, Storage
 from pkgcache.fetching.upstream import (
@@ -96,6 +96,8 @@ class Download:
         self.body = DownloadBody(
             key, store, storage, lambda: live.current.client_buffer
         )
+        #: ``Finishable``: the body as a file, for an ``Inspect`` step.
+        self.open_whole = self.body.open_whole
         self.head: ResponseHead | None = None
         self.result: FetchResult | None = None
         #: Bytes received from upstream.
@@ -248,10 +250,7 @@ class Download:
         for step in self._steps:
             if result.outcome is not Outcome.COMPLETE:
                 break
-            if isinstance(step, Verification):
-                result = await step.finish(self, result)
-            else:
-                result = await rewritten(step, self, result)
+            result = await run_step(step, self, result)
         return result
 
     def take_batch(self) -> list[bytes]:

@@ -1,8 +1,9 @@
 """The steps a download takes between its last byte and its end, as the
 fetch plan names them: ``Verify`` (the bytes against every digest known
-for the file) and ``Rewrite`` (a registry page made into the cache's
-own, off the IOLoop). Each step may turn a COMPLETE fetch into a failure;
-the download publishes only what every step let through.
+for the file), ``Rewrite`` (a registry page made into the cache's own,
+off the IOLoop) and ``Inspect`` (a check that needs the whole file at
+once: a Go module zip's ``h1:``). Each step may turn a COMPLETE fetch
+into a failure; the download publishes only what every step let through.
 
 A step sees the download through ``Finishable``: the batch it holds
 back, the whole body and a way to put a new body in place. Steps run in
@@ -12,9 +13,9 @@ the order the plan names them, each only while the fetch is complete.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from tornado.ioloop import IOLoop
 
@@ -57,6 +58,11 @@ class Finishable(Protocol):
         cannot be kept anywhere."""
         ...
 
+    def open_whole(self, tail: list[bytes]) -> BinaryIO | None:
+        """Every byte kept, then ``tail``, as a seekable file the caller
+        closes; None when the body is kept nowhere whole."""
+        ...
+
 
 @dataclass(frozen=True)
 class Verify:
@@ -76,7 +82,25 @@ class Rewrite:
     rewrite: Callable[[bytes, ResponseHead], bytes]
 
 
-Step = Verify | Rewrite
+#: What an ``Inspect`` judge says: the file passes (None, or the digest
+#: of its bytes it vouches for, recorded as a ``Verify`` match is), the
+#: (expected, actual) digests that disagree, or why the file is refused.
+Judgement = Digest | tuple[Digest, Digest] | str | None
+
+
+@dataclass(frozen=True)
+class Inspect:
+    """A check that needs the whole file at once (a Go module zip's
+    ``h1:`` hashes the files inside the zip). ``judge(file)`` is awaited
+    once every byte arrived, with the body as a seekable binary file that
+    it must not close, and does its heavy work off the IOLoop. Meanwhile
+    the last batch is held back, as ``Verify`` holds it, so that no client
+    ever has the whole of a file it refuses."""
+
+    judge: Callable[[BinaryIO], Awaitable[Judgement]]
+
+
+Step = Verify | Rewrite | Inspect
 
 
 class Verification:
@@ -158,3 +182,61 @@ async def rewritten(
             Outcome.FAILED, "the page could not be kept", result.source, result.head
         )
     return FetchResult(result.outcome, result.detail, result.source, download.head)
+
+
+async def inspected(
+    step: Inspect, download: Finishable, result: FetchResult
+) -> FetchResult:
+    """Judge the whole body (``Inspect``); a refusal drops the held batch
+    and fails the download, so every client of it is cut off short."""
+    held = download.take_batch()
+    try:
+        body = download.open_whole(held)
+    except OSError as error:  # no descriptor left to read the file with
+        log.error("cannot check %s: %s", download.key, error)
+        body = None
+    if body is None:
+        log.error("cannot check %s: it is kept nowhere whole", download.key)
+        return FetchResult(
+            Outcome.FAILED, "the file could not be checked", result.source, result.head
+        )
+    try:
+        judgement = await step.judge(body)
+    finally:
+        body.close()
+    if judgement is None or isinstance(judgement, Digest):
+        if judgement is not None:
+            download.verified = judgement
+        download.put_back(held)
+        return result
+    source = display_source(result.source or "-")
+    if isinstance(judgement, str):
+        log.error("%s from %s refused: %s", download.key, source, judgement)
+        return FetchResult(Outcome.FAILED, judgement, result.source, result.head)
+    download.mismatch = expected, actual = judgement
+    log.error(
+        "digest mismatch: %s from %s: expected %s (%s), got %s; not stored",
+        download.key,
+        source,
+        expected,
+        expected.origin,
+        actual,
+    )
+    return FetchResult(
+        Outcome.FAILED,
+        f"digest mismatch: expected {expected}",
+        result.source,
+        result.head,
+    )
+
+
+async def run_step(
+    step: Verification | Rewrite | Inspect, download: Finishable, result: FetchResult
+) -> FetchResult:
+    """One finishing step of ``download`` (a ``Verify`` as its running
+    ``Verification``)."""
+    if isinstance(step, Verification):
+        return await step.finish(download, result)
+    if isinstance(step, Inspect):
+        return await inspected(step, download, result)
+    return await rewritten(step, download, result)

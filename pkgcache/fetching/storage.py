@@ -9,9 +9,12 @@ what it holds, and the whole body moves to memory while it fits.
 from __future__ import annotations
 
 import enum
+import io
 from collections.abc import Callable
+from typing import BinaryIO
 
 from pkgcache.batches import without_first
+from pkgcache.fetching.bodyfile import BodyFile
 from pkgcache.fetching.memorycopy import MemoryCopy
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.partial import PartialFile
@@ -133,6 +136,18 @@ class DownloadBody:
             finally:
                 reader.close()
         return self.memory.whole() if self.memory is not None else None
+
+    def open_whole(self, tail: list[bytes]) -> BinaryIO | None:
+        """Every byte kept, then ``tail`` (a batch held back), as a
+        seekable file (``BodyFile``: the partial file is not read into
+        memory); None when the bytes are kept nowhere whole."""
+        rest = b"".join(tail)
+        partial = self.partial
+        if partial is not None and self.storage is not Storage.FILE_FAILED:
+            reader = partial.open_reader()
+            return io.BufferedReader(BodyFile(reader, partial.written, rest))
+        whole = self.memory.whole() if self.memory is not None else None
+        return None if whole is None else io.BytesIO(whole + rest)
 
     def replace(self, body: bytes) -> None:
         """``body`` in place of what was kept (a rewritten page): in a new

@@ -43,6 +43,9 @@ __all__ = [
 
 log = logging.getLogger("pkgcache.upstream")
 
+#: Hears of one attempt that ended: the path, what was asked, how it ended.
+AttemptWatcher = Callable[[CacheKey, AttemptSpec, FetchResult, Attempt], None]
+
 #: Times a broken download is continued with Range requests before its
 #: clients get an unclean close.
 MAX_RESUMES = 3
@@ -108,6 +111,10 @@ class Upstream:
         self.live = live
         self.transport = transport
         self.on_attempt = on_attempt
+        #: Hear of every attempt in full: ``(key, spec, result, attempt)``.
+        self.watchers: list[AttemptWatcher] = []
+        #: ``on_first_byte(key, source, seconds)``: an attempt's answer began.
+        self.on_first_byte: Callable[[CacheKey, str, float], None] | None = None
 
     async def fetch(
         self,
@@ -302,7 +309,7 @@ class Upstream:
 
     async def _attempt(self, key: CacheKey, spec: AttemptSpec) -> FetchResult:
         """One attempt at one source, logged and counted."""
-        attempt = Attempt(spec, self._limits(spec.offset))
+        attempt = Attempt(spec, self._limits(spec.offset), self._first_byte(key, spec))
         started = time.monotonic()
         result = await attempt.run(self.transport)
         warn = spec.what == "resume" or result.outcome is Outcome.TOO_LARGE
@@ -325,7 +332,18 @@ class Upstream:
                 result.outcome.name.lower(),
                 attempt.body_bytes,
             )
+        for watch in self.watchers:
+            watch(key, spec, result, attempt)
         return result
+
+    def _first_byte(
+        self, key: CacheKey, spec: AttemptSpec
+    ) -> Callable[[float], None] | None:
+        heard = self.on_first_byte
+        if heard is None:
+            return None
+        source = display_source(spec.source)
+        return lambda seconds: heard(key, source, seconds)
 
     def _limits(self, offset: int) -> Limits:
         """This attempt's settings; ``offset`` bytes of the file came before

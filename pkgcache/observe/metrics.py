@@ -7,17 +7,69 @@ servers in one process never share counts.
 
 from __future__ import annotations
 
+import os
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from pkgcache.observe.results import FROM_CACHE, Result
+from pkgcache.settings import LiveSettings
 from pkgcache.store.usage import CacheUsage
 
 #: Results of a request, as in the access log (the daemon's own pages aside).
 RESULTS = tuple(result for result in Result if result is not Result.STATUS)
+
+#: Seconds: a small hit from memory takes about a millisecond, a large file
+#: through a slow source minutes; a source's first byte falls in between.
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+
+
+class Samples:
+    """The metrics' values at one moment (``Metrics.samples``)."""
+
+    def __init__(self, table: dict[tuple[str, frozenset[tuple[str, str]]], float]):
+        self._table = table
+        #: Requests by repository, then result (read once per repository).
+        self._results: dict[str, dict[str, int]] = {}
+        for (name, labels), value in table.items():
+            if name == "pkgcache_repository_requests_total":
+                by = dict(labels)
+                tally = self._results.setdefault(by["repository"], {})
+                tally[by["result"]] = int(value)
+
+    def value(self, name: str, **labels: str) -> float:
+        return self._table.get((name, frozenset(labels.items())), 0.0)
+
+    def repository_results(self, repository: str) -> dict[str, int]:
+        """Requests of one repository by result."""
+        tally = self._results.get(repository, {})
+        return {result: tally.get(result, 0) for result in RESULTS}
 
 
 class Metrics:
@@ -101,6 +153,66 @@ class Metrics:
             ["repository"],
             registry=r,
         )
+        self.request_duration = Histogram(
+            "pkgcache_request_duration_seconds",
+            "Seconds from a request's arrival to its answer's end, by "
+            "repository (-: none) and result",
+            ["repository", "result"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_first_byte = Histogram(
+            "pkgcache_upstream_first_byte_seconds",
+            "Seconds from an upstream attempt's start to the first line of "
+            "its answer, whatever its status (no answer: not counted), by "
+            "repository and source",
+            ["repository", "source"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.disk_free = Gauge(
+            "pkgcache_disk_free_bytes",
+            "Bytes free on the file system holding the cache (what min_free bounds)",
+            registry=r,
+        )
+        self.disk_size = Gauge(
+            "pkgcache_disk_size_bytes",
+            "Size of the file system holding the cache",
+            registry=r,
+        )
+        self.disk_bound = Gauge(
+            "pkgcache_disk_bound_bytes",
+            "The eviction bounds as configured, 0: none (max_size bounds "
+            "pkgcache_cache_bytes, min_free pkgcache_disk_free_bytes)",
+            ["bound"],
+            registry=r,
+        )
+        self.prefetch_files_total = Counter(
+            "pkgcache_prefetch_files",
+            "Files a prefetch pass asked for, by repository and outcome (fetched,"
+            " present, joined, failed, refused)",
+            ["repository", "outcome"],
+            registry=r,
+        )
+        self.prefetch_bytes_total = Counter(
+            "pkgcache_prefetch_bytes",
+            "Bytes prefetch passes fetched, by repository",
+            ["repository"],
+            registry=r,
+        )
+        self.prefetch_used_total = Counter(
+            "pkgcache_prefetch_used",
+            "Prefetched files a client then asked for, by repository",
+            ["repository"],
+            registry=r,
+        )
+        self.prefetch_stops = Counter(
+            "pkgcache_prefetch_stopped",
+            "Prefetch passes that stopped early, by repository and reason"
+            " (budget, max_size, min_free, error)",
+            ["repository", "reason"],
+            registry=r,
+        )
         for result in RESULTS:
             self.requests.labels(result)
         #: The last files refused for their digest, for the status page.
@@ -119,8 +231,26 @@ class Metrics:
         self.cache_files.set_function(lambda: float(usage.files))
         self.cache_bytes.set_function(lambda: float(usage.bytes))
 
-    def request_done(self, result: str, served: int, repository: str = "-") -> None:
+    def track_disk(self, root: str, live: LiveSettings) -> None:
+        """Show the file system holding ``root`` and the bounds of the
+        current settings, read at each scrape (one ``statvfs`` each)."""
+        self.disk_free.set_function(lambda: _statvfs_bytes(root, free=True))
+        self.disk_size.set_function(lambda: _statvfs_bytes(root, free=False))
+        bounds = self.disk_bound
+        bounds.labels("max_size").set_function(lambda: float(live.current.max_size))
+        bounds.labels("min_free").set_function(lambda: float(live.current.min_free))
+
+    def request_done(
+        self,
+        result: str,
+        served: int,
+        repository: str = "-",
+        seconds: float | None = None,
+    ) -> None:
+        """One request answered; ``seconds`` it took, when known."""
         self.requests.labels(result).inc()
+        if seconds is not None:
+            self.request_duration.labels(repository, result).observe(seconds)
         if repository != "-":
             self.repository_requests.labels(repository, result).inc()
         if served:
@@ -150,6 +280,10 @@ class Metrics:
         if received:
             self.upstream_bytes.inc(received)
 
+    def first_byte(self, repository: str, source: str, seconds: float) -> None:
+        """An upstream attempt's answer began ``seconds`` after it started."""
+        self.upstream_first_byte.labels(repository, source).observe(seconds)
+
     def digest_mismatch(
         self, repository: str, source: str, details: dict[str, str]
     ) -> None:
@@ -169,9 +303,41 @@ class Metrics:
         self.evicted_files.inc(files)
         self.evicted_bytes.inc(size)
 
+    def samples(self) -> Samples:
+        """Every current value at once, for the status page: one walk of
+        the registry (``value`` walks it for each look-up)."""
+        table: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        for family in self.registry.collect():
+            for sample in family.samples:
+                table[sample.name, frozenset(sample.labels.items())] = sample.value
+        return Samples(table)
+
+    def prefetch_file(self, repository: str, outcome: str) -> None:
+        self.prefetch_files_total.labels(repository, outcome).inc()
+
+    def prefetch_bytes(self, repository: str, size: int) -> None:
+        self.prefetch_bytes_total.labels(repository).inc(size)
+
+    def prefetch_used(self, repository: str) -> None:
+        self.prefetch_used_total.labels(repository).inc()
+
+    def prefetch_stopped(self, repository: str, reason: str) -> None:
+        self.prefetch_stops.labels(repository, reason).inc()
+
     def value(self, name: str, **labels: str) -> float:
         """One current value, for the status page (never for a decision)."""
         return self.registry.get_sample_value(name, labels) or 0.0
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _statvfs_bytes(root: str, free: bool) -> float:
+    """Free bytes (as an unprivileged writer sees them, like min_free) or
+    the size of the file system holding ``root``; NaN when it cannot be
+    read, so one missing folder never fails the whole scrape."""
+    try:
+        usage = os.statvfs(root)
+    except OSError:
+        return float("nan")
+    return float((usage.f_bavail if free else usage.f_blocks) * usage.f_frsize)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from pkgcache.digests.book import DigestBook
+from pkgcache.fetching.inflight import Downloads
 from pkgcache.registries import pypi
+from pkgcache.registries.golang import GoFront
 from pkgcache.registries.links import ForeignHosts
 from pkgcache.registries.npm import NpmFront
 from pkgcache.registries.oci import OciFront, namespaced
@@ -16,7 +18,7 @@ from pkgcache.repositories.rules import Repository
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.paths import RequestPath
 
-KINDS = ("pypi", "npm", "oci")
+KINDS = ("pypi", "npm", "go", "oci")
 
 
 class Fronts:
@@ -24,19 +26,23 @@ class Fronts:
         self,
         store: CacheStore,
         digests: DigestBook,
+        downloads: Downloads | None = None,
         fetch_token: TokenFetch | None = None,
     ) -> None:
         """``store``: the cache, where npm reads its stored documents to
         find where their tarballs live; ``digests``: filled with what the
         indexes say their files hash to. The hosts whose links are left
         as they are (``ForeignHosts``) are logged once per daemon, by
-        every front. ``fetch_token``: a small GET, for the tokens a
-        container registry asks for (``oci``)."""
+        every front. ``downloads``: where Go fetches lookup records
+        through the cache (None: Go modules go unchecked).
+        ``fetch_token``: a small GET, for the tokens a container registry
+        asks for (``oci``)."""
         self.foreign = ForeignHosts()
         self.npm = NpmFront(store, digests, self.foreign)
         self.pypi_pages = pypi.PageDigests(digests)
         self.digests = digests
         self.oci = OciFront(fetch_token)
+        self.go = GoFront(store, downloads)
 
     def resolve(
         self,
@@ -57,6 +63,8 @@ class Fronts:
             )
         if kind == "npm":
             return self.npm.resolve(repository, path, headers, query, public_base)
+        if kind == "go":
+            return self.go.resolve(repository, path)
         if kind == "oci":
             return self.oci.resolve(repository, path, headers, query)
         return None

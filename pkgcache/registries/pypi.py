@@ -38,6 +38,7 @@ from pkgcache.registries.pypipages import (
 )
 from pkgcache.registries.targets import Document, Redirect, Refusal, Resolution, Target
 from pkgcache.repositories.rules import Policy, Repository
+from pkgcache.settings import RepositorySettings
 from pkgcache.store.paths import CacheKey, RequestPath
 
 log = logging.getLogger("pkgcache.registries")
@@ -55,6 +56,12 @@ _UPSTREAM_ACCEPT = {
 LEARNT_REMEMBERED = 100_000
 
 Entries = list[tuple[CacheKey, tuple[Digest, ...]]]
+
+#: Where the pages of well-known indexes link their files.
+FILE_HOSTS = {
+    "pypi.org": "https://files.pythonhosted.org",
+    "test.pypi.org": "https://test-files.pythonhosted.org",
+}
 
 _PROJECT = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
@@ -160,6 +167,29 @@ class PageDigests:
         running = IOLoop.current().run_in_executor(None, digests)
         running.add_done_callback(learnt)
         return running
+
+
+def missing_file_sources(settings: RepositorySettings) -> str | None:
+    """The start-up warning for a pypi repository without ``file_sources``,
+    or None. Links to a host that is neither a source nor a file source
+    stay as they are (``links.py``), so pip fetches those files from the
+    host itself and the cache never sees them: a silent bypass, unless
+    the index keeps its files under its own URL (devpi)."""
+    if settings.kind != "pypi" or settings.file_sources:
+        return None
+    hosts = [urllib.parse.urlsplit(url).hostname or "" for url in settings.sources]
+    known = [FILE_HOSTS[host] for host in hosts if host in FILE_HOSTS]
+    where = f"repository {settings.name!r} (pypi) has no file_sources"
+    if known:
+        return (
+            f"{where}: its pages link files on {known[0]}, which pip then "
+            f"fetches directly, bypassing the cache; add "
+            f'file_sources = ["{known[0]}"]'
+        )
+    return (
+        f"{where}: if its pages link files on another host, pip fetches them "
+        "there directly, bypassing the cache; add that host to file_sources"
+    )
 
 
 def resolve(

@@ -1,5 +1,5 @@
 """What a registry front makes of a request: a ``Target`` to serve, a
-``Redirect`` or a ``Refusal``."""
+``Redirect``, a ``Refusal`` or a ``Reply`` of the cache's own."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from pkgcache.fetching.finishing import Step
 from pkgcache.fetching.upstream import ResponseHead, Route
 from pkgcache.repositories.rules import Policy
 from pkgcache.store.meta import Validators
@@ -67,6 +68,9 @@ class Target:
     private: bool = False
     #: Answer with the upstream's Content-Type (a passed-through page).
     upstream_type: bool = False
+    #: Finishing steps of the front's own after the digest check (Go:
+    #: the ``h1:`` of a module zip against its checksum database).
+    checks: tuple[Step, ...] = ()
 
     @functools.cached_property
     def route(self) -> Route:
@@ -86,4 +90,14 @@ class Refusal:
     reason: str
 
 
-Resolution = Target | Redirect | Refusal
+@dataclass(frozen=True)
+class Reply:
+    """A small answer the cache gives itself, asking no source (Go's
+    ``sumdb/<name>/supported``)."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+
+
+Resolution = Target | Redirect | Refusal | Reply

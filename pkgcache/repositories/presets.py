@@ -71,6 +71,7 @@ PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
     # Registries: their fronts (``registries/``) give each path its policy.
     "pypi": (),
     "npm": (),
+    "go": (),
     "oci": (),
     "alpine": (
         ("**/APKINDEX.tar.gz", VOLATILE),

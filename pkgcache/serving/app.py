@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tornado import httputil
@@ -33,15 +34,31 @@ class CacheApplication(Application):
         )
 
 
-def make_app(context: ServingContext) -> Application:
-    """Reserved pages under /.pkgcache/, every other path to CacheHandler;
-    every answer logged and counted when it ends."""
+def make_app(
+    context: ServingContext, pages: Sequence[tuple[str, Any, dict[str, Any]]] = ()
+) -> Application:
+    """Reserved pages under /.pkgcache/ (``pages``: more of them, made by
+    the wiring), every other path to CacheHandler; every answer logged
+    and counted when it ends."""
 
     def log_function(handler: RequestHandler) -> None:
         log_request(handler)
         if isinstance(handler, CacheHandler):
             context.metrics.request_done(
-                handler.result, handler.output.sent, handler.repository
+                handler.result,
+                handler.output.sent,
+                handler.repository,
+                handler.request.request_time(),
+            )
+            context.board.request_done(
+                handler.request,
+                handler.get_status(),
+                handler.result,
+                handler.output.sent,
+                handler.repository,
+            )
+            context.demand.asked(
+                handler.repository, handler.request.path, handler.result
             )
 
     return CacheApplication(
@@ -53,6 +70,7 @@ def make_app(context: ServingContext) -> Application:
                 {"context": context},
             ),
             (r"/v2/?", RegistryBaseHandler, {"context": context}),
+            *pages,
             (r"(.*)", CacheHandler, {"context": context}),
         ],
         log_function=log_function,

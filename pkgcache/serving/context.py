@@ -10,6 +10,8 @@ from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
 from pkgcache.fetching.inflight import Downloads
 from pkgcache.fetching.upstream import Upstream
+from pkgcache.observe.board import StatusBoard
+from pkgcache.observe.demand import Demand
 from pkgcache.observe.metrics import Metrics
 from pkgcache.registries.fronts import Fronts
 from pkgcache.repositories.rules import Repositories
@@ -61,3 +63,7 @@ class ServingContext:
     clock: Clock
     #: When the daemon started, by ``clock.now()``.
     started: float
+    #: The status page's recorders (history, sources, trouble, top files).
+    board: StatusBoard
+    #: What clients were given, per repository (prefetch follows it).
+    demand: Demand

@@ -25,13 +25,12 @@ import logging
 from tornado.web import HTTPError, stream_request_body
 
 from pkgcache.fetching.download import Download
-from pkgcache.fetching.finishing import Rewrite, Verify
 from pkgcache.fetching.plan import FetchPlan
 from pkgcache.fetching.upstream import Outcome
 from pkgcache.observe.accesslog import escape
 from pkgcache.observe.results import Result
 from pkgcache.registries import oci
-from pkgcache.registries.targets import Redirect, Refusal, Target
+from pkgcache.registries.targets import Redirect, Refusal, Reply, Target
 from pkgcache.repositories.rules import PathRules, Policy
 from pkgcache.serving.answers import Answering
 from pkgcache.serving.bodies import GrowingBody
@@ -47,8 +46,9 @@ from pkgcache.serving.choice import (
 from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.output import ClientOutput
-from pkgcache.serving.pages import UpstreamFailure
-from pkgcache.serving.routing import Routed, route
+from pkgcache.serving.pages import Explained, UpstreamFailure
+from pkgcache.serving.planning import plan_for
+from pkgcache.serving.routing import Routed, Unrouted, route
 from pkgcache.store.cache import CachedFile
 from pkgcache.store.meta import Validators
 
@@ -206,34 +206,36 @@ class CacheHandler(Answering):
             return None
         if isinstance(answer, Refusal):
             self.result = Result.REFUSED
+            if isinstance(answer, Unrouted):
+                self._refuse_unrouted(answer)
             raise HTTPError(answer.status, "%s", answer.reason)
+        if isinstance(answer, Reply):
+            self.result = Result.STATUS
+            self.set_status(answer.status)
+            self.set_header("Content-Type", answer.content_type)
+            self.finish_page(answer.body.decode())
+            return None
         assert isinstance(routed, Routed)
         self._rules: PathRules = routed.rules
         self._target = answer
         return answer
 
+    def _refuse_unrouted(self, answer: Unrouted) -> None:
+        """A path under no prefix (a client pointed at the wrong URL): its
+        404 names the configured prefixes, for clients that may read the
+        status pages; others learn nothing of the configuration."""
+        settings = self.context.live.current
+        if allowed(self.request, settings.status_allow, settings.trusted_proxies):
+            prefixes = ", ".join(
+                repository.prefix for repository in settings.all_repositories
+            )
+            raise Explained(
+                answer.status, f"{answer.reason}; the prefixes served: {prefixes}"
+            )
+
     def _plan(self, revalidating: Validators | None) -> FetchPlan:
-        """How this request's target is fetched and kept. Digests an index
-        named apply to immutable files only: a volatile file (an index
-        itself) changes, and a digest learnt for it would pin it."""
-        rules = self._rules
-        target = self._target
-        document = target.document
-        immutable = rules.policy is Policy.IMMUTABLE
-        expected = self.context.digests.get(target.key) if immutable else ()
-        rewrite = document.rewrite if document else None
-        return FetchPlan(
-            route=target.route,
-            request_headers=document.request_headers if document else (),
-            finishing=(Verify(expected), *([Rewrite(rewrite)] if rewrite else [])),
-            revalidating=revalidating,
-            record_validators=rules.policy is Policy.VOLATILE,
-            keep=rules.policy is not Policy.PASS and not target.private,
-            repository=rules.repository.name,
-            negative_for=rules.repository.settings.negative_for,
-            revalidate_by_head=document.revalidate_by_head if document else False,
-            digest_folder=document.digest_folder if document else (),
-        )
+        """How this request's target is fetched and kept."""
+        return plan_for(self._rules, self._target, self.context.digests, revalidating)
 
     async def _follow(
         self,

@@ -24,6 +24,15 @@ class UpstreamFailure(HTTPError):
         self.retry_after = retry_after
 
 
+class Explained(HTTPError):
+    """An error whose body says more than its status line: ``detail`` (for
+    clients that may be told, such as which prefixes the cache serves)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(status, "%s", detail)
+        self.detail = detail
+
+
 class PageHandler(RequestHandler):
     """The base of our handlers: the ``Server`` header on every answer,
     errors as one plain-text line (never a traceback or HTML), no ETag of
@@ -66,6 +75,8 @@ class PageHandler(RequestHandler):
             line += f": upstream: {escape(redact(error.detail))}"
             if error.retry_after:
                 self.set_header("Retry-After", error.retry_after)
+        elif isinstance(error, Explained):
+            line += f": {escape(error.detail)}"
         shaped = self.error_document(status_code, line)
         if shaped is not None:
             self.set_header("Content-Type", "application/json")

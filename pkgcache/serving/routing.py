@@ -10,11 +10,17 @@ from dataclasses import dataclass
 from tornado.httputil import HTTPServerRequest
 
 from pkgcache.fetching.upstream import Route
-from pkgcache.registries.targets import Redirect, Refusal, Target
+from pkgcache.registries.targets import Redirect, Refusal, Reply, Target
 from pkgcache.repositories.rules import PathRules
 from pkgcache.serving.clients import public_base
 from pkgcache.serving.context import ServingContext
 from pkgcache.store.paths import PathRefused, request_path
+
+
+@dataclass(frozen=True)
+class Unrouted(Refusal):
+    """A 404: no repository's prefix holds the path. The handler names the
+    configured prefixes to clients in ``status_allow``."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,7 @@ class Routed:
     what to serve: a target, a redirect or a refusal."""
 
     rules: PathRules
-    answer: Target | Redirect | Refusal
+    answer: Target | Redirect | Refusal | Reply
 
 
 def route(context: ServingContext, request: HTTPServerRequest) -> Routed | Refusal:
@@ -37,7 +43,7 @@ def route(context: ServingContext, request: HTTPServerRequest) -> Routed | Refus
     path = context.fronts.namespaced(path, query, context.repositories.repositories)
     rules = context.repositories.rules_for(path.key)
     if rules is None:
-        return Refusal(404, f"no repository serves {path.key}")
+        return Unrouted(404, f"no repository serves {path.key}")
     settings = rules.repository.settings
     trusted = context.live.current.trusted_proxies
 

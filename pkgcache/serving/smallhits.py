@@ -112,7 +112,13 @@ class SmallHit(httputil.HTTPMessageDelegate):
         assert connection is not None
         # Logged and counted before the bytes go: whoever got the answer
         # finds its access line and its count.
-        context.metrics.request_done(Result.HIT, len(body), self.repository)
+        context.metrics.request_done(
+            Result.HIT, len(body), self.repository, self.request.request_time()
+        )
+        context.board.request_done(
+            self.request, answer.status, Result.HIT, len(body), self.repository
+        )
+        context.demand.asked(self.repository, self.request.path, Result.HIT)
         result = context.small_files.note(cached.path, cached.stat) or Result.HIT
         log_access(self.request, answer.status, len(body), result)
         # In flight until the bytes left, so a graceful stop waits for a

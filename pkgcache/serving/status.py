@@ -15,7 +15,8 @@ from tornado.web import HTTPError, stream_request_body
 
 from pkgcache.observe.accesslog import escape
 from pkgcache.observe.results import Result
-from pkgcache.observe.snapshot import render_html, snapshot
+from pkgcache.observe.snapshot import snapshot
+from pkgcache.observe.statuspage import render_html
 from pkgcache.serving.clients import allowed
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.pages import PageHandler
@@ -53,7 +54,8 @@ class StatusHandler(PageHandler):
             self.finish_page(self.context.metrics.exposition().decode())
         elif page == "status.json":
             self.set_header("Content-Type", "application/json")
-            self.finish_page(json.dumps(self._snapshot(), indent=1) + "\n")
+            text = json.dumps(self._snapshot(), separators=(",", ":"))
+            self.finish_page(text + "\n")
         else:
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish_page(render_html(self._snapshot()))
@@ -70,4 +72,5 @@ class StatusHandler(PageHandler):
             context.live.current,
             context.clock,
             context.started,
+            context.board,
         )

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from pkgcache.store.partial import PartialFile
 from pkgcache.store.paths import CacheKey
+from pkgcache.store.usage import CacheUsage
 
 log = logging.getLogger("pkgcache.store")
 
@@ -68,10 +69,16 @@ def identity(result: os.stat_result) -> tuple[int, int, int, int]:
 
 
 class CacheStore:
-    """One cache folder. Methods do blocking file-system calls, all small."""
+    """One cache folder. Methods do blocking file-system calls, all small.
 
-    def __init__(self, root: str) -> None:
+    Every file it puts in place or removes is counted by ``usage`` (the
+    daemon's one ``CacheUsage``, shared with eviction), which measures the
+    old file as it goes.
+    """
+
+    def __init__(self, root: str, usage: CacheUsage | None = None) -> None:
         self.root = os.path.realpath(root)
+        self.usage = usage if usage is not None else CacheUsage()
         self.partial_dir = os.path.join(self.root, PARTIAL_FOLDER)
         self._safe_folders: set[str] = set()
         self._failing = False
@@ -275,7 +282,7 @@ class CacheStore:
         now = time.time()
         try:
             os.utime(partial_path, (now, now if mtime is None else mtime))
-            os.replace(partial_path, final)
+            self.usage.change(final, lambda: os.replace(partial_path, final))
         except IsADirectoryError:
             raise PathConflict(f"{key} is a folder in the cache") from None
         except OSError as error:
@@ -309,7 +316,7 @@ class CacheStore:
             return
         if cached is not None and cached.path == self.final_path(key):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(cached.path)
+                self.usage.change(cached.path, lambda: os.unlink(cached.path))
 
     def touch(self, path: str, result: os.stat_result) -> None:
         """Record an access on a hit, at most once per ``ATIME_INTERVAL``.

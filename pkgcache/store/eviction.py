@@ -7,23 +7,39 @@ reload that sets, changes or clears the bounds reschedules them) and when a
 download of known size would cross a bound: room is made while the download
 streams, so it is stored into space already freed. Whether it would is
 told without a scan: from the count below and the file system's free
-space. The first pass also counts the cache for ``CacheUsage``, which
-publishes and evictions keep up to date without touching the disk;
-eviction decides from that count.
+space. Every pass (the first at start-up) counts the cache for
+``CacheUsage``, merged with what is published while it runs, and makes
+its removals through it; publishes and removals keep the count between
+passes. ``max_age`` counts back from the daemon's clock.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
+from pkgcache.clock import Clock
 from pkgcache.settings import LiveSettings, Settings
 from pkgcache.store import cull
 from pkgcache.store.usage import CacheUsage
 
 log = logging.getLogger("pkgcache.eviction")
+
+
+@dataclass(frozen=True)
+class EvictionPass:
+    """What one finished pass did, for the status page."""
+
+    #: When it ended (``clock.now()``).
+    at: float
+    files: int
+    bytes: int
+    #: The cache it found, before removing anything.
+    scanned_files: int
+    scanned_bytes: int
 
 
 class Evictor:
@@ -35,14 +51,20 @@ class Evictor:
         root: str,
         usage: CacheUsage,
         on_evicted: Callable[[cull.CullResult], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.live = live
+        self.clock = clock or Clock()
+        #: The last pass that finished, None before the first.
+        self.last_pass: EvictionPass | None = None
         self.root = root
         self.usage = usage
         self.on_evicted = on_evicted
         self._running = False
         self._again: tuple[int, str | None] | None = None
         self._timer: PeriodicCallback | None = None
+        #: Store paths a pass must leave (``prefetch``'s fresh files).
+        self.protected: Callable[[], frozenset[str]] = frozenset
         live.on_change(self.settings_changed)
 
     def start(self) -> None:
@@ -112,6 +134,8 @@ class Evictor:
 
     async def _pass(self, reserve: int, path: str | None) -> None:
         settings = self.live.current
+        protected = self.protected()
+        now = self.clock.now()
         log.debug("scanning the cache (making room for %d bytes)", reserve)
         try:
             result, _victims = await IOLoop.current().run_in_executor(
@@ -123,14 +147,22 @@ class Evictor:
                     min_free=settings.min_free or None,
                     reserve=reserve,
                     reserved_path=path,
+                    protected=protected,
+                    usage=self.usage,
+                    now=now,
                 ),
             )
         except Exception:
             log.exception("eviction pass failed")
         else:
-            self.usage.scanned(result.scanned_files, result.scanned_bytes)
+            self.last_pass = EvictionPass(
+                self.clock.now(),
+                result.files,
+                result.bytes,
+                result.scanned_files,
+                result.scanned_bytes,
+            )
             if result.files:
-                self.usage.evicted(result.files, result.bytes)
                 if self.on_evicted is not None:
                     self.on_evicted(result)
                 log.warning("evicted %s", result)

@@ -4,7 +4,9 @@ gone upstream removed with its record.
 
 ``fetching/download.py`` says what happened; this decides nothing but
 carries it out on disk, so the publish step and the records stay the
-store's (invariants 2, 7 and 11 in ``docs/architecture.md``).
+store's (invariants 2, 7 and 11 in ``docs/architecture.md``). The store
+counts each file it puts in place or removes in its ``CacheUsage``, the
+old version's size included; the records in ``.meta`` are not counted.
 """
 
 from __future__ import annotations
