@@ -15,12 +15,13 @@ slow client memory (``w4_slow_client.py``), W5 cold miss throughput
 apt-get update after the indexes changed, beside apt-cacher-ng
 (``w7_apt_update.py``), W8 pip download of 30 wheels, cold then warm,
 beside proxpi and devpi-server (``w8_pypi.py``; those two are installed
-from PyPI in ``.venv-bench``), W10 go mod download of 40 modules and
-cargo fetch of 40 crates, cold and warm, beside the bare origin
-(``w10_go.py``, ``w10_cargo.py``), W11 twenty apt clients after half the
-packages moved, with prefetch on and off (``w11_prefetch.py``), W12 the
-status page's cost with 100 repositories (``w12_status.py``). What
-they share is in ``runner.py``.
+from PyPI in ``.venv-bench``), W9 8 skopeo pulls of one image, cold then
+warm, beside the distribution registry in proxy mode (``w9_oci.py``),
+W10 go mod download of 40 modules and cargo fetch of 40 crates, cold
+and warm, beside the bare origin (``w10_go.py``, ``w10_cargo.py``), W11
+twenty apt clients after half the packages moved, with prefetch on and
+off (``w11_prefetch.py``), W12 the status page's cost with 100
+repositories (``w12_status.py``). What they share is in ``runner.py``.
 ``--only W7,W8`` runs only those workloads.
 """
 
@@ -42,12 +43,13 @@ import w5_cold_miss
 import w6_connections
 import w7_apt_update
 import w8_pypi
+import w9_oci
 import w10_cargo
 import w10_go
 import w11_prefetch
 import w12_status
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W10", "W11", "W12")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12")
 
 
 def main() -> None:
@@ -88,6 +90,7 @@ def main() -> None:
                 "W6": lambda: w6_connections.run(bench, f.fast[0]),
                 "W7": lambda: w7_apt_update.run(bench),
                 "W8": lambda: w8_pypi.run(bench),
+                "W9": lambda: w9_oci.run(bench),
                 "W10": lambda: (w10_go.run(bench), w10_cargo.run(bench)),
                 "W11": lambda: w11_prefetch.run(bench),
                 "W12": lambda: w12_status.run(bench),

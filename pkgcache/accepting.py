@@ -16,6 +16,15 @@ watching that socket, logs one warning, and looks again after a back-off
 (``BACKOFF_FIRST`` doubling to ``BACKOFF_MAX``). Connections that arrive
 meanwhile wait in the kernel's listen queue. The first connection
 accepted afterwards logs one line saying so.
+
+A connection whose first byte is a TLS record header (0x16, a handshake:
+a ClientHello) is closed at once. Clients told a registry is "insecure"
+(skopeo, podman, containerd) try HTTPS first on the same port, and would
+otherwise wait for the request line tornado waits for, about ten seconds
+a pull; closed, they fall back to plain HTTP at once (as the
+distribution registry does). The first byte is peeked (it stays for
+tornado); when none has arrived yet, the connection waits for it here,
+at most the server's header timeout, before tornado gets it.
 """
 
 from __future__ import annotations
@@ -42,6 +51,9 @@ ACCEPTS_PER_EVENT = 128
 #: doubled at each failed look, up to ``BACKOFF_MAX``.
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 1.0
+
+#: The first byte of a TLS handshake record (RFC 8446 5.1: ContentType 22).
+TLS_HANDSHAKE = 0x16
 
 #: What a full descriptor table or a short memory looks like from accept().
 _OUT_OF_RESOURCES = {
@@ -93,6 +105,43 @@ class Acceptor:
             listener.close()
 
     def handle(self, connection: socket.socket, address: Any) -> None:
+        """One accepted connection: closed if it starts a TLS handshake,
+        else handed to the HTTP server once its first byte is here."""
+        first = _peek(connection)
+        if first is None:
+            self._await_first_byte(connection, address)
+        elif first and first[0] != TLS_HANDSHAKE:
+            self.hand_over(connection, address)
+        else:
+            connection.close()
+
+    def _await_first_byte(self, connection: socket.socket, address: Any) -> None:
+        """Look again when the connection is readable; close it if nothing
+        came within the header timeout."""
+        io_loop = IOLoop.current()
+        fd = connection.fileno()
+
+        def give_up() -> None:
+            io_loop.remove_handler(fd)
+            connection.close()
+
+        limit = self.server.conn_params.header_timeout or 3600.0
+        timeout = io_loop.call_later(limit, give_up)
+
+        def readable(_fd: int, _events: int) -> None:
+            io_loop.remove_handler(fd)
+            io_loop.remove_timeout(timeout)
+            first = _peek(connection)
+            if first:
+                self.handle(connection, address)
+            elif first is None:  # woken without data: wait again
+                self._await_first_byte(connection, address)
+            else:
+                connection.close()
+
+        io_loop.add_handler(fd, readable, IOLoop.READ)
+
+    def hand_over(self, connection: socket.socket, address: Any) -> None:
         """One accepted connection to the HTTP server (``TCPServer.
         _handle_connection`` without TLS, which clients never get here)."""
         try:
@@ -182,6 +231,17 @@ class _Listener:
         )
         self.failing_since = None
         self.backoff = BACKOFF_FIRST
+
+
+def _peek(connection: socket.socket) -> bytes | None:
+    """The connection's first byte, left in place; b"" when it closed or
+    failed, None when nothing has arrived yet."""
+    try:
+        return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
 
 
 def _descriptors(error: int | None) -> str:

@@ -36,13 +36,20 @@ _REPOSITORY_KEYS = (
     "public_url",
     "sumdb",
     "prefetch",
+    "hosts",
+    "default",
+    "username",
+    "password",
 )
+#: Keys only an ``oci`` repository takes.
+_OCI_KEYS = ("hosts", "default", "username", "password")
 #: Kinds whose indexes name newer versions of what clients downloaded
 #: (``prefetch/``): the others have nothing to prefetch from.
 PREFETCH_KINDS = ("debian", "arch", "rpm", "alpine", "pypi", "npm", "go", "cargo")
 #: Kinds whose paths are a registry's API, not files (``registries/``):
 #: their own rules decide, and ``rules`` are refused.
-_REGISTRY_KINDS = ("pypi", "npm", "go", "cargo")
+_REGISTRY_KINDS = ("pypi", "npm", "go", "cargo", "oci")
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?")
 _REPOSITORY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 #: A repository's durations may be 0 (fresh_for 0: revalidate every time).
 _REPOSITORY_DURATION_MAX = 36500 * DAY
@@ -60,6 +67,17 @@ def repository(index: int, table: Any) -> RepositorySettings:
     if not isinstance(name, str) or not _REPOSITORY_NAME.fullmatch(name):
         raise ConfigError(f"{where}: name must match [a-z0-9][a-z0-9_-]*, not {name!r}")
     where = f"repository {name!r}"
+    kind = table.get("kind", "generic")
+    if kind == "oci":
+        if "prefix" in table:
+            raise ConfigError(
+                f"{where}: kind oci has no prefix: its clients ask /v2/{name}/"
+            )
+        table = {**table, "prefix": f"/v2/{name}/"}
+    else:
+        for key in _OCI_KEYS:
+            if key in table:
+                raise ConfigError(f"{where}: {key} is for kind oci only")
     prefix = table.get("prefix")
     if not isinstance(prefix, str) or not _is_prefix(prefix):
         raise ConfigError(
@@ -71,7 +89,6 @@ def repository(index: int, table: Any) -> RepositorySettings:
         raise ConfigError(
             f"{where}: prefix {prefix!r} can never match a request: {refused}"
         )
-    kind = table.get("kind", "generic")
     if kind not in PRESETS:
         raise ConfigError(
             f"{where}: kind must be one of {', '.join(PRESETS)}, not {kind!r}"
@@ -120,6 +137,7 @@ def repository(index: int, table: Any) -> RepositorySettings:
                 f"{where}: kind {kind} has no indexes to prefetch from; prefetch "
                 f"is for kinds {', '.join(PREFETCH_KINDS)}"
             )
+    oci = _oci_settings(where, table) if kind == "oci" else {}
     return RepositorySettings(
         name=name,
         prefix=prefix,
@@ -132,7 +150,38 @@ def repository(index: int, table: Any) -> RepositorySettings:
         prefetch=prefetch,
         rules=_rules(where, table.get("rules", [])),
         **durations,
+        **oci,
     )
+
+
+def _oci_settings(where: str, table: dict[str, Any]) -> dict[str, Any]:
+    """An oci repository's own keys: ``hosts`` (registry host names, as
+    containerd's ``ns=`` gives them), ``default``, ``username`` and
+    ``password`` (both or neither)."""
+    hosts = table.get("hosts", [])
+    if not isinstance(hosts, list) or not all(
+        isinstance(host, str) and _HOST_NAME.fullmatch(host) for host in hosts
+    ):
+        raise ConfigError(f"{where}: hosts must be a list of host names (host[:port])")
+    default = table.get("default", False)
+    if not isinstance(default, bool):
+        raise ConfigError(f"{where}: default must be true or false")
+    username, password = table.get("username"), table.get("password")
+    for key, value in (("username", username), ("password", password)):
+        if value is not None and (
+            not isinstance(value, str)
+            or not value
+            or any(is_control(char) for char in value)
+        ):
+            raise ConfigError(f"{where}: {key} must be a non-empty string")
+    if (username is None) != (password is None):
+        raise ConfigError(f"{where}: give both username and password, or neither")
+    return {
+        "hosts": tuple(host.lower() for host in hosts),
+        "default": default,
+        "username": username,
+        "password": password,
+    }
 
 
 def _url_list(
@@ -223,3 +272,18 @@ def check_repositories(repositories: tuple[RepositorySettings, ...]) -> None:
                 f"have the same prefix {repo.prefix!r}"
             )
         prefixes[repo.prefix] = repo.name
+    defaults = [repo.name for repo in repositories if repo.default]
+    if len(defaults) > 1:
+        raise ConfigError(
+            f"repositories {' and '.join(map(repr, defaults))} are both default:"
+            " at most one oci repository may be"
+        )
+    hosts: dict[str, str] = {}
+    for repo in repositories:
+        for host in repo.hosts:
+            if host in hosts:
+                raise ConfigError(
+                    f"repositories {hosts[host]!r} and {repo.name!r} both answer"
+                    f" for host {host!r}"
+                )
+            hosts[host] = repo.name

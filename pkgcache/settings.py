@@ -66,6 +66,16 @@ class RepositorySettings:
     sumdb: str | None = None
     #: Seconds between prefetch passes; None: the top-level ``prefetch``.
     prefetch: float | None = None
+    #: oci: the registry hosts (containerd's ``?ns=``) this repository
+    #: answers for without its name in the path.
+    hosts: tuple[str, ...] = ()
+    #: oci: answers ``/v2/<image>/...`` with no namespace (dockerd's
+    #: ``registry-mirrors``); at most one repository.
+    default: bool = False
+    #: oci: credentials for the upstream's token service (or Basic
+    #: challenge); never logged or shown.
+    username: str | None = dataclasses.field(default=None, repr=False)
+    password: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def prefix_segments(self) -> tuple[str, ...]:

@@ -13,17 +13,21 @@ what the cache holds.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tornado.httpserver import HTTPServer
 
+from pkgcache import __version__
 from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
 from pkgcache.digests.check import Hasher
 from pkgcache.digests.indexer import Indexer
+from pkgcache.fetching.auth import SmallResponse, fetch_small
 from pkgcache.fetching.curltransport import CurlTransport
 from pkgcache.fetching.download import Download
 from pkgcache.fetching.inflight import Downloads
+from pkgcache.fetching.transport import Transport
 from pkgcache.fetching.upstream import Upstream
 from pkgcache.observe.board import StatusBoard
 from pkgcache.observe.demand import Demand
@@ -32,6 +36,7 @@ from pkgcache.observe.metrics import Metrics
 from pkgcache.prefetch.page import PrefetchHandler
 from pkgcache.prefetch.passes import Prefetcher
 from pkgcache.registries.fronts import Fronts
+from pkgcache.registries.ocitokens import TokenFetch
 from pkgcache.repositories.rules import Repositories
 from pkgcache.serving.app import make_app
 from pkgcache.serving.context import InFlight, ServingContext
@@ -67,6 +72,25 @@ class Parts:
     history_file: HistoryFile
     #: Prefetch passes, started and stopped with the daemon.
     prefetcher: Prefetcher
+
+
+def token_fetcher(live: LiveSettings, transport: Transport) -> TokenFetch:
+    """A small GET over the downloads' transport, with the current
+    timeouts: what a registry's token service is asked with."""
+
+    async def fetch(url: str, headers: Mapping[str, str]) -> SmallResponse:
+        settings = live.current
+        return await fetch_small(
+            transport,
+            url,
+            headers,
+            connect_timeout=settings.connect_timeout,
+            stall_timeout=settings.stall_timeout,
+            user_agent=settings.user_agent or f"package-cache/{__version__}",
+            ca_file=settings.ca_file or None,
+        )
+
+    return fetch
 
 
 def build(settings: Settings) -> Parts:
@@ -162,7 +186,14 @@ def build(settings: Settings) -> Parts:
     downloads.on_begin.append(make_room)
     downloads.on_end.append(count_stored)
     live.on_change(lambda _old, new: set_verbosity(new))
-    fronts = Fronts(store, digests, downloads, clock, repositories.rules_for)
+    fronts = Fronts(
+        store,
+        digests,
+        downloads,
+        clock,
+        repositories.rules_for,
+        token_fetcher(live, transport),
+    )
     if fronts.maven is not None:
         downloads.on_end.append(fronts.maven.forget_disagreeing)
     in_flight = InFlight()

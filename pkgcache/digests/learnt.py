@@ -1,7 +1,8 @@
 """Digests a download knows before its first byte: from its path (apt's
 ``by-hash``, rpm's checksummed ``repodata`` names) and from the upstream's
 response headers (RFC 9530 ``Repr-Digest``/``Content-Digest``, the older
-``Digest``, ``Content-MD5``, ``X-Checksum-Sha256``)."""
+``Digest``, ``Content-MD5``, ``X-Checksum-Sha256``, a registry's
+``Docker-Content-Digest``)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,22 @@ _BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
 _STRUCTURED = re.compile(r"([A-Za-z0-9-]+)\s*=\s*:([A-Za-z0-9+/=]+):")
 
 
+#: A registry's content-addressed files, stored as
+#: ``v2/<repository>/.../(blobs|manifests)/<algorithm>/<hex>``.
+_CONTENT_ADDRESSED = ("blobs", "manifests")
+_OCI_ALGORITHMS = ("sha256", "sha512")
+
+
 def from_path(key: CacheKey) -> list[Digest]:
     segments = key.segments
+    if (
+        len(segments) >= 4
+        and segments[0] == "v2"
+        and segments[-3] in _CONTENT_ADDRESSED
+        and segments[-2] in _OCI_ALGORITHMS
+    ):
+        found = from_hex(segments[-2], segments[-1], "path")
+        return [found] if found else []
     if len(segments) >= 3 and segments[-3] == "by-hash" and segments[-2] in _BY_HASH:
         found = from_hex(_BY_HASH[segments[-2]], segments[-1], "path")
         return [found] if found else []
@@ -52,6 +67,11 @@ def from_headers(headers: Mapping[str, str]) -> list[Digest]:
     md5 = headers.get("Content-MD5")
     if md5:
         digest = from_base64("md5", md5, "header")
+        if digest:
+            found.append(digest)
+    algorithm, _, value = headers.get("Docker-Content-Digest", "").partition(":")
+    if algorithm in _OCI_ALGORITHMS and value:
+        digest = from_hex(algorithm, value.strip(), "header")
         if digest:
             found.append(digest)
     sha256 = headers.get("X-Checksum-Sha256")

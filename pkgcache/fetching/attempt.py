@@ -21,6 +21,7 @@ and classifies how it ended (``FetchResult``):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import urllib.parse
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 
 from tornado.httputil import HTTPHeaders
 
+from pkgcache.fetching.auth import Authorizer
 from pkgcache.fetching.responses import FetchResult, Outcome, ResponseHead
 from pkgcache.fetching.transport import (
     ErrorKind,
@@ -70,6 +72,8 @@ class AttemptSpec:
     what: str = "fetch"
     #: Bytes of the file that came before this attempt's body (a resume).
     offset: int = 0
+    #: Asked for headers first, and told of a 401's challenge (``auth.py``).
+    auth: Authorizer | None = None
 
     @property
     def url(self) -> str:
@@ -96,7 +100,15 @@ class AttemptSpec:
             self.expected_status,
             "fetch",
             self.offset,
+            self.auth,
         )
+
+    def authorized(self) -> AttemptSpec:
+        """The same attempt with what its authorizer holds for the URL now."""
+        if self.auth is None:
+            return self
+        extra = self.auth.headers(self.url)
+        return dataclasses.replace(self, headers={**self.headers, **extra})
 
 
 @dataclass(frozen=True)

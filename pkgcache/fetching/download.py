@@ -227,7 +227,13 @@ class Download:
         if conditional is not None and route is not None:
             route = route.starting_with(conditional.source)
         headers = dict(plan.request_headers)
-        if conditional is not None:
+        if conditional is not None and plan.revalidate_by_head:
+            checked = await self._upstream.same_by_head(
+                self.key, conditional.content_digest, route, headers
+            )
+            if checked is not None:
+                return checked
+        elif conditional is not None:
             headers.update(conditional.conditional_headers())
         return await self._upstream.fetch_resuming(
             self.key,
@@ -372,7 +378,14 @@ class Download:
         keeping = self._keeping
         if complete and self.body.publishable and keeping is not None:
             mtime = self.head.last_modified if self.head else None
-            return keeping.publish(partial, self.key, mtime, self._record())
+            record = self._record()
+            published = keeping.publish(partial, self.key, mtime, record)
+            folder = self.plan.digest_folder
+            if published and folder and self.verified is not None:
+                digest = self.verified
+                also = CacheKey((*folder, digest.algorithm, digest.value.hex()))
+                keeping.link(self.key, also, record)
+            return published
         partial.discard()
         return False
 

@@ -55,3 +55,11 @@ class FetchPlan:
     #: What is done between the last byte and the end, in order
     #: (``finishing.py``): the digest check, a registry page's rewrite.
     finishing: tuple[Step, ...] = (Verify(),)
+    #: Revalidate with a HEAD instead of a conditional GET: the stored
+    #: copy is current when the HEAD's ``Docker-Content-Digest`` is the
+    #: one recorded (a registry's manifest by tag: HEADs are not counted
+    #: against pull limits). A different one, or none recorded: one GET.
+    revalidate_by_head: bool = False
+    #: Once published and verified, the file is linked at
+    #: ``<folder>/<algorithm>/<hex>`` of the digest it matched too.
+    digest_folder: tuple[str, ...] = ()

@@ -70,6 +70,7 @@ class ResponseHead:
             confirmed,
             self.headers.get("Content-Type"),
             verified,
+            self.headers.get("Docker-Content-Digest"),
         )
 
 

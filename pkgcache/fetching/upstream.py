@@ -25,6 +25,7 @@ from pkgcache.fetching.attempt import (
     Limits,
     asks_if_changed,
 )
+from pkgcache.fetching.auth import Authorizer
 from pkgcache.fetching.responses import FetchResult, Outcome, ResponseHead
 from pkgcache.fetching.transport import Transport
 from pkgcache.settings import LiveSettings, display_source
@@ -65,6 +66,8 @@ class Route:
     sources: tuple[str, ...]
     path: str
     paths: tuple[str, ...] = ()
+    #: What the sources want besides the path (a registry's tokens).
+    auth: Authorizer | None = None
 
     def targets(self) -> list[tuple[str, str]]:
         """Each source with the path to ask it for, in order."""
@@ -91,6 +94,7 @@ class Route:
             tuple(self.sources[i] for i in order),
             self.path,
             tuple(self.paths[i] for i in order) if self.paths else (),
+            self.auth,
         )
 
 
@@ -143,7 +147,14 @@ class Upstream:
         last = FetchResult(Outcome.FAILED, "no source configured")
         for source, path in route.targets():
             spec = AttemptSpec(
-                source, path, method, on_head, on_chunk, headers, what=what
+                source,
+                path,
+                method,
+                on_head,
+                on_chunk,
+                headers,
+                what=what,
+                auth=route.auth,
             )
             last = await self._try(key, spec)
             if _refuted(spec, last):
@@ -154,6 +165,31 @@ class Upstream:
         if not all_not_found and last.outcome is Outcome.NOT_FOUND:
             last = FetchResult(Outcome.FAILED, "no source had it", last.source)
         return last
+
+    async def same_by_head(
+        self,
+        key: CacheKey,
+        recorded: str | None,
+        route: Route | None,
+        headers: dict[str, str],
+    ) -> FetchResult | None:
+        """Ask with a HEAD whether a stored registry manifest is current:
+        NOT_MODIFIED when the upstream names the ``Docker-Content-Digest``
+        ``recorded`` for it; the HEAD's own failure (a stale copy may then
+        serve; a 404 removes it); or None: it changed, or nothing is
+        recorded to compare, so it is fetched."""
+        if not recorded:
+            return None
+        result = await self.fetch(
+            key, "HEAD", lambda _head: True, None, route, headers or None
+        )
+        if result.outcome is not Outcome.COMPLETE or result.head is None:
+            return result
+        if result.head.headers.get("Docker-Content-Digest") == recorded:
+            return FetchResult(
+                Outcome.NOT_MODIFIED, "same digest", result.source, result.head
+            )
+        return None
 
     async def fetch_resuming(
         self,
@@ -250,6 +286,7 @@ class Upstream:
                 expected_status=206,
                 what="resume",
                 offset=offset,
+                auth=route.auth,
             )
             result = await self._try(key, spec)
             if result.outcome in (Outcome.COMPLETE, Outcome.BROKEN, Outcome.TOO_LARGE):
@@ -257,6 +294,20 @@ class Upstream:
         return FetchResult(Outcome.FAILED, "no source could resume it", broken_source)
 
     async def _try(self, key: CacheKey, spec: AttemptSpec) -> FetchResult:
+        """One attempt at one source, with what its authorizer holds; a
+        401 whose challenge the authorizer could answer is tried once
+        more."""
+        result = await self._attempt(key, spec.authorized())
+        challenge = _challenge(result)
+        if (
+            spec.auth is not None
+            and challenge is not None
+            and await spec.auth.challenged(spec.url, challenge)
+        ):
+            result = await self._attempt(key, spec.authorized())
+        return result
+
+    async def _attempt(self, key: CacheKey, spec: AttemptSpec) -> FetchResult:
         """One attempt at one source, logged and counted."""
         attempt = Attempt(spec, self._limits(spec.offset), self._first_byte(key, spec))
         started = time.monotonic()
@@ -306,6 +357,14 @@ class Upstream:
             ca_file=settings.ca_file or None,
             body_limit=limit - offset if limit else None,
         )
+
+
+def _challenge(result: FetchResult) -> str | None:
+    """The ``WWW-Authenticate`` of a 401, or None."""
+    head = result.head
+    if result.outcome is not Outcome.FAILED or head is None or head.status != 401:
+        return None
+    return head.headers.get("WWW-Authenticate")
 
 
 def _refuted(spec: AttemptSpec, result: FetchResult) -> bool:

@@ -3,7 +3,7 @@ and the small-hit path ask what a registry path is."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from pkgcache.clock import Clock
 from pkgcache.digests.book import DigestBook
@@ -14,12 +14,14 @@ from pkgcache.registries.cargo import CargoFront
 from pkgcache.registries.golang import GoFront
 from pkgcache.registries.links import ForeignHosts
 from pkgcache.registries.npm import NpmFront
+from pkgcache.registries.oci import OciFront, namespaced
+from pkgcache.registries.ocitokens import TokenFetch
 from pkgcache.registries.targets import Resolution
 from pkgcache.repositories.rules import PathRules, Repository
 from pkgcache.store.cache import CacheStore
 from pkgcache.store.paths import CacheKey, RequestPath
 
-KINDS = ("pypi", "npm", "go", "cargo")
+KINDS = ("pypi", "npm", "go", "cargo", "oci")
 #: Raised while learning a file's digests (``Fronts.digests_first``).
 DigestsUnavailable = maven.SidecarUnavailable
 
@@ -32,6 +34,7 @@ class Fronts:
         downloads: Downloads | None = None,
         clock: Clock | None = None,
         rules_for: Callable[[CacheKey], PathRules | None] | None = None,
+        fetch_token: TokenFetch | None = None,
     ) -> None:
         """``store``: the cache, where npm reads its stored documents to
         find where their tarballs live; ``digests``: filled with what the
@@ -41,11 +44,13 @@ class Fronts:
         through the cache (None: Go modules go unchecked), and cargo the
         index file a ``.crate`` needs; ``clock``: when cargo fetched it;
         with ``rules_for`` (the repositories'), where Maven fetches
-        sidecars first (without them, none is)."""
+        sidecars first (without them, none is). ``fetch_token``: a small
+        GET, for the tokens a container registry asks for (``oci``)."""
         self.foreign = ForeignHosts()
         self.npm = NpmFront(store, digests, self.foreign)
         self.pypi_pages = pypi.PageDigests(digests)
         self.digests = digests
+        self.oci = OciFront(fetch_token)
         self.go = GoFront(store, downloads)
         self.cargo = CargoFront(store, digests, downloads, clock)
         self.maven = (
@@ -89,4 +94,13 @@ class Fronts:
             return self.go.resolve(repository, path)
         if kind == "cargo":
             return self.cargo.resolve(repository, path, public_base)
+        if kind == "oci":
+            return self.oci.resolve(repository, path, headers, query)
         return None
+
+    def namespaced(
+        self, path: RequestPath, query: str, repositories: Iterable[Repository]
+    ) -> RequestPath:
+        """``path`` with the registry repository it is for put in, when
+        the client leaves it out (``oci.namespaced``)."""
+        return namespaced(path, query, repositories)

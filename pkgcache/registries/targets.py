@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pkgcache.fetching.finishing import Step
 from pkgcache.fetching.upstream import ResponseHead, Route
 from pkgcache.repositories.rules import Policy
+from pkgcache.store.meta import Validators
 from pkgcache.store.paths import CacheKey
 
 
@@ -35,6 +36,17 @@ class Document:
     #: Told of each stored copy answered, with a way to read it (in a
     #: thread) and its identity: PyPI learns the digests its page names.
     learn: Callable[[Callable[[], bytes], object], None] | None = None
+    #: Headers each answer carries, from the stored copy's record (None
+    #: when the body was not stored): a registry manifest's
+    #: ``Docker-Content-Digest``.
+    headers_of: Callable[[Validators | None], dict[str, str]] | None = None
+    #: Revalidated by a HEAD comparing ``Docker-Content-Digest``, not a
+    #: conditional GET (``FetchPlan.revalidate_by_head``).
+    revalidate_by_head: bool = False
+    #: Where a copy is linked once stored, by the digest it was verified
+    #: against (``<folder>/<algorithm>/<hex>``): a manifest fetched by tag
+    #: is then there by digest too, even with the upstream gone.
+    digest_folder: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
     "npm": (),
     "go": (),
     "cargo": (),
+    "oci": (),
     "alpine": (
         ("**/APKINDEX.tar.gz", VOLATILE),
         ("**/last-updated", VOLATILE),

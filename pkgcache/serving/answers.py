@@ -139,6 +139,8 @@ class Answering(PageHandler):
                 document.variant,
                 document.content_type(upstream_type),
             )
+            if document.headers_of is not None:
+                answer_headers.update(document.headers_of(validators))
             await self._respond(representation, answer_headers, self._body_of(cached))
             return
         with self._reading(cached):
@@ -162,6 +164,8 @@ class Answering(PageHandler):
         representation, answer_headers = headers.document(
             len(data), mtime, document.variant, document.content_type(upstream_type)
         )
+        if document.headers_of is not None:
+            answer_headers.update(document.headers_of(None))
         await self._respond(representation, answer_headers, MemoryBody(data))
 
     async def _respond(

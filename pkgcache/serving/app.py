@@ -11,6 +11,7 @@ from tornado.web import Application, RequestHandler
 from pkgcache.observe.accesslog import log_request
 from pkgcache.serving.context import ServingContext
 from pkgcache.serving.handler import CacheHandler
+from pkgcache.serving.ocibase import RegistryBaseHandler
 from pkgcache.serving.smallhits import small_hit
 from pkgcache.serving.status import StatusHandler
 
@@ -68,6 +69,7 @@ def make_app(
                 StatusHandler,
                 {"context": context},
             ),
+            (r"/v2/?", RegistryBaseHandler, {"context": context}),
             *pages,
             (r"(.*)", CacheHandler, {"context": context}),
         ],

@@ -30,6 +30,7 @@ from pkgcache.fetching.plan import FetchPlan
 from pkgcache.fetching.upstream import Outcome
 from pkgcache.observe.accesslog import escape
 from pkgcache.observe.results import Result
+from pkgcache.registries import oci
 from pkgcache.registries.fronts import DigestsUnavailable
 from pkgcache.registries.targets import Redirect, Refusal, Reply, Target
 from pkgcache.repositories.rules import PathRules, Policy
@@ -108,6 +109,17 @@ class CacheHandler(Answering):
         if self._counted:
             self._counted = False
             self.context.in_flight.finished()
+
+    def error_document(self, status: int, line: str) -> str | None:
+        """Errors under ``/v2/`` in the OCI shape, when a registry
+        repository is configured (clients parse them)."""
+        path = self.request.path
+        if not path.startswith("/v2/") or not any(
+            repo.settings.kind == "oci"
+            for repo in self.context.repositories.repositories
+        ):
+            return None
+        return oci.error_document(status, line, path)
 
     async def get(self, _path: str) -> None:
         await self._serve()

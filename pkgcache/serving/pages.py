@@ -77,8 +77,18 @@ class PageHandler(RequestHandler):
                 self.set_header("Retry-After", error.retry_after)
         elif isinstance(error, Explained):
             line += f": {escape(error.detail)}"
+        shaped = self.error_document(status_code, line)
+        if shaped is not None:
+            self.set_header("Content-Type", "application/json")
+            self.finish_page(shaped + "\n")
+            return
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish_page(line + "\n")
+
+    def error_document(self, status: int, line: str) -> str | None:
+        """Override to answer an error as a JSON document (a registry
+        API's shape) instead of ``line``; None: the plain line."""
+        return None
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """HTTP errors are in the access log already; log only real faults."""

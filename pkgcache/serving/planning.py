@@ -41,4 +41,6 @@ def plan_for(
         keep=rules.policy is not Policy.PASS and not target.private,
         repository=rules.repository.name,
         negative_for=rules.repository.settings.negative_for,
+        revalidate_by_head=document.revalidate_by_head if document else False,
+        digest_folder=document.digest_folder if document else (),
     )

@@ -39,10 +39,11 @@ def route(context: ServingContext, request: HTTPServerRequest) -> Routed | Refus
         path = request_path(uri)
     except PathRefused as refused:
         return Refusal(refused.status, refused.reason)
+    query = "?" + uri.split("?", 1)[1].split("#", 1)[0] if "?" in uri else ""
+    path = context.fronts.namespaced(path, query, context.repositories.repositories)
     rules = context.repositories.rules_for(path.key)
     if rules is None:
         return Unrouted(404, f"no repository serves {path.key}")
-    query = "?" + uri.split("?", 1)[1].split("#", 1)[0] if "?" in uri else ""
     settings = rules.repository.settings
     trusted = context.live.current.trusted_proxies
 

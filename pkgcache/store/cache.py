@@ -289,6 +289,24 @@ class CacheStore:
             raise StoreError(f"cannot store {key}: {error}") from None
         return final
 
+    def link(self, key: CacheKey, also: CacheKey) -> str:
+        """Make the stored file of ``key`` the file of ``also`` too (one
+        inode; published as a partial file is: a temporary link in the
+        partial folder, then moved in place). Returns the final path of
+        ``also``; raises ``StoreError`` (or ``OSError``)."""
+        source = self.final_path(key)
+        temporary = os.path.join(
+            self.partial_dir, f"ln-{os.getpid()}-{time.monotonic_ns()}"
+        )
+        os.link(source, temporary, follow_symlinks=False)
+        try:
+            mtime = os.stat(temporary).st_mtime
+            return self.put_in_place(temporary, also, mtime)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+
     def remove(self, key: CacheKey) -> None:
         """Remove the cached file of ``key`` (gone upstream); readers that
         hold it open keep their view."""

@@ -57,6 +57,19 @@ class Keeping:
             self.meta.write(key, result, record)
         return True
 
+    def link(self, key: CacheKey, also: CacheKey, record: Validators | None) -> None:
+        """The file just published at ``key`` at ``also`` too (a hard
+        link: one copy on disk), with ``record``; nothing when it cannot
+        be made (logged)."""
+        try:
+            final = self.store.link(key, also)
+            result = os.stat(final)
+        except (StoreError, OSError) as error:
+            log.warning("cannot store %s as %s too: %s", key, also, error)
+            return
+        if record is not None:
+            self.meta.write(also, result, record)
+
     def confirm(self, key: CacheKey) -> None:
         """A 304: the stored copy is current; it is fresh from now on."""
         try:

@@ -43,6 +43,9 @@ class Validators:
     #: The digest the file was checked against when it arrived
     #: (``algorithm:hex``); None: published on its length alone.
     verified: str | None = None
+    #: A registry manifest's ``Docker-Content-Digest``: what a HEAD
+    #: revalidation compares, and what its answers carry.
+    content_digest: str | None = None
 
     def conditional_headers(self) -> dict[str, str]:
         """The request headers that ask upstream "changed since?"."""
