@@ -462,3 +462,55 @@ def test_cargo_a_pass_fetches_the_newest_crate_checked_against_its_index(
         assert registry.count(new.file) == 1
     finally:
         registry.stop()
+
+
+def test_maven_a_pass_fetches_the_new_release_of_what_a_client_took(
+    tmp_path: Path, make_proxy: Any
+) -> None:
+    from tests.mavenrepo import GROUP, MavenRepo
+
+    repo = MavenRepo(tmp_path / "m2")
+    folder = f"{GROUP.replace('.', '/')}/lib"
+
+    def metadata(*versions: str) -> None:
+        listed = "".join(f"<version>{v}</version>" for v in versions)
+        repo.write(
+            f"{folder}/maven-metadata.xml",
+            (
+                f"<metadata><groupId>{GROUP}</groupId><artifactId>lib</artifactId>"
+                f"<versioning><release>{versions[-1]}</release>"
+                f"<versions>{listed}</versions></versioning></metadata>"
+            ).encode(),
+        )
+
+    old = repo.release("lib", "1.0")
+    metadata("1.0")
+    origin = StaticOrigin(repo.root).start()
+    try:
+        proxy = make_proxy(
+            [],
+            repository=[
+                {
+                    "name": "central",
+                    "prefix": "/maven2/",
+                    "kind": "maven",
+                    "sources": [origin.url],
+                    "fresh_for": FRESH_FOR,
+                }
+            ],
+        )
+        for path in (f"{folder}/maven-metadata.xml", old, old[:-4] + ".pom"):
+            assert proxy.request("/maven2/" + path).status == 200
+        new = repo.release("lib", "1.1")
+        metadata("1.0", "1.1")
+        proxy.advance(FRESH_FOR + 1)
+        report = wait_for_pass(proxy, "central", after=start_pass(proxy, "central"))
+        assert report["files"].get("fetched") == 2, report  # the jar and the pom
+        assert origin.requests["/" + new] == 1
+        assert origin.requests["/" + new + ".sha512"] == 1  # checked on arrival
+        answer = proxy.request("/maven2/" + new)
+        assert answer.status == 200
+        assert answer.headers["X-Package-Cache"] == "hit"
+        assert origin.requests["/" + new] == 1
+    finally:
+        origin.stop()

@@ -42,6 +42,7 @@ from pkgcache.prefetch.cargo import CargoFinder
 from pkgcache.prefetch.debian import DebianFinder
 from pkgcache.prefetch.finders import Finder, IndexRead, Wanted
 from pkgcache.prefetch.golang import GoFinder
+from pkgcache.prefetch.maven import MavenFinder
 from pkgcache.prefetch.npm import NpmFinder
 from pkgcache.prefetch.pypi import PypiFinder
 from pkgcache.prefetch.rpm import RpmFinder
@@ -69,6 +70,7 @@ FINDERS: dict[str, Callable[[str], Finder]] = {
     "npm": NpmFinder,
     "go": GoFinder,
     "cargo": CargoFinder,
+    "maven": MavenFinder,
 }
 
 
