@@ -33,6 +33,11 @@ needs_apt = pytest.mark.skipif(
 )
 
 
+def one_repository(make_proxy: Any, **repository: Any) -> Any:
+    """A proxy of one ``[[repository]]`` and no top-level sources."""
+    return make_proxy([], repository=[repository])
+
+
 def passes(proxy: Any) -> dict[str, Any]:
     return json.loads(proxy.request("/.pkgcache/prefetch").body)
 
@@ -84,18 +89,14 @@ def test_apt_a_pass_fetches_the_new_version_of_what_a_client_downloaded(
 ) -> None:
     mirror = StaticOrigin(apt_repo.root).start()
     try:
-        proxy = make_proxy(
-            [],
-            repository=[
-                {
-                    "name": "debian",
-                    "prefix": "/debian/",
-                    "kind": "debian",
-                    "sources": [mirror.url],
-                    "fresh_for": FRESH_FOR,
-                    "prefetch": "2s",
-                }
-            ],
+        proxy = one_repository(
+            make_proxy,
+            name="debian",
+            prefix="/debian/",
+            kind="debian",
+            sources=[mirror.url],
+            fresh_for=FRESH_FOR,
+            prefetch="2s",
         )
         line = f"deb [signed-by={apt_repo.keyring}] {proxy.url}/debian/ stable main"
         first = AptClient(tmp_path / "client-a", line)
@@ -145,18 +146,14 @@ def test_pip_a_pass_fetches_the_matching_wheel_and_its_metadata_only(
     repo = PypiRepo(tmp_path / "pypi")
     repo.add_wheel("alpha", "1.0")
     with serve(repo) as (index, files):
-        proxy = make_proxy(
-            [],
-            repository=[
-                {
-                    "name": "pypi",
-                    "prefix": "/pypi/",
-                    "kind": "pypi",
-                    "sources": [index.url],
-                    "file_sources": [files.url],
-                    "fresh_for": FRESH_FOR,
-                }
-            ],
+        proxy = one_repository(
+            make_proxy,
+            name="pypi",
+            prefix="/pypi/",
+            kind="pypi",
+            sources=[index.url],
+            file_sources=[files.url],
+            fresh_for=FRESH_FOR,
         )
         simple = f"{proxy.url}/pypi/simple/"
         pip(
@@ -224,18 +221,14 @@ def test_npm_a_pass_fetches_the_tarball_latest_moved_to(
     try:
         registry.publish(one, on_cdn=True)
         registry.publish(util)
-        proxy = make_proxy(
-            [],
-            repository=[
-                {
-                    "name": "npm",
-                    "prefix": "/npm/",
-                    "kind": "npm",
-                    "sources": [registry.url],
-                    "file_sources": [registry.cdn.url],
-                    "fresh_for": FRESH_FOR,
-                }
-            ],
+        proxy = one_repository(
+            make_proxy,
+            name="npm",
+            prefix="/npm/",
+            kind="npm",
+            sources=[registry.url],
+            file_sources=[registry.cdn.url],
+            fresh_for=FRESH_FOR,
         )
         wanted = {"pkgcache-demo-b": "^1.0.0", "@pkgcache-demo/util": "^1.0.0"}
         first = NpmClient(tmp_path / "client-a", f"{proxy.url}/npm/", wanted)
@@ -391,18 +384,14 @@ def test_go_a_pass_fetches_the_newest_module_version(
     repo.publish(Module(module, "v1.0.0", {"p.go": b"package prefetched\n"}))
     origin = StaticOrigin(repo.root).start()
     try:
-        proxy = make_proxy(
-            [],
-            repository=[
-                {
-                    "name": "go",
-                    "prefix": "/go/",
-                    "kind": "go",
-                    "sources": [origin.url + "/proxy"],
-                    "sumdb": origin.url + "/sumdb",
-                    "fresh_for": FRESH_FOR,
-                }
-            ],
+        proxy = one_repository(
+            make_proxy,
+            name="go",
+            prefix="/go/",
+            kind="go",
+            sources=[origin.url + "/proxy"],
+            sumdb=origin.url + "/sumdb",
+            fresh_for=FRESH_FOR,
         )
         base = f"/go/{module}/@v/"
         for name in ("list", "v1.0.0.info", "v1.0.0.mod", "v1.0.0.zip"):
@@ -431,18 +420,14 @@ def test_cargo_a_pass_fetches_the_newest_crate_checked_against_its_index(
         old, new = make_crate("prefetchme", "1.0.0"), make_crate("prefetchme", "1.1.0")
         yanked = make_crate("prefetchme", "1.2.0")
         registry.publish(old)
-        proxy = make_proxy(
-            [],
-            repository=[
-                {
-                    "name": "crates",
-                    "prefix": "/crates/",
-                    "kind": "cargo",
-                    "sources": [registry.index_url],
-                    "file_sources": [registry.dl_template],
-                    "fresh_for": FRESH_FOR,
-                }
-            ],
+        proxy = one_repository(
+            make_proxy,
+            name="crates",
+            prefix="/crates/",
+            kind="cargo",
+            sources=[registry.index_url],
+            file_sources=[registry.dl_template],
+            fresh_for=FRESH_FOR,
         )
         assert proxy.request(old.cache_path).body == old.data
         registry.publish(new)
@@ -487,17 +472,13 @@ def test_maven_a_pass_fetches_the_new_release_of_what_a_client_took(
     metadata("1.0")
     origin = StaticOrigin(repo.root).start()
     try:
-        proxy = make_proxy(
-            [],
-            repository=[
-                {
-                    "name": "central",
-                    "prefix": "/maven2/",
-                    "kind": "maven",
-                    "sources": [origin.url],
-                    "fresh_for": FRESH_FOR,
-                }
-            ],
+        proxy = one_repository(
+            make_proxy,
+            name="central",
+            prefix="/maven2/",
+            kind="maven",
+            sources=[origin.url],
+            fresh_for=FRESH_FOR,
         )
         for path in (f"{folder}/maven-metadata.xml", old, old[:-4] + ".pom"):
             assert proxy.request("/maven2/" + path).status == 200

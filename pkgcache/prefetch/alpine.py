@@ -15,26 +15,27 @@ import urllib.parse
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
-from pkgcache.prefetch.finders import Bodies, IndexRead, Wanted, newest
+from pkgcache.prefetch.finders import (
+    Bodies,
+    IndexRead,
+    RepositoryFinder,
+    Wanted,
+    newest,
+    size_of,
+)
 from pkgcache.prefetch.versions import compare_apk
 
 #: The APKINDEX text read of one index, at most.
 MAX_INDEX = 256 * 1024 * 1024
 
 
-class AlpineFinder:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
+class AlpineFinder(RepositoryFinder):
     def indexes(self, recent: Sequence[str]) -> list[IndexRead]:
         return [
             IndexRead(path)
             for path in sorted(recent)
             if posixpath.basename(path) == "APKINDEX.tar.gz"
         ]
-
-    def more_indexes(self, recent: Sequence[str], bodies: Bodies) -> list[IndexRead]:
-        return []
 
     def wanted(
         self, recent: Sequence[str], bodies: Bodies, versions: int
@@ -59,7 +60,7 @@ class AlpineFinder:
                         f"{folder}/{filename}",
                         name,
                         version,
-                        int(size) if size.isdigit() else None,
+                        size_of(size),
                     )
                 )
             for files in candidates.values():

@@ -15,19 +15,20 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from pkgcache.digests.indexes import IndexRefused, arch_descs
-from pkgcache.prefetch.finders import Bodies, IndexRead, Wanted, newest
+from pkgcache.prefetch.finders import (
+    Bodies,
+    IndexRead,
+    RepositoryFinder,
+    Wanted,
+    newest,
+    size_of,
+)
 from pkgcache.prefetch.versions import compare_arch
 
 
-class ArchFinder:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
+class ArchFinder(RepositoryFinder):
     def indexes(self, recent: Sequence[str]) -> list[IndexRead]:
         return [IndexRead(path) for path in sorted(recent) if path.endswith(".db")]
-
-    def more_indexes(self, recent: Sequence[str], bodies: Bodies) -> list[IndexRead]:
-        return []
 
     def wanted(
         self, recent: Sequence[str], bodies: Bodies, versions: int
@@ -50,9 +51,7 @@ class ArchFinder:
                     path = folder + "/" + urllib.parse.quote(filename, safe="+~:")
                     size = fields.get("CSIZE", "")
                     candidates[(name, arch)] += [
-                        Wanted(
-                            path, name, version, int(size) if size.isdigit() else None
-                        ),
+                        Wanted(path, name, version, size_of(size)),
                         Wanted(path + ".sig", name, version),
                     ]
             except IndexRefused:

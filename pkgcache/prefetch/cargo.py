@@ -14,7 +14,13 @@ import json
 import urllib.parse
 from collections.abc import Sequence
 
-from pkgcache.prefetch.finders import Bodies, IndexRead, Wanted, newest
+from pkgcache.prefetch.finders import (
+    Bodies,
+    IndexRead,
+    RepositoryFinder,
+    Wanted,
+    newest,
+)
 from pkgcache.prefetch.versions import compare_semver, is_prerelease
 from pkgcache.registries.cargoindex import (
     MAX_INDEX_FILE,
@@ -24,18 +30,12 @@ from pkgcache.registries.cargoindex import (
 )
 
 
-class CargoFinder:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
+class CargoFinder(RepositoryFinder):
     def indexes(self, recent: Sequence[str]) -> list[IndexRead]:
         return [
             IndexRead(self.prefix + "/".join(index_path(name)))
             for name in sorted(self._downloaded(recent))
         ]
-
-    def more_indexes(self, recent: Sequence[str], bodies: Bodies) -> list[IndexRead]:
-        return []
 
     def wanted(
         self, recent: Sequence[str], bodies: Bodies, versions: int

@@ -17,7 +17,14 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 from pkgcache.digests.indexes import IndexRefused, unpacking
-from pkgcache.prefetch.finders import Bodies, IndexRead, Wanted, newest
+from pkgcache.prefetch.finders import (
+    Bodies,
+    IndexRead,
+    RepositoryFinder,
+    Wanted,
+    newest,
+    size_of,
+)
 from pkgcache.prefetch.versions import compare_debian
 
 _RELEASE_FILES = ("InRelease", "Release")
@@ -27,10 +34,7 @@ _SHA256_LINE = re.compile(r"^\s+([0-9a-f]{64})\s+(\d+)\s+(\S+)\s*$")
 _FIELD = re.compile(rb"^(Package|Version|Architecture|Filename|Size):[ \t]*(\S+)", re.M)
 
 
-class DebianFinder:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
+class DebianFinder(RepositoryFinder):
     def indexes(self, recent: Sequence[str]) -> list[IndexRead]:
         """Release files first (a Packages file is checked against the
         Release fetched with it), then the Packages files read by name."""
@@ -84,7 +88,7 @@ class DebianFinder:
                 size = fields.get("Size", "")
                 path = root + "/" + urllib.parse.quote(filename, safe="/+~")
                 candidates[(name, arch)][version] = Wanted(
-                    path, name, version, int(size) if size.isdigit() else None
+                    path, name, version, size_of(size)
                 )
         found: list[Wanted] = []
         for (_name, _arch), by_version in sorted(candidates.items()):

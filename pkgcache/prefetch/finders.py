@@ -60,6 +60,23 @@ class Finder(Protocol):
         ...
 
 
+class RepositoryFinder:
+    """The common part of the finders: the repository's prefix, and no
+    second round of indexes (Debian's by-hash and rpm's repomd.xml
+    override ``more_indexes``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def more_indexes(self, recent: Sequence[str], bodies: Bodies) -> list[IndexRead]:
+        return []
+
+
+def size_of(text: str) -> int | None:
+    """A size field of an index (digits), or None when it gives none."""
+    return int(text) if text.isdigit() else None
+
+
 def newest(
     candidates: Sequence[Wanted], versions: int, compare: Compare
 ) -> list[Wanted]:

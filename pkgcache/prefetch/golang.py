@@ -12,25 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pkgcache.prefetch.finders import Bodies, IndexRead, Wanted, newest
+from pkgcache.prefetch.finders import (
+    Bodies,
+    IndexRead,
+    RepositoryFinder,
+    Wanted,
+    newest,
+)
 from pkgcache.prefetch.versions import compare_semver, is_prerelease
 
 #: A list longer than this is not read (Go's lists are a few KiB).
 MAX_LIST = 4 * 1024 * 1024
 
 
-class GoFinder:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
+class GoFinder(RepositoryFinder):
     def indexes(self, recent: Sequence[str]) -> list[IndexRead]:
         return [
             IndexRead(f"{self.prefix}{module}/@v/list")
             for module in sorted(self._downloaded(recent))
         ]
-
-    def more_indexes(self, recent: Sequence[str], bodies: Bodies) -> list[IndexRead]:
-        return []
 
     def wanted(
         self, recent: Sequence[str], bodies: Bodies, versions: int

@@ -19,24 +19,18 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 
 from pkgcache.digests.sidecars import CHECKSUM_EXTENSIONS
-from pkgcache.prefetch.finders import Bodies, IndexRead, Wanted
+from pkgcache.prefetch.finders import Bodies, IndexRead, RepositoryFinder, Wanted
 
 #: A maven-metadata.xml larger than this is not read.
 MAX_METADATA = 4 * 1024 * 1024
 METADATA = "maven-metadata.xml"
 
 
-class MavenFinder:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
+class MavenFinder(RepositoryFinder):
     def indexes(self, recent: Sequence[str]) -> list[IndexRead]:
         return [
             IndexRead(f"{folder}/{METADATA}") for folder in sorted(_downloaded(recent))
         ]
-
-    def more_indexes(self, recent: Sequence[str], bodies: Bodies) -> list[IndexRead]:
-        return []
 
     def wanted(
         self, recent: Sequence[str], bodies: Bodies, versions: int

@@ -13,7 +13,13 @@ import posixpath
 import urllib.parse
 from collections.abc import Sequence
 
-from pkgcache.prefetch.finders import Bodies, IndexRead, Wanted, newest
+from pkgcache.prefetch.finders import (
+    Bodies,
+    IndexRead,
+    RepositoryFinder,
+    Wanted,
+    newest,
+)
 from pkgcache.prefetch.versions import compare_semver, is_prerelease, semver_key
 
 INSTALL_DOCUMENT = (
@@ -21,18 +27,12 @@ INSTALL_DOCUMENT = (
 )
 
 
-class NpmFinder:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
+class NpmFinder(RepositoryFinder):
     def indexes(self, recent: Sequence[str]) -> list[IndexRead]:
         return [
             IndexRead(self.prefix + name, INSTALL_DOCUMENT)
             for name in sorted(self._downloaded(recent))
         ]
-
-    def more_indexes(self, recent: Sequence[str], bodies: Bodies) -> list[IndexRead]:
-        return []
 
     def wanted(
         self, recent: Sequence[str], bodies: Bodies, versions: int

@@ -26,7 +26,13 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from pkgcache.prefetch.finders import Bodies, IndexRead, Wanted, newest
+from pkgcache.prefetch.finders import (
+    Bodies,
+    IndexRead,
+    RepositoryFinder,
+    Wanted,
+    newest,
+)
 from pkgcache.prefetch.versions import compare_pep440
 
 JSON_PAGE = "application/vnd.pypi.simple.v1+json"
@@ -43,18 +49,12 @@ class _Downloaded:
     sdist: bool = False
 
 
-class PypiFinder:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
+class PypiFinder(RepositoryFinder):
     def indexes(self, recent: Sequence[str]) -> list[IndexRead]:
         return [
             IndexRead(f"{self.prefix}simple/{project}/", JSON_PAGE)
             for project in sorted(_downloaded(recent))
         ]
-
-    def more_indexes(self, recent: Sequence[str], bodies: Bodies) -> list[IndexRead]:
-        return []
 
     def wanted(
         self, recent: Sequence[str], bodies: Bodies, versions: int

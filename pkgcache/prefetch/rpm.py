@@ -19,16 +19,20 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pkgcache.digests.indexes import IndexRefused, unpacking
-from pkgcache.prefetch.finders import Bodies, IndexRead, Wanted, newest
+from pkgcache.prefetch.finders import (
+    Bodies,
+    IndexRead,
+    RepositoryFinder,
+    Wanted,
+    newest,
+    size_of,
+)
 from pkgcache.prefetch.versions import compare_rpm
 
 _REPOMD = "repodata/repomd.xml"
 
 
-class RpmFinder:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
+class RpmFinder(RepositoryFinder):
     def indexes(self, recent: Sequence[str]) -> list[IndexRead]:
         return [IndexRead(path) for path in sorted(recent) if path.endswith(_REPOMD)]
 
@@ -80,7 +84,7 @@ class RpmFinder:
                         root + urllib.parse.quote(href, safe="/+~"),
                         name,
                         version,
-                        int(size) if size.isdigit() else None,
+                        size_of(size),
                     )
                 )
             for files in candidates.values():
