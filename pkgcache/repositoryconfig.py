@@ -45,7 +45,17 @@ _REPOSITORY_KEYS = (
 _OCI_KEYS = ("hosts", "default", "username", "password")
 #: Kinds whose indexes name newer versions of what clients downloaded
 #: (``prefetch/``): the others have nothing to prefetch from.
-PREFETCH_KINDS = ("debian", "arch", "rpm", "alpine", "pypi", "npm", "go", "cargo")
+PREFETCH_KINDS = (
+    "debian",
+    "arch",
+    "rpm",
+    "alpine",
+    "pypi",
+    "npm",
+    "go",
+    "cargo",
+    "oci",
+)
 #: Kinds whose paths are a registry's API, not files (``registries/``):
 #: their own rules decide, and ``rules`` are refused.
 _REGISTRY_KINDS = ("pypi", "npm", "go", "cargo", "oci")
