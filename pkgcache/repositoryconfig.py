@@ -55,6 +55,7 @@ PREFETCH_KINDS = (
     "go",
     "cargo",
     "maven",
+    "oci",
 )
 #: Kinds whose paths are a registry's API, not files (``registries/``):
 #: their own rules decide, and ``rules`` are refused.

@@ -49,7 +49,9 @@ class Finder(Protocol):
         ...
 
     def more_indexes(self, recent: Sequence[str], bodies: Bodies) -> list[IndexRead]:
-        """Indexes the first ones point at (Debian's by-hash files)."""
+        """Indexes the ones read so far point at (Debian's by-hash files).
+        Asked again, with their bodies added, while it names indexes not
+        tried yet (``passes.MORE_ROUNDS`` times at most)."""
         ...
 
     def wanted(

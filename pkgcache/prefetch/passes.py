@@ -44,6 +44,7 @@ from pkgcache.prefetch.finders import Finder, IndexRead, Wanted
 from pkgcache.prefetch.golang import GoFinder
 from pkgcache.prefetch.maven import MavenFinder
 from pkgcache.prefetch.npm import NpmFinder
+from pkgcache.prefetch.oci import OciFinder
 from pkgcache.prefetch.pypi import PypiFinder
 from pkgcache.prefetch.rpm import RpmFinder
 from pkgcache.registries.fronts import DigestsUnavailable
@@ -71,7 +72,14 @@ FINDERS: dict[str, Callable[[str], Finder]] = {
     "go": GoFinder,
     "cargo": CargoFinder,
     "maven": MavenFinder,
+    "oci": OciFinder,
 }
+
+#: Rounds of ``more_indexes`` a pass asks at most: each names indexes the
+#: ones read so far point at (oci: an old manifest, then its config, then
+#: the new index's entry for that platform); a round naming none already
+#: tried ends them.
+MORE_ROUNDS = 3
 
 
 @dataclass
@@ -241,9 +249,18 @@ class Prefetcher:
         recent = list(self.demand.recent(name, settings.prefetch_unused_after))
         began = time.monotonic()
         try:
-            bodies = await self._refresh(finder.indexes(recent), report)
-            more = finder.more_indexes(recent, bodies)
-            bodies.update(await self._refresh(more, report))
+            first = finder.indexes(recent)
+            bodies = await self._refresh(first, report)
+            tried = set(first)
+            for _round in range(MORE_ROUNDS):
+                more = await IOLoop.current().run_in_executor(
+                    None, finder.more_indexes, recent, dict(bodies)
+                )
+                more = [index for index in more if index not in tried]
+                if not more:
+                    break
+                tried.update(more)
+                bodies.update(await self._refresh(more, report))
             wanted = await IOLoop.current().run_in_executor(
                 None, finder.wanted, recent, bodies, settings.prefetch_versions
             )
