@@ -495,3 +495,26 @@ def test_maven_a_pass_fetches_the_new_release_of_what_a_client_took(
         assert origin.requests["/" + new] == 1
     finally:
         origin.stop()
+
+
+def test_a_pass_stops_before_it_would_cross_max_size(
+    tmp_path: Path, make_proxy: Any
+) -> None:
+    from tests.pypirepo import PypiRepo, serve
+    from tests.test_reload import reload
+
+    repo = PypiRepo(tmp_path / "pypi")
+    repo.add_wheel("alpha", "1.0")
+    with serve(repo) as (index, files):
+        proxy = pypi_proxy(make_proxy, index, files)
+        download(tmp_path, proxy, "a", "alpha")
+        new = repo.add_wheel("alpha", "1.1")
+        assert wait_until(lambda: metric(proxy, "pkgcache_cache_files") == 3)
+        stored = metric(proxy, "pkgcache_cache_bytes")
+        # Room for the page's refresh, not for the new wheel.
+        reload(proxy, max_size=int(stored) + 600)
+        proxy.advance(FRESH_FOR + 1)
+        report = wait_for_pass(proxy, "pypi", after=start_pass(proxy, "pypi"))
+        assert report["stopped"] == "max_size", report
+        assert files.count(new.filename) == 0
+        assert metric(proxy, "pkgcache_prefetch_stopped_total", reason="max_size") == 1
