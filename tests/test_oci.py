@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -157,10 +159,9 @@ def test_a_pull_gives_identical_blobs_and_a_second_pull_asks_nobody(
     for digest in image.blobs:
         stored = cache.cached(f"v2/hub/blobs/sha256/{digest.split(':')[1]}")
         assert stored.read_bytes() == image.blobs[digest]
-    assert (
-        cache.cached(f"v2/hub/manifests/sha256/{image.digest.split(':')[1]}").exists()
-        or True
-    )
+    # The tag's manifest is also kept under its digest.
+    by_digest = cache.cached(f"v2/hub/manifests/sha256/{image.digest.split(':')[1]}")
+    assert by_digest.read_bytes() == image.manifest
     world.gate.reset()
     again = world.skopeo.pull(
         f"127.0.0.1:{cache.port}/hub/library/app:1", f"dir:{tmp_path / 'b'}"
@@ -439,3 +440,71 @@ def test_two_default_registries_are_refused():
     ]
     with pytest.raises(ConfigError, match="both default"):
         config.build({"repository": repositories})
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
+def test_podman_pulls_through_the_cache_with_its_own_scratch_storage(
+    world: World, cache: Proxy, tmp_path: Path
+):
+    """podman as root with the vfs driver and storage, run folders and
+    registries.conf of its own (nothing of the machine's)."""
+    image = world.images["app"]
+    (tmp_path / "registries.conf").write_text("")
+    (tmp_path / "policy.json").write_text(
+        '{"default": [{"type": "insecureAcceptAnything"}]}'
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "XDG_RUNTIME_DIR": str(tmp_path / "xdg"),
+        "CONTAINERS_REGISTRIES_CONF": str(tmp_path / "registries.conf"),
+        "CONTAINERS_CONF": str(tmp_path / "containers.conf"),
+        "REGISTRY_AUTH_FILE": str(tmp_path / "auth.json"),
+    }
+    (tmp_path / "xdg").mkdir()
+    (tmp_path / "containers.conf").write_text("")
+    (tmp_path / "auth.json").write_text("{}")
+    # podman refuses a run root longer than 50 characters.
+    run_root = Path(tempfile.mkdtemp(prefix="pc-podman-"))
+    podman = [
+        "podman",
+        "--root",
+        str(tmp_path / "storage"),
+        "--runroot",
+        str(run_root),
+        "--storage-driver",
+        "vfs",
+        "--log-level=error",
+    ]
+    pulled = subprocess.run(
+        [
+            *podman,
+            "pull",
+            "--tls-verify=false",
+            "--signature-policy",
+            str(tmp_path / "policy.json"),
+            f"127.0.0.1:{cache.port}/hub/library/app:1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    try:
+        assert pulled.returncode == 0, pulled.stderr
+        inspected = subprocess.run(
+            [*podman, "image", "inspect", f"127.0.0.1:{cache.port}/hub/library/app:1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert inspected.returncode == 0, inspected.stderr
+        layers = json.loads(inspected.stdout)[0]["RootFS"]["Layers"]
+        assert len(layers) == len(image.layer_digests())
+        # Every blob came through the cache and is stored there.
+        for digest in image.blobs:
+            stored = cache.cached(f"v2/hub/blobs/sha256/{digest.split(':')[1]}")
+            assert stored.read_bytes() == image.blobs[digest]
+    finally:
+        shutil.rmtree(run_root, ignore_errors=True)
