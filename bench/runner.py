@@ -10,6 +10,7 @@ collects its rows; ``table`` shows each as median [min-max].
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import re
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -558,3 +560,19 @@ def prepare(s: Servers, quick: bool) -> Fixtures:
         tornado_static_port=tornado_static_port,
         volatile=(volatile_port, volatile_process.pid),
     )
+
+
+def tests_module(name: str) -> ModuleType:
+    """A module of ``tests/`` (a repository or registry builder the
+    workloads share with the tests); those import ``tests.*`` themselves,
+    so the repository's top goes on ``sys.path``."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"tests.{name}")
+
+
+def spread_sizes(smallest: int, largest: int, count: int) -> list[int]:
+    """``count`` file sizes from ``smallest`` to ``largest``, each the same
+    factor larger than the one before (as a registry's files spread)."""
+    step = (largest / smallest) ** (1 / (count - 1))
+    return [round(smallest * step**n) for n in range(count)]

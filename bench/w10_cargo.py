@@ -31,7 +31,6 @@ Run by hand: ``python bench/w10_cargo.py [--runs N]`` prints its table.
 from __future__ import annotations
 
 import argparse
-import importlib
 import shutil
 import statistics
 import sys
@@ -40,10 +39,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from runner import MIB, ROOT, Bench, Servers, free_port
+from runner import MIB, Bench, Servers, free_port, spread_sizes, tests_module
 
 CRATES = 40
 WARM_FETCHES = 5
@@ -64,19 +62,6 @@ sources = ["{index}"]
 file_sources = ["{dl}"]
 fresh_for = "10m"
 """
-
-
-def _cargorepo() -> ModuleType:
-    """tests/cargorepo.py, which imports ``tests.static_origin``: the bench
-    puts the repository's top on ``sys.path``."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module("tests.cargorepo")
-
-
-def crate_sizes() -> list[int]:
-    step = (LARGEST / SMALLEST) ** (1 / (CRATES - 1))
-    return [round(SMALLEST * step**n) for n in range(CRATES)]
 
 
 @dataclass
@@ -148,7 +133,7 @@ class W10:
         self.s = servers
         self.folder = servers.work / "w10"
         self.folder.mkdir()
-        cargorepo = _cargorepo()
+        cargorepo = tests_module("cargorepo")
         if cargorepo.find_cargo() is None:
             raise RuntimeError("bench: W10 needs cargo 1.68 or newer (rustup)")
         self.cargorepo = cargorepo
@@ -156,7 +141,9 @@ class W10:
         self.names = [f"w10crate{n:02d}" for n in range(CRATES)]
         self.crates = [
             cargorepo.make_crate(name, "1.0.0", payload=size)
-            for name, size in zip(self.names, crate_sizes(), strict=True)
+            for name, size in zip(
+                self.names, spread_sizes(SMALLEST, LARGEST, CRATES), strict=True
+            )
         ]
         for crate in self.crates:
             self.registry.publish(crate)

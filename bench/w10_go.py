@@ -25,7 +25,6 @@ count as files).
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import statistics
 import subprocess
@@ -34,10 +33,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from runner import ROOT, Bench, free_port
+from runner import Bench, free_port, spread_sizes, tests_module
 
 MODULES = 40
 WARM = 5
@@ -58,19 +56,6 @@ sources = ["{origin}/proxy"]
 sumdb = "{origin}/sumdb"
 fresh_for = "10m"
 """
-
-
-def _tests(name: str) -> ModuleType:
-    """A module of ``tests/`` (the bench puts the repository's top on
-    ``sys.path``, as W8 does)."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module(f"tests.{name}")
-
-
-def sizes() -> list[int]:
-    step = (LARGEST / SMALLEST) ** (1 / (MODULES - 1))
-    return [round(SMALLEST * step**n) for n in range(MODULES)]
 
 
 @dataclass
@@ -99,12 +84,14 @@ class W10:
         self.bench = bench
         self.folder = bench.s.work / "w10go"
         self.folder.mkdir()
-        gorepo = self.gorepo = _tests("gorepo")
+        gorepo = self.gorepo = tests_module("gorepo")
         if gorepo.missing_go():
             raise RuntimeError("bench: W10: needs go (Debian: golang-go)")
         repo = gorepo.GoRepo(self.folder / "repo")
         self.paths = [f"example.com/w10/mod{n:02d}" for n in range(MODULES)]
-        for path, size in zip(self.paths, sizes(), strict=True):
+        for path, size in zip(
+            self.paths, spread_sizes(SMALLEST, LARGEST, MODULES), strict=True
+        ):
             name = path.rsplit("/", 1)[1]
             payload = bytes(range(256)) * (size // 256 + 1)
             repo.publish(
@@ -117,7 +104,7 @@ class W10:
                     },
                 )
             )
-        self.origin = _tests("static_origin").StaticOrigin(repo.root).start()
+        self.origin = tests_module("static_origin").StaticOrigin(repo.root).start()
         self.seq = 0
         self.process: subprocess.Popen[bytes] | None = None
 

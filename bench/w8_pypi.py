@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import itertools
 import os
 import shutil
@@ -55,9 +54,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
-from runner import HERE, MIB, ROOT, Bench, cpu_seconds, free_port
+from runner import (
+    HERE,
+    MIB,
+    ROOT,
+    Bench,
+    cpu_seconds,
+    free_port,
+    spread_sizes,
+    tests_module,
+)
 
 PROJECTS = 30
 #: Warm pips per run and cache, each with a clean pip: their median is the
@@ -102,19 +109,6 @@ def ensure_peers() -> None:
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-r", str(PEERS_REQUIREMENTS)], check=True)
     stamp.write_text(wanted)
-
-
-def _pypirepo() -> ModuleType:
-    """tests/pypirepo.py, which imports ``tests.static_origin``: the bench
-    puts the repository's top on ``sys.path``."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module("tests.pypirepo")
-
-
-def wheel_sizes() -> list[int]:
-    step = (LARGEST / SMALLEST) ** (1 / (PROJECTS - 1))
-    return [round(SMALLEST * step**n) for n in range(PROJECTS)]
 
 
 def clean_env() -> dict[str, str]:
@@ -366,10 +360,12 @@ class W8:
         self.bench = bench
         self.w8 = bench.s.work / "w8"
         self.w8.mkdir()
-        pypirepo = _pypirepo()
+        pypirepo = tests_module("pypirepo")
         repo = pypirepo.PypiRepo(self.w8 / "repo")
         self.names = [f"w8pkg{n:02d}" for n in range(PROJECTS)]
-        for name, size in zip(self.names, wheel_sizes(), strict=True):
+        for name, size in zip(
+            self.names, spread_sizes(SMALLEST, LARGEST, PROJECTS), strict=True
+        ):
             repo.add_wheel(name, "1.0", payload=size)
         self.digests = {d.filename: d.sha256 for d in repo.dists()}
         self._stack = contextlib.ExitStack()

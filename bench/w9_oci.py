@@ -25,7 +25,6 @@ proxy asks for the tag on every pull).
 from __future__ import annotations
 
 import gzip
-import importlib
 import os
 import shutil
 import subprocess
@@ -33,9 +32,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
 
-from runner import MIB, ROOT, Bench
+from runner import MIB, Bench, tests_module
 
 LAYERS = 6
 IMAGE_SIZE = 200 * MIB
@@ -49,12 +47,6 @@ kind = "oci"
 sources = ["{origin}"]
 fresh_for = "10m"
 """
-
-
-def _ociregistry() -> ModuleType:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module("tests.ociregistry")
 
 
 def run(bench: Bench) -> None:
@@ -71,7 +63,7 @@ def run(bench: Bench) -> None:
 class W9:
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
-        self.oci = _ociregistry()
+        self.oci = tests_module("ociregistry")
         self.folder = bench.s.work / "w9"
         self.folder.mkdir()
         self.skopeo = self.oci.Skopeo(self.folder / "skopeo")
